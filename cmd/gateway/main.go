@@ -1,0 +1,70 @@
+// Command gateway receives metrics (Prometheus remote-write) and writes them
+// to Kafka keyed by cluster, answering 2xx only after Kafka acknowledged.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/oklog/run"
+
+	"github.com/tributary-io/tributary/pkg/flagenv"
+	"github.com/tributary-io/tributary/pkg/gateway"
+	"github.com/tributary-io/tributary/pkg/kafka"
+	"github.com/tributary-io/tributary/pkg/server"
+)
+
+type config struct {
+	Gateway gateway.Config   `yaml:"gateway"`
+	Log     server.LogConfig `yaml:"log"`
+}
+
+func main() {
+	if err := runMain(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "gateway:", err)
+		os.Exit(1)
+	}
+}
+
+func runMain(args []string) error {
+	var cfg config
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	cfg.Gateway.RegisterFlags(fs)
+	cfg.Log.RegisterFlags(fs)
+	if err := flagenv.Parse(fs, args, "TRIBUTARY_GATEWAY", &cfg); err != nil {
+		if err == flag.ErrHelp {
+			return nil
+		}
+		return err
+	}
+	if err := cfg.Gateway.Validate(); err != nil {
+		return err
+	}
+	log, err := cfg.Log.Logger("gateway")
+	if err != nil {
+		return err
+	}
+	reg := server.Registry()
+
+	producer, err := kafka.NewProducer(cfg.Gateway.Kafka, cfg.Gateway.Producer, "gateway", reg, log)
+	if err != nil {
+		return err
+	}
+	gw := gateway.New(cfg.Gateway, producer, reg, reg, log)
+
+	var g run.Group
+	server.Signals(&g, log)
+	// The HTTP block stops first and waits for in-flight requests (each
+	// waits for its Kafka acknowledgement); only then is the producer closed.
+	if err := server.HTTP(&g, cfg.Gateway.ListenAddr, gw.Handler(), cfg.Gateway.ShutdownTimeout, log); err != nil {
+		producer.Close()
+		return err
+	}
+	err = g.Run()
+	if cerr := producer.Close(); cerr != nil {
+		log.Warn("producer close", "err", cerr)
+	}
+	log.Info("stopped")
+	return err
+}

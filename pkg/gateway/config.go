@@ -1,0 +1,73 @@
+// Package gateway receives telemetry over the ecosystem's own protocols,
+// validates it, and writes it to Kafka keyed by cluster. It answers 2xx only
+// after Kafka has acknowledged every record of a request.
+package gateway
+
+import (
+	"errors"
+	"flag"
+	"time"
+
+	"github.com/tributary-io/tributary/pkg/kafka"
+	"github.com/tributary-io/tributary/pkg/remotewrite"
+)
+
+// Config of the gateway.
+type Config struct {
+	ListenAddr     string `yaml:"listen_addr"`
+	MetricsTopic   string `yaml:"metrics_topic"`
+	DefaultCluster string `yaml:"default_cluster"`
+	// ClusterHeader names the request header that sets the cluster of
+	// series without a cluster label (it wins over DefaultCluster).
+	ClusterHeader    string               `yaml:"cluster_header"`
+	MaxBodyBytes     int                  `yaml:"max_body_bytes"`
+	MaxInflightBytes int64                `yaml:"max_inflight_bytes"`
+	RetryAfter       time.Duration        `yaml:"retry_after"`
+	ShutdownTimeout  time.Duration        `yaml:"shutdown_timeout"`
+	RemoteWrite      remotewrite.Limits   `yaml:"remote_write"`
+	Producer         kafka.ProducerConfig `yaml:"producer"`
+	Kafka            kafka.Config         `yaml:"kafka"`
+}
+
+// RegisterFlags registers the gateway's flags.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	c.RemoteWrite = remotewrite.DefaultLimits()
+	fs.StringVar(&c.ListenAddr, "http.listen-addr", ":8080", "Address to serve the write endpoints, /metrics and health checks on.")
+	fs.StringVar(&c.MetricsTopic, "topic.metrics", "tributary.metrics", "Kafka topic for metrics.")
+	fs.StringVar(&c.DefaultCluster, "default-cluster", "", "Cluster for data without a cluster label and without the cluster header. Empty: such data is refused with 400.")
+	fs.StringVar(&c.ClusterHeader, "cluster-header", "X-Tributary-Cluster", "Request header naming the cluster of data without a cluster label.")
+	fs.IntVar(&c.MaxBodyBytes, "limits.max-body-bytes", 16<<20, "Largest compressed request body accepted (413 above).")
+	fs.IntVar(&c.RemoteWrite.MaxDecodedBytes, "limits.max-decoded-bytes", c.RemoteWrite.MaxDecodedBytes, "Largest decompressed request accepted (413 above), checked before allocating.")
+	fs.IntVar(&c.RemoteWrite.MaxRecordBytes, "limits.max-record-bytes", c.RemoteWrite.MaxRecordBytes, "Largest Kafka record value; larger requests are split. Keep below the topic's max.message.bytes.")
+	fs.IntVar(&c.RemoteWrite.MaxLabelsPerSeries, "limits.max-labels-per-series", c.RemoteWrite.MaxLabelsPerSeries, "Most labels a series may have.")
+	fs.IntVar(&c.RemoteWrite.MaxLabelNameLen, "limits.max-label-name-length", c.RemoteWrite.MaxLabelNameLen, "Longest label name.")
+	fs.IntVar(&c.RemoteWrite.MaxLabelValueLen, "limits.max-label-value-length", c.RemoteWrite.MaxLabelValueLen, "Longest label value.")
+	// Bodies and their decoded copies of all requests being served; beyond
+	// this the gateway answers 429 instead of growing without bound.
+	fs.Int64Var(&c.MaxInflightBytes, "limits.max-inflight-bytes", 512<<20, "Memory for request bodies in flight (compressed + decoded); above it requests get 429.")
+	fs.DurationVar(&c.RetryAfter, "retry-after", 5*time.Second, "Retry-After sent with 429 and 503.")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "On SIGTERM, how long to finish in-flight requests and flush the producer.")
+	fs.DurationVar(&c.Producer.AckTimeout, "kafka.ack-timeout", 10*time.Second, "Longest wait for Kafka to acknowledge a request's records before answering 503.")
+	fs.IntVar(&c.Producer.MaxMessageBytes, "kafka.max-message-bytes", 1000000, "Producer's largest message (value + key + headers).")
+	c.Kafka.RegisterFlags("kafka.", fs)
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	if c.MetricsTopic == "" {
+		return errors.New("topic.metrics must not be empty")
+	}
+	if c.MaxBodyBytes <= 0 || c.RemoteWrite.MaxDecodedBytes <= 0 {
+		return errors.New("body size limits must be positive")
+	}
+	if c.RemoteWrite.MaxRecordBytes+4096 > c.Producer.MaxMessageBytes {
+		return errors.New("limits.max-record-bytes must be at least 4 KiB below kafka.max-message-bytes (room for key and headers)")
+	}
+	if c.MaxInflightBytes < int64(c.MaxBodyBytes) {
+		return errors.New("limits.max-inflight-bytes must be at least limits.max-body-bytes")
+	}
+	if c.Producer.AckTimeout <= 0 {
+		return errors.New("kafka.ack-timeout must be positive")
+	}
+	return c.Kafka.Validate()
+}

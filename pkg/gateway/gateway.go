@@ -1,0 +1,255 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/IBM/sarama"
+	"github.com/golang/snappy"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tributary-io/tributary/pkg/kafka"
+	"github.com/tributary-io/tributary/pkg/record"
+	"github.com/tributary-io/tributary/pkg/reject"
+	recordpb "github.com/tributary-io/tributary/proto/record/v1"
+)
+
+// Producer writes records and returns when Kafka acknowledged all of them.
+type Producer interface {
+	Produce(ctx context.Context, msgs []*sarama.ProducerMessage) error
+	Ready(topic string) error
+}
+
+// errOverloaded: the in-flight memory budget is spent; the client retries.
+var errOverloaded = errors.New("gateway overloaded: too many bytes in flight")
+
+// Gateway serves the write endpoints.
+type Gateway struct {
+	cfg      Config
+	producer Producer
+	log      *slog.Logger
+	metrics  *metrics
+	gatherer prometheus.Gatherer
+
+	inflight atomic.Int64
+	bodies   sync.Pool // *[]byte
+
+	readyMu  sync.Mutex
+	readyAt  time.Time
+	readyErr error
+}
+
+// New builds a gateway writing through producer.
+func New(cfg Config, producer Producer, reg prometheus.Registerer, gatherer prometheus.Gatherer, log *slog.Logger) *Gateway {
+	return &Gateway{cfg: cfg, producer: producer, log: log, metrics: newMetrics(reg), gatherer: gatherer}
+}
+
+// Handler is the gateway's HTTP API.
+func (g *Gateway) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("POST /api/v1/write", g.instrument("metrics", g.remoteWrite))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g.gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "OK")
+	})
+	mux.HandleFunc("GET /-/ready", g.ready)
+	return mux
+}
+
+// ready is 200 only while Kafka answers metadata requests for our topic.
+// The check is cached for a second so probes cannot load the brokers.
+func (g *Gateway) ready(w http.ResponseWriter, _ *http.Request) {
+	g.readyMu.Lock()
+	if time.Since(g.readyAt) > time.Second {
+		g.readyErr = g.producer.Ready(g.cfg.MetricsTopic)
+		g.readyAt = time.Now()
+	}
+	err := g.readyErr
+	g.readyMu.Unlock()
+	if err != nil {
+		http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+// instrument runs a write handler and maps its error to the response, in
+// this one place: 4xx for input the client must not retry, 429/503 with
+// Retry-After when the client should keep its data and retry.
+func (g *Gateway) instrument(signal string, h func(*http.Request) (int, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		code, err := h(r)
+		var reason string
+		if err != nil {
+			code, reason = g.statusOf(err)
+			if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
+				w.Header().Set("Retry-After", strconv.Itoa(int(g.cfg.RetryAfter.Seconds()+0.5)))
+			}
+			if code >= 500 {
+				g.log.Warn("write failed", "signal", signal, "code", code, "err", err)
+			} else {
+				g.log.Debug("write refused", "signal", signal, "code", code, "err", err)
+			}
+			http.Error(w, reason, code)
+		} else {
+			w.WriteHeader(code)
+		}
+		g.metrics.requests.WithLabelValues(signal, strconv.Itoa(code)).Inc()
+		g.metrics.duration.WithLabelValues(signal).Observe(time.Since(start).Seconds())
+	})
+}
+
+func (g *Gateway) statusOf(err error) (int, string) {
+	if status, ok := reject.Status(err); ok {
+		return status, err.Error()
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", tooBig.Limit)
+	case errors.Is(err, errOverloaded):
+		return http.StatusTooManyRequests, err.Error()
+	case errors.Is(err, kafka.ErrUnavailable):
+		return http.StatusServiceUnavailable, "kafka unavailable, retry later"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, "request cancelled: " + err.Error()
+	}
+	return http.StatusInternalServerError, "internal error"
+}
+
+// reserve takes n bytes of the in-flight budget; release gives them back.
+func (g *Gateway) reserve(n int64) (release func(), err error) {
+	if g.inflight.Add(n) > g.cfg.MaxInflightBytes {
+		g.inflight.Add(-n)
+		return nil, errOverloaded
+	}
+	g.metrics.inflight.Set(float64(g.inflight.Load()))
+	return func() {
+		g.metrics.inflight.Set(float64(g.inflight.Add(-n)))
+	}, nil
+}
+
+// readBody reads the request body into a pooled buffer. The caller gives
+// the buffer back with putBody, unless the producer may still hold it.
+func (g *Gateway) readBody(r *http.Request) ([]byte, error) {
+	limit := int64(g.cfg.MaxBodyBytes)
+	if r.ContentLength > limit {
+		return nil, reject.TooLarge("body of %d bytes exceeds the limit of %d", r.ContentLength, limit)
+	}
+	bp, _ := g.bodies.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	buf := (*bp)[:0]
+	if r.ContentLength > 0 && cap(buf) < int(r.ContentLength) {
+		buf = make([]byte, 0, r.ContentLength)
+	}
+	body := http.MaxBytesReader(nil, r.Body, limit)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read body: %w", err)
+		}
+	}
+}
+
+// maxPooledBody bounds the buffers kept for reuse.
+const maxPooledBody = 4 << 20
+
+func (g *Gateway) putBody(b []byte) {
+	if cap(b) > maxPooledBody {
+		return
+	}
+	b = b[:0]
+	g.bodies.Put(&b)
+}
+
+// clusterDefault is the cluster for data without a cluster label.
+func (g *Gateway) clusterDefault(r *http.Request) (string, error) {
+	if v := r.Header.Get(g.cfg.ClusterHeader); v != "" {
+		if !utf8.ValidString(v) || len(v) > 256 {
+			return "", reject.BadRequest("invalid %s header", g.cfg.ClusterHeader)
+		}
+		return v, nil
+	}
+	return g.cfg.DefaultCluster, nil
+}
+
+// tenantOf reads X-Scope-OrgID with the rules Loki and Mimir apply.
+func tenantOf(r *http.Request) (string, error) {
+	t := r.Header.Get("X-Scope-OrgID")
+	if len(t) > 150 {
+		return "", reject.BadRequest("X-Scope-OrgID longer than 150 bytes")
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '!' || c == '-' || c == '_' || c == '.' || c == '*' || c == '\'' || c == '(' || c == ')'
+		if !ok {
+			return "", reject.BadRequest("X-Scope-OrgID contains %q", c)
+		}
+	}
+	if t == "." || t == ".." {
+		return "", reject.BadRequest("X-Scope-OrgID may not be %q", t)
+	}
+	return t, nil
+}
+
+// outRecord is one record to produce.
+type outRecord struct {
+	cluster string
+	value   []byte
+	items   int
+}
+
+// produce writes recs to topic and waits for all acknowledgements.
+func (g *Gateway) produce(ctx context.Context, signal recordpb.Signal, topic, contentType, tenant string, recs []outRecord) error {
+	now := time.Now().UnixNano()
+	msgs := make([]*sarama.ProducerMessage, len(recs))
+	for i, rec := range recs {
+		env := &recordpb.Envelope{
+			SchemaVersion:      record.SchemaVersion,
+			Signal:             signal,
+			Cluster:            rec.cluster,
+			Tenant:             tenant,
+			ReceivedAtUnixNano: now,
+			ContentType:        contentType,
+			ContentEncoding:    record.EncodingSnappy,
+			Items:              uint64(rec.items),
+		}
+		msgs[i] = &sarama.ProducerMessage{
+			Topic:   topic,
+			Key:     sarama.StringEncoder(rec.cluster),
+			Value:   sarama.ByteEncoder(rec.value),
+			Headers: record.Headers(env),
+		}
+	}
+	return g.producer.Produce(ctx, msgs)
+}
+
+// decodedLen is snappy's declared decoded length, or -1.
+func decodedLen(body []byte) int {
+	n, err := snappy.DecodedLen(body)
+	if err != nil {
+		return -1
+	}
+	return n
+}

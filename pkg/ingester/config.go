@@ -1,0 +1,51 @@
+package ingester
+
+import (
+	"errors"
+	"flag"
+	"time"
+)
+
+// Config of one sink's consumer.
+type Config struct {
+	Topic    string `yaml:"topic"`
+	Group    string `yaml:"group"`
+	DLQTopic string `yaml:"dlq_topic"`
+	// A batch is written when it holds BatchMaxBytes of record values or
+	// BatchMaxRecords records, or BatchMaxDelay after its first record.
+	BatchMaxBytes   int           `yaml:"batch_max_bytes"`
+	BatchMaxRecords int           `yaml:"batch_max_records"`
+	BatchMaxDelay   time.Duration `yaml:"batch_max_delay"`
+	Backoff         Backoff       `yaml:"backoff"`
+	// FlushTimeout bounds the final flush when partitions are revoked or the
+	// process stops; what is not written by then is re-read by the next owner.
+	FlushTimeout time.Duration `yaml:"flush_timeout"`
+}
+
+// RegisterFlags registers the flags under prefix (e.g. "prometheus.").
+func (c *Config) RegisterFlags(prefix, sink, topic string, fs *flag.FlagSet) {
+	fs.StringVar(&c.Topic, prefix+"topic", topic, "Kafka topic to consume.")
+	fs.StringVar(&c.Group, prefix+"group", "tributary-"+sink, "Kafka consumer group; one per sink.")
+	fs.StringVar(&c.DLQTopic, prefix+"dlq-topic", "tributary.dlq", "Dead-letter topic for records the sink refuses.")
+	// Snappy record values of ~100 KiB each: ~1 MiB compressed is a
+	// remote-write request of a few MiB, which every backend accepts.
+	fs.IntVar(&c.BatchMaxBytes, prefix+"batch.max-bytes", 1<<20, "Flush a batch at this many bytes of (compressed) record values.")
+	fs.IntVar(&c.BatchMaxRecords, prefix+"batch.max-records", 500, "Flush a batch at this many records.")
+	fs.DurationVar(&c.BatchMaxDelay, prefix+"batch.max-delay", 200*time.Millisecond, "Flush a batch this long after its first record.")
+	fs.DurationVar(&c.Backoff.Min, prefix+"backoff.min", 100*time.Millisecond, "First retry delay.")
+	fs.DurationVar(&c.Backoff.Max, prefix+"backoff.max", 10*time.Second, "Longest retry delay.")
+	fs.DurationVar(&c.FlushTimeout, prefix+"flush-timeout", 20*time.Second, "On rebalance or shutdown, how long to keep writing what is in flight.")
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	switch {
+	case c.Topic == "" || c.Group == "" || c.DLQTopic == "":
+		return errors.New("topic, group and dlq-topic must be set")
+	case c.BatchMaxBytes <= 0 || c.BatchMaxRecords <= 0 || c.BatchMaxDelay <= 0:
+		return errors.New("batch limits must be positive")
+	case c.Backoff.Min <= 0 || c.Backoff.Max < c.Backoff.Min:
+		return errors.New("backoff: need 0 < min <= max")
+	}
+	return nil
+}

@@ -1,0 +1,54 @@
+package ingester
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Metrics of the ingester, shared by all sinks of a process.
+type Metrics struct {
+	consumed      *prometheus.CounterVec
+	items         *prometheus.CounterVec
+	writeDuration *prometheus.HistogramVec
+	retries       *prometheus.CounterVec
+	dlq           *prometheus.CounterVec
+	lag           *prometheus.GaugeVec
+	delay         *prometheus.HistogramVec
+}
+
+// NewMetrics registers the ingester metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	return &Metrics{
+		consumed: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "tributary_ingester_records_consumed_total",
+			Help: "Kafka records read, by sink.",
+		}, []string{"sink"}),
+		items: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "tributary_ingester_items_written_total",
+			Help: "Samples, log entries or spans acknowledged by the sink.",
+		}, []string{"sink"}),
+		writeDuration: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tributary_ingester_sink_write_duration_seconds",
+			Help:    "Duration of one sink write attempt, by outcome (success, error, rejected).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
+		}, []string{"sink", "outcome"}),
+		retries: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "tributary_ingester_sink_retries_total",
+			Help: "Sink writes retried after a retryable error.",
+		}, []string{"sink"}),
+		dlq: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "tributary_ingester_dlq_records_total",
+			Help: "Records moved to the dead-letter topic, by sink and reason class.",
+		}, []string{"sink", "reason"}),
+		lag: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tributary_ingester_lag_records",
+			Help: "Records in the partition not yet acknowledged by the sink.",
+		}, []string{"sink", "partition"}),
+		delay: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tributary_ingester_end_to_end_delay_seconds",
+			Help:    "From the gateway receiving a request to the sink acknowledging its record.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		}, []string{"sink"}),
+	}
+}

@@ -1,0 +1,70 @@
+// Package kafka holds the Kafka client configuration shared by gateway and
+// ingester, and the acknowledged producer both use (records, dead letters).
+package kafka
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// Config is the connection to the Kafka cluster.
+type Config struct {
+	Brokers  string        `yaml:"brokers"`
+	ClientID string        `yaml:"client_id"`
+	Version  string        `yaml:"version"`
+	Timeout  time.Duration `yaml:"timeout"`
+}
+
+// RegisterFlags registers the flags under prefix (e.g. "kafka.").
+func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
+	fs.StringVar(&c.Brokers, prefix+"brokers", "127.0.0.1:9092", "Comma-separated Kafka bootstrap brokers.")
+	fs.StringVar(&c.ClientID, prefix+"client-id", "tributary", "Kafka client ID.")
+	// 2.8 is the oldest version with every request we use in its modern form;
+	// brokers newer than the client work with it.
+	fs.StringVar(&c.Version, prefix+"version", "2.8.0", "Kafka protocol version to speak (the broker's or older).")
+	fs.DurationVar(&c.Timeout, prefix+"timeout", 10*time.Second, "Dial, read and write timeout for broker connections.")
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	if len(c.BrokerList()) == 0 {
+		return errors.New("kafka: no brokers configured")
+	}
+	if _, err := sarama.ParseKafkaVersion(c.Version); err != nil {
+		return fmt.Errorf("kafka: version %q: %w", c.Version, err)
+	}
+	if c.Timeout <= 0 {
+		return errors.New("kafka: timeout must be positive")
+	}
+	return nil
+}
+
+// BrokerList is Brokers split on commas.
+func (c *Config) BrokerList() []string {
+	var out []string
+	for _, b := range strings.Split(c.Brokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// Sarama is the base sarama configuration for this cluster.
+func (c *Config) Sarama() *sarama.Config {
+	sc := sarama.NewConfig()
+	sc.ClientID = c.ClientID
+	sc.Version, _ = sarama.ParseKafkaVersion(c.Version)
+	sc.Net.DialTimeout = c.Timeout
+	sc.Net.ReadTimeout = 3 * c.Timeout // a produce with acks=all may take the broker's own timeout
+	sc.Net.WriteTimeout = c.Timeout
+	sc.Metadata.Retry.Max = 3
+	sc.Metadata.Retry.Backoff = 250 * time.Millisecond
+	sc.Metadata.Full = false
+	return sc
+}

@@ -1,0 +1,218 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// ErrUnavailable means Kafka did not acknowledge in time or refused for a
+// reason that may pass (leader election, broker down). The caller keeps the
+// data and retries; an HTTP client gets 503.
+var ErrUnavailable = errors.New("kafka unavailable")
+
+// ProducerConfig tunes the producer. Durability settings are not
+// configurable: acks=all and idempotence are the contract.
+type ProducerConfig struct {
+	// AckTimeout bounds how long Produce waits for the acknowledgement of
+	// every record before answering ErrUnavailable.
+	AckTimeout time.Duration `yaml:"ack_timeout"`
+	// MaxMessageBytes must be at least the largest record the gateway cuts.
+	MaxMessageBytes int `yaml:"max_message_bytes"`
+}
+
+// Producer writes records with acks=all and idempotence, and tells each
+// caller when all of its records are acknowledged.
+type Producer struct {
+	client  sarama.Client
+	ap      sarama.AsyncProducer
+	cfg     ProducerConfig
+	log     *slog.Logger
+	wg      sync.WaitGroup
+	metrics *producerMetrics
+	closed  atomic.Bool
+}
+
+type producerMetrics struct {
+	records  *prometheus.CounterVec
+	bytes    *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// pending tracks the records of one Produce call.
+type pending struct {
+	left int32
+	done chan struct{}
+	mu   sync.Mutex
+	err  error
+}
+
+func (p *pending) finish(err error) {
+	if err != nil {
+		p.mu.Lock()
+		if p.err == nil {
+			p.err = err
+		}
+		p.mu.Unlock()
+	}
+	if atomic.AddInt32(&p.left, -1) == 0 {
+		close(p.done)
+	}
+}
+
+// NewProducer connects to Kafka. component names the metric namespace
+// ("gateway", "ingester").
+func NewProducer(kc Config, cfg ProducerConfig, component string, reg prometheus.Registerer, log *slog.Logger) (*Producer, error) {
+	sc := kc.Sarama()
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	sc.Producer.Idempotent = true
+	sc.Net.MaxOpenRequests = 1 // required by the idempotent producer
+	sc.Producer.Retry.Max = 10
+	sc.Producer.Retry.Backoff = 200 * time.Millisecond
+	sc.Producer.Return.Successes = true
+	sc.Producer.Return.Errors = true
+	// Record values are already snappy-compressed; compressing batches again
+	// costs CPU for nothing (DESIGN.md).
+	sc.Producer.Compression = sarama.CompressionNone
+	sc.Producer.MaxMessageBytes = cfg.MaxMessageBytes
+	sc.Producer.Timeout = kc.Timeout
+	client, err := sarama.NewClient(kc.BrokerList(), sc)
+	if err != nil {
+		return nil, fmt.Errorf("connect to kafka %s: %w", kc.Brokers, err)
+	}
+	ap, err := sarama.NewAsyncProducerFromClient(client)
+	if err != nil {
+		client.Close()
+		return nil, fmt.Errorf("create producer: %w", err)
+	}
+	f := promauto.With(reg)
+	p := &Producer{
+		client: client, ap: ap, cfg: cfg, log: log,
+		metrics: &producerMetrics{
+			records: f.NewCounterVec(prometheus.CounterOpts{
+				Namespace: "tributary", Subsystem: component, Name: "kafka_records_total",
+				Help: "Records sent to Kafka, by topic and outcome (acked, failed).",
+			}, []string{"topic", "outcome"}),
+			bytes: f.NewCounterVec(prometheus.CounterOpts{
+				Namespace: "tributary", Subsystem: component, Name: "kafka_record_bytes_total",
+				Help: "Bytes of record values acknowledged by Kafka, by topic.",
+			}, []string{"topic"}),
+			duration: f.NewHistogramVec(prometheus.HistogramOpts{
+				Namespace: "tributary", Subsystem: component, Name: "kafka_produce_duration_seconds",
+				Help:    "Time from handing records to the producer until all are acknowledged, by outcome.",
+				Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+			}, []string{"outcome"}),
+		},
+	}
+	p.wg.Add(2)
+	go p.successes()
+	go p.errors()
+	return p, nil
+}
+
+func (p *Producer) successes() {
+	defer p.wg.Done()
+	for m := range p.ap.Successes() {
+		p.metrics.records.WithLabelValues(m.Topic, "acked").Inc()
+		p.metrics.bytes.WithLabelValues(m.Topic).Add(float64(m.Value.Length()))
+		m.Metadata.(*pending).finish(nil)
+	}
+}
+
+func (p *Producer) errors() {
+	defer p.wg.Done()
+	for e := range p.ap.Errors() {
+		p.metrics.records.WithLabelValues(e.Msg.Topic, "failed").Inc()
+		p.log.Warn("kafka produce failed", "topic", e.Msg.Topic, "err", e.Err)
+		e.Msg.Metadata.(*pending).finish(fmt.Errorf("produce to %s: %w", e.Msg.Topic, e.Err))
+	}
+}
+
+// Produce sends msgs and returns once Kafka has acknowledged every one of
+// them (acks=all), or an error wrapping ErrUnavailable if any failed or the
+// acknowledgements did not come within the ack timeout. After an error some
+// records may still have been written: the caller retries the whole set and
+// the sinks tolerate duplicates (at-least-once). The caller must not modify
+// msgs' keys and values until Produce returns nil; after an error it must
+// never reuse them (the producer may still hold them).
+func (p *Producer) Produce(ctx context.Context, msgs []*sarama.ProducerMessage) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	if p.closed.Load() {
+		return fmt.Errorf("%w: producer closed", ErrUnavailable)
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.AckTimeout)
+	defer cancel()
+	pd := &pending{left: int32(len(msgs)), done: make(chan struct{})}
+	for i, m := range msgs {
+		m.Metadata = pd
+		select {
+		case p.ap.Input() <- m:
+		case <-ctx.Done():
+			// The rest is never sent; count it as failed so that pd
+			// completes for whatever was enqueued.
+			for range msgs[i:] {
+				pd.finish(ctx.Err())
+			}
+			p.metrics.duration.WithLabelValues("timeout").Observe(time.Since(start).Seconds())
+			return fmt.Errorf("%w: producer queue full: %v", ErrUnavailable, ctx.Err())
+		}
+	}
+	select {
+	case <-pd.done:
+	case <-ctx.Done():
+		p.metrics.duration.WithLabelValues("timeout").Observe(time.Since(start).Seconds())
+		return fmt.Errorf("%w: no acknowledgement within %s", ErrUnavailable, p.cfg.AckTimeout)
+	}
+	if pd.err != nil {
+		p.metrics.duration.WithLabelValues("failed").Observe(time.Since(start).Seconds())
+		return fmt.Errorf("%w: %v", ErrUnavailable, pd.err)
+	}
+	p.metrics.duration.WithLabelValues("acked").Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// Ready reports whether Kafka answers: the metadata for topic can be
+// fetched and its partitions have leaders.
+func (p *Producer) Ready(topic string) error {
+	if p.closed.Load() {
+		return errors.New("producer closed")
+	}
+	if err := p.client.RefreshMetadata(topic); err != nil {
+		return fmt.Errorf("kafka metadata: %w", err)
+	}
+	parts, err := p.client.Partitions(topic)
+	if err != nil {
+		return fmt.Errorf("kafka partitions of %s: %w", topic, err)
+	}
+	for _, part := range parts {
+		if _, err := p.client.Leader(topic, part); err != nil {
+			return fmt.Errorf("kafka leader of %s/%d: %w", topic, part, err)
+		}
+	}
+	return nil
+}
+
+// Close flushes what is buffered (waiting for acknowledgements) and
+// disconnects.
+func (p *Producer) Close() error {
+	if p.closed.Swap(true) {
+		return nil
+	}
+	err := p.ap.Close()
+	p.wg.Wait()
+	if cerr := p.client.Close(); err == nil && !errors.Is(cerr, sarama.ErrClosedClient) {
+		err = cerr
+	}
+	return err
+}
