@@ -33,3 +33,10 @@ func Binary(t testing.TB, name string) string {
 	}
 	return filepath.Join(binDir, name)
 }
+
+// RemoveBinaries deletes what Binary built; call it from TestMain.
+func RemoveBinaries() {
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+}

@@ -91,3 +91,9 @@ func Header(m *sarama.ConsumerMessage, key string) string {
 	}
 	return ""
 }
+
+// FastGroups lets consumer groups notice a dead member quickly (kfake's
+// default minimum session timeout is 6 s), for crash tests.
+func FastGroups() []kfake.Opt {
+	return []kfake.Opt{kfake.GroupMinSessionTimeout(time.Second)}
+}

@@ -1,0 +1,192 @@
+// Package integration runs the real binaries (gateway, ingester) against a
+// Kafka wire-protocol broker (kfake) and a real Prometheus server, and checks
+// the data by querying it back.
+package integration
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tributary-io/tributary/internal/testenv"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testenv.RemoveBinaries()
+	os.Exit(code)
+}
+
+type gatewayProc struct {
+	*testenv.Process
+	URL string
+}
+
+func startGateway(t *testing.T, kafkaAddr string, extra ...string) *gatewayProc {
+	t.Helper()
+	port := testenv.FreePort(t)
+	args := append([]string{
+		"-http.listen-addr=" + testenv.Addr(port),
+		"-kafka.brokers=" + kafkaAddr,
+		"-kafka.ack-timeout=5s",
+		"-retry-after=1s",
+	}, extra...)
+	p := testenv.StartProcess(t, "gateway", testenv.Binary(t, "gateway"), args)
+	url := "http://" + testenv.Addr(port)
+	testenv.WaitHTTP(t, p, url+"/-/ready", 30*time.Second)
+	return &gatewayProc{Process: p, URL: url}
+}
+
+type ingesterProc struct {
+	*testenv.Process
+	URL string
+}
+
+func startIngester(t *testing.T, kafkaAddr, promURL string, extra ...string) *ingesterProc {
+	t.Helper()
+	port := testenv.FreePort(t)
+	args := append([]string{
+		"-http.listen-addr=" + testenv.Addr(port),
+		"-kafka.brokers=" + kafkaAddr,
+		"-prometheus.url=" + promURL + "/api/v1/write",
+		"-prometheus.batch.max-delay=50ms",
+		"-prometheus.backoff.max=1s",
+		"-prometheus.flush-timeout=5s",
+	}, extra...)
+	p := testenv.StartProcess(t, "ingester", testenv.Binary(t, "ingester"), args)
+	url := "http://" + testenv.Addr(port)
+	testenv.WaitHTTP(t, p, url+"/-/healthy", 30*time.Second)
+	return &ingesterProc{Process: p, URL: url}
+}
+
+// load is a deterministic set of series: cluster c, series i, sample j has
+// timestamp t0+j seconds and value i*1000+j.
+type load struct {
+	metric   string
+	clusters []string
+	series   int
+	samples  int
+	t0       time.Time
+}
+
+func newLoad(metric string, clusters []string, series, samples int) load {
+	return load{metric: metric, clusters: clusters, series: series, samples: samples,
+		t0: time.Now().Add(-time.Duration(samples)*time.Second - time.Minute).Truncate(time.Second)}
+}
+
+// request builds the write request for samples [from, to) of every series
+// of cluster c. With noLabel the cluster label is left out (the gateway's
+// default or header must supply it).
+func (l load) request(c string, from, to int, noLabel bool) []byte {
+	req := &prompb.WriteRequest{}
+	for i := 0; i < l.series; i++ {
+		ts := prompb.TimeSeries{Labels: []prompb.Label{{Name: "__name__", Value: l.metric}}}
+		if !noLabel {
+			ts.Labels = append(ts.Labels, prompb.Label{Name: "cluster", Value: c})
+		}
+		ts.Labels = append(ts.Labels, prompb.Label{Name: "series", Value: fmt.Sprint(i)})
+		for j := from; j < to; j++ {
+			ts.Samples = append(ts.Samples, prompb.Sample{
+				Timestamp: l.t0.Add(time.Duration(j) * time.Second).UnixMilli(),
+				Value:     float64(i*1000 + j),
+			})
+		}
+		req.Timeseries = append(req.Timeseries, ts)
+	}
+	raw, err := req.Marshal()
+	if err != nil {
+		panic(err)
+	}
+	return snappy.Encode(nil, raw)
+}
+
+func post(url string, body []byte, headers ...string) (int, string, error) {
+	req, err := http.NewRequest(http.MethodPost, url+"/api/v1/write", bytes.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Content-Encoding", "snappy")
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	for i := 0; i < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(msg), nil
+}
+
+// verify waits until the sink holds, for every cluster, exactly
+// l.series series with want[c] samples each and the exact expected values.
+func verify(t *testing.T, prom *testenv.PrometheusServer, l load, want map[string]int) {
+	t.Helper()
+	at := l.t0.Add(time.Duration(l.samples) * time.Second)
+	window := fmt.Sprintf("%ds", l.samples+60)
+	deadline := time.Now().Add(90 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		ok := true
+		for c, n := range want {
+			counts, err := prom.Query(fmt.Sprintf(`count_over_time(%s{cluster=%q}[%s])`, l.metric, c, window), at)
+			if err != nil {
+				last = err.Error()
+				ok = false
+				break
+			}
+			sums, err := prom.Query(fmt.Sprintf(`sum(sum_over_time(%s{cluster=%q}[%s]))`, l.metric, c, window), at)
+			if err != nil {
+				last = err.Error()
+				ok = false
+				break
+			}
+			wantSum := 0.0
+			for i := 0; i < l.series; i++ {
+				for j := 0; j < n; j++ {
+					wantSum += float64(i*1000 + j)
+				}
+			}
+			got := 0
+			for _, s := range counts {
+				if int(s.Value) == n {
+					got++
+				}
+			}
+			gotSum := 0.0
+			if len(sums) == 1 {
+				gotSum = sums[0].Value
+			}
+			if got != l.series || len(counts) != l.series || gotSum != wantSum {
+				last = fmt.Sprintf("cluster %s: %d series (%d complete), want %d with %d samples each; sum %v want %v",
+					c, len(counts), got, l.series, n, gotSum, wantSum)
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("sink never held the expected data: %s", last)
+}
+
+func requireNoDeadLetters(t *testing.T, kafkaAddr string) {
+	t.Helper()
+	dl := testenv.ReadTopic(t, kafkaAddr, "tributary.dlq")
+	for _, m := range dl {
+		t.Logf("dead letter: %s", testenv.Header(m, "tributary-dlq-reason"))
+	}
+	require.Empty(t, dl)
+}

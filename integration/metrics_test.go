@@ -1,0 +1,241 @@
+package integration
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/golang/snappy"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tributary-io/tributary/internal/testenv"
+	"github.com/tributary-io/tributary/pkg/record"
+	recordpb "github.com/tributary-io/tributary/proto/record/v1"
+)
+
+// Three clusters through gateway → Kafka → ingester → Prometheus: every
+// sample arrives with the right cluster label and value. One cluster sends
+// without the label and relies on the cluster header; one request mixes two
+// clusters.
+func TestMetricsEndToEnd(t *testing.T) {
+	k := testenv.Kafka(t, 4)
+	prom := testenv.Prometheus(t, testenv.SinkConfig)
+	gw := startGateway(t, k.Addr)
+	startIngester(t, k.Addr, prom.URL)
+
+	l := newLoad("tributary_e2e", []string{"alpha", "beta", "gamma"}, 40, 30)
+	for from := 0; from < l.samples; from += 10 {
+		code, msg, err := post(gw.URL, l.request("alpha", from, from+10, false))
+		require.NoError(t, err)
+		require.Equal(t, http.StatusNoContent, code, msg)
+		code, msg, err = post(gw.URL, l.request("beta", from, from+10, true), "X-Tributary-Cluster", "beta")
+		require.NoError(t, err)
+		require.Equal(t, http.StatusNoContent, code, msg)
+		code, msg, err = post(gw.URL, l.request("gamma", from, from+10, false))
+		require.NoError(t, err)
+		require.Equal(t, http.StatusNoContent, code, msg)
+	}
+	verify(t, prom, l, map[string]int{"alpha": 30, "beta": 30, "gamma": 30})
+	requireNoDeadLetters(t, k.Addr)
+
+	// Kafka records are keyed by cluster, so each cluster is on one partition.
+	parts := map[string]map[int32]bool{}
+	for _, m := range testenv.ReadTopic(t, k.Addr, "tributary.metrics") {
+		c := string(m.Key)
+		require.Equal(t, c, testenv.Header(m, record.HeaderCluster))
+		if parts[c] == nil {
+			parts[c] = map[int32]bool{}
+		}
+		parts[c][m.Partition] = true
+	}
+	require.Len(t, parts, 3)
+	for c, ps := range parts {
+		require.Len(t, ps, 1, "cluster %s spread over partitions", c)
+	}
+}
+
+// A stock Prometheus with remote_write to the gateway: its own metrics arrive
+// in the sink with its cluster external label.
+func TestPrometheusAsClient(t *testing.T) {
+	k := testenv.Kafka(t, 2)
+	sink := testenv.Prometheus(t, testenv.SinkConfig)
+	gw := startGateway(t, k.Addr)
+	startIngester(t, k.Addr, sink.URL)
+	testenv.Prometheus(t, fmt.Sprintf(`
+global:
+  scrape_interval: 1s
+  external_labels:
+    cluster: sender-1
+scrape_configs:
+  - job_name: gateway
+    static_configs: [{targets: [%q]}]
+remote_write:
+  - url: %s/api/v1/write
+    queue_config: {batch_send_deadline: 1s}
+`, strings.TrimPrefix(gw.URL, "http://"), gw.URL))
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		res, err := sink.Query(`up{cluster="sender-1",job="gateway"}`, time.Now())
+		require.NoError(t, err)
+		if len(res) == 1 && res[0].Value == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sender's metrics never arrived in the sink: %v", res)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	// The gateway counts the sender's samples under its cluster, and that
+	// counter too makes the round trip.
+	waitFor(t, func() bool {
+		res, err := sink.Query(`tributary_gateway_items_received_total{cluster="sender-1",signal="metrics"} > 0`, time.Now())
+		return err == nil && len(res) == 1
+	})
+}
+
+// sendContinuously posts batches of samples for cluster c until stop is
+// closed, and returns how many samples per series were acknowledged (all
+// samples before that index got 204; later ones may or may not be there).
+func sendContinuously(t *testing.T, url string, l load, c string, stop <-chan struct{}, sent *atomic.Int64, wg *sync.WaitGroup) {
+	defer wg.Done()
+	for from := 0; from < l.samples; {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		code, _, err := post(url, l.request(c, from, from+1, false))
+		if err == nil && code == http.StatusNoContent {
+			from++
+			sent.Store(int64(from))
+			continue
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// An ingester killed mid-stream (SIGKILL, no flush) and replaced: every
+// acknowledged sample arrives.
+func TestIngesterCrashLosesNothing(t *testing.T) {
+	k := testenv.Kafka(t, 2, testenv.FastGroups()...)
+	prom := testenv.Prometheus(t, testenv.SinkConfig)
+	gw := startGateway(t, k.Addr)
+	first := startIngester(t, k.Addr, prom.URL, "-prometheus.batch.max-delay=1s")
+
+	l := newLoad("tributary_crash", []string{"c1", "c2"}, 20, 200)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var sent [2]atomic.Int64
+	for i, c := range l.clusters {
+		wg.Add(1)
+		go sendContinuously(t, gw.URL, l, c, stop, &sent[i], &wg)
+	}
+	waitFor(t, func() bool { return sent[0].Load() > 60 && sent[1].Load() > 60 })
+	first.Kill()
+	startIngester(t, k.Addr, prom.URL)
+	wg.Wait()
+	close(stop)
+	require.Equal(t, int64(l.samples), sent[0].Load())
+	require.Equal(t, int64(l.samples), sent[1].Load())
+	verify(t, prom, l, map[string]int{"c1": l.samples, "c2": l.samples})
+}
+
+// The sink Prometheus is down for ~10 s while traffic flows: nothing is
+// lost and nothing is dead-lettered.
+func TestSinkOutageLosesNothing(t *testing.T) {
+	k := testenv.Kafka(t, 2)
+	prom := testenv.Prometheus(t, testenv.SinkConfig)
+	gw := startGateway(t, k.Addr)
+	startIngester(t, k.Addr, prom.URL)
+
+	l := newLoad("tributary_outage", []string{"o1"}, 20, 150)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var sent atomic.Int64
+	wg.Add(1)
+	go sendContinuously(t, gw.URL, l, "o1", stop, &sent, &wg)
+	waitFor(t, func() bool { return sent.Load() > 30 })
+	prom.Stop()
+	time.Sleep(10 * time.Second)
+	require.Greater(t, sent.Load(), int64(40), "the gateway must keep accepting while the sink is down")
+	prom.Restart(t)
+	wg.Wait()
+	close(stop)
+	verify(t, prom, l, map[string]int{"o1": l.samples})
+	requireNoDeadLetters(t, k.Addr)
+}
+
+// A record the sink refuses with 4xx and one with an unknown envelope
+// version go to the dead-letter topic with their reason; the partition moves
+// on and later records arrive.
+func TestPoisonRecordsAreDeadLettered(t *testing.T) {
+	k := testenv.Kafka(t, 1)
+	prom := testenv.Prometheus(t, testenv.SinkConfig)
+	gw := startGateway(t, k.Addr)
+	l := newLoad("tributary_poison", []string{"p"}, 5, 10)
+
+	code, msg, err := post(gw.URL, l.request("p", 0, 5, false))
+	require.NoError(t, err)
+	require.Equal(t, http.StatusNoContent, code, msg)
+
+	// Valid envelope, value Prometheus cannot decode → 400 from the sink.
+	env := &recordpb.Envelope{SchemaVersion: record.SchemaVersion, Signal: recordpb.Signal_SIGNAL_METRICS,
+		Cluster: "p", ContentType: record.ContentTypeWriteRequest, ContentEncoding: record.EncodingSnappy, Items: 1}
+	poison := snappy.Encode(nil, []byte("\x0a\x05not a protobuf"))
+	future := record.Headers(env)
+	for i := range future {
+		if string(future[i].Key) == record.HeaderSchema {
+			future[i].Value = []byte("99")
+		}
+	}
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V2_8_0_0
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	prod, err := sarama.NewSyncProducer([]string{k.Addr}, cfg)
+	require.NoError(t, err)
+	defer prod.Close()
+	require.NoError(t, prod.SendMessages([]*sarama.ProducerMessage{
+		{Topic: "tributary.metrics", Key: sarama.StringEncoder("p"), Value: sarama.ByteEncoder(poison), Headers: record.Headers(env)},
+		{Topic: "tributary.metrics", Key: sarama.StringEncoder("p"), Value: sarama.ByteEncoder(l.request("p", 0, 1, false)), Headers: future},
+	}))
+	code, msg, err = post(gw.URL, l.request("p", 5, 10, false))
+	require.NoError(t, err)
+	require.Equal(t, http.StatusNoContent, code, msg)
+
+	startIngester(t, k.Addr, prom.URL)
+	verify(t, prom, l, map[string]int{"p": 10})
+
+	var dl []*sarama.ConsumerMessage
+	waitFor(t, func() bool {
+		dl = testenv.ReadTopic(t, k.Addr, "tributary.dlq")
+		return len(dl) >= 2
+	})
+	require.Len(t, dl, 2)
+	require.Equal(t, poison, dl[0].Value, "the dead letter keeps the original bytes")
+	require.Equal(t, "p", string(dl[0].Key))
+	require.Equal(t, "prometheus", testenv.Header(dl[0], record.HeaderDLQSink))
+	require.Equal(t, "tributary.metrics", testenv.Header(dl[0], record.HeaderDLQTopic))
+	require.Equal(t, "0", testenv.Header(dl[0], record.HeaderDLQPartition))
+	require.Equal(t, "1", testenv.Header(dl[0], record.HeaderDLQOffset))
+	require.Contains(t, testenv.Header(dl[0], record.HeaderDLQReason), "400")
+	require.Equal(t, "p", testenv.Header(dl[0], record.HeaderCluster), "original envelope headers are kept")
+	require.Equal(t, "2", testenv.Header(dl[1], record.HeaderDLQOffset))
+	require.Contains(t, testenv.Header(dl[1], record.HeaderDLQReason), "unknown envelope schema version")
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within 60s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
