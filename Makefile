@@ -1,0 +1,54 @@
+# Tributary. The two set-up commands on a fresh Debian machine with Go:
+#   make demo   # runs the pipeline end to end locally
+#   make test   # runs every test (installs what it needs)
+SHELL := /bin/bash
+GO ?= go
+BIN := $(CURDIR)/bin
+PROTOC_GEN_GO_VERSION := v1.36.12
+FUZZTIME ?= 10s
+
+.PHONY: all build test test-unit fuzz deps demo demo-stop proto fmt vet clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+deps:
+	@bash scripts/install-deps.sh
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+# Every test, against real servers (kfake, Prometheus from Debian, and the
+# servers built by scripts/), plus a short run of every fuzz target.
+test: deps fmt vet
+	$(GO) test -count=1 -timeout 25m ./...
+	$(MAKE) fuzz
+
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
+	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/tributary-fuzz.log 2>&1 || { cat /tmp/tributary-fuzz.log; exit 1; }; \
+	  done; \
+	done
+
+demo: deps build
+	@bash scripts/demo.sh start
+
+demo-stop:
+	@bash scripts/demo.sh stop
+
+# Regenerates proto/ Go code with pinned generators (protoc from Debian).
+proto:
+	@command -v protoc >/dev/null || { sudo=""; [ "$$(id -u)" -ne 0 ] && sudo=sudo; $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends protobuf-compiler; }
+	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	PATH=$(BIN):$$PATH protoc --go_out=. --go_opt=module=github.com/tributary-io/tributary proto/record/v1/*.proto
+
+clean:
+	rm -rf $(BIN) .demo

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Runs the metrics pipeline locally: dev broker → gateway → Kafka →
+# ingester → sink Prometheus, fed by a second real Prometheus that scrapes the
+# stack and remote-writes to the gateway as cluster "demo".
+#   scripts/demo.sh start | stop | status
+# Everything listens on 127.0.0.1. State and logs live in .demo/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+DEMO=$ROOT/.demo
+BIN=$ROOT/bin
+BROKER_PORT=${DEMO_BROKER_PORT:-19092}
+SINK_PORT=${DEMO_SINK_PORT:-19090}
+SENDER_PORT=${DEMO_SENDER_PORT:-19091}
+GATEWAY_PORT=${DEMO_GATEWAY_PORT:-18080}
+INGESTER_PORT=${DEMO_INGESTER_PORT:-18081}
+
+running() { [ -f "$DEMO/pids/$1" ] && kill -0 "$(cat "$DEMO/pids/$1")" 2>/dev/null; }
+
+launch() { # name, command...
+  local name=$1; shift
+  if running "$name"; then echo "  $name already running (pid $(cat "$DEMO/pids/$name"))"; return; fi
+  setsid "$@" >"$DEMO/logs/$name.log" 2>&1 < /dev/null &
+  echo $! >"$DEMO/pids/$name"
+  echo "  started $name (pid $!, log .demo/logs/$name.log)"
+}
+
+wait_http() { # url, what
+  for _ in $(seq 1 120); do
+    if curl -fs -o /dev/null "$1"; then return 0; fi
+    sleep 0.5
+  done
+  echo "demo: $2 did not become ready at $1; see .demo/logs/" >&2
+  exit 1
+}
+
+wait_port() {
+  for _ in $(seq 1 60); do
+    if (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; then return 0; fi
+    sleep 0.5
+  done
+  echo "demo: nothing listens on port $1; see .demo/logs/" >&2
+  exit 1
+}
+
+start() {
+  mkdir -p "$DEMO"/{pids,logs,kafka,sink-data,sender-data}
+  cat >"$DEMO/sink.yml" <<YAML
+# The sink only stores what the ingester writes. Replays after an ingester
+# crash resend samples older than the newest one of a series: accept them.
+global: {scrape_interval: 1h}
+storage: {tsdb: {out_of_order_time_window: 1d}}
+YAML
+  cat >"$DEMO/sender.yml" <<YAML
+# A stock Prometheus acting as a cluster's agent.
+global:
+  scrape_interval: 5s
+  external_labels: {cluster: demo}
+scrape_configs:
+  - job_name: prometheus-sender
+    static_configs: [{targets: ["127.0.0.1:$SENDER_PORT"]}]
+  - job_name: prometheus-sink
+    static_configs: [{targets: ["127.0.0.1:$SINK_PORT"]}]
+  - job_name: tributary-gateway
+    static_configs: [{targets: ["127.0.0.1:$GATEWAY_PORT"]}]
+  - job_name: tributary-ingester
+    static_configs: [{targets: ["127.0.0.1:$INGESTER_PORT"]}]
+remote_write:
+  - url: http://127.0.0.1:$GATEWAY_PORT/api/v1/write
+    queue_config: {batch_send_deadline: 1s}
+YAML
+  echo "Starting the Tributary demo (development broker; see README):"
+  launch devbroker "$BIN/devbroker" -port "$BROKER_PORT" -data-dir "$DEMO/kafka"
+  wait_port "$BROKER_PORT"
+  launch prometheus-sink prometheus --config.file="$DEMO/sink.yml" --storage.tsdb.path="$DEMO/sink-data" \
+    --web.listen-address=127.0.0.1:$SINK_PORT --web.enable-remote-write-receiver
+  wait_http "http://127.0.0.1:$SINK_PORT/-/ready" "sink Prometheus"
+  launch gateway "$BIN/gateway" -http.listen-addr=127.0.0.1:$GATEWAY_PORT -kafka.brokers=127.0.0.1:$BROKER_PORT
+  wait_http "http://127.0.0.1:$GATEWAY_PORT/-/ready" gateway
+  launch ingester "$BIN/ingester" -http.listen-addr=127.0.0.1:$INGESTER_PORT -kafka.brokers=127.0.0.1:$BROKER_PORT \
+    -prometheus.url=http://127.0.0.1:$SINK_PORT/api/v1/write
+  wait_http "http://127.0.0.1:$INGESTER_PORT/-/ready" ingester
+  launch prometheus-sender prometheus --config.file="$DEMO/sender.yml" --storage.tsdb.path="$DEMO/sender-data" \
+    --web.listen-address=127.0.0.1:$SENDER_PORT
+  wait_http "http://127.0.0.1:$SENDER_PORT/-/ready" "sender Prometheus"
+
+  local q='count by (cluster, job) (up)'
+  echo "Waiting for the sender's metrics to arrive in the sink Prometheus..."
+  for _ in $(seq 1 90); do
+    out=$(curl -fsS --get "http://127.0.0.1:$SINK_PORT/api/v1/query" --data-urlencode "query=$q" || true)
+    if grep -q '"cluster":"demo"' <<<"$out" && [ "$(grep -o '"job"' <<<"$out" | wc -l)" -ge 4 ]; then
+      echo
+      echo "Data is flowing. Sink Prometheus: http://127.0.0.1:$SINK_PORT"
+      echo "Query:  $q"
+      python3 -c 'import json,sys; [print("  cluster=%s job=%s -> %s series" % (r["metric"].get("cluster"), r["metric"].get("job"), r["value"][1])) for r in json.load(sys.stdin)["data"]["result"]]' <<<"$out" 2>/dev/null || echo "$out"
+      echo "Also try: sum by (cluster) (rate(tributary_gateway_items_received_total[1m]))"
+      echo "Stop with: make demo-stop"
+      return 0
+    fi
+    sleep 1
+  done
+  echo "demo: no data with cluster=demo in the sink after 90 s; see .demo/logs/" >&2
+  exit 1
+}
+
+stop() {
+  # Sender first, so that the gateway is idle before it drains; the broker last.
+  for name in prometheus-sender gateway ingester prometheus-sink devbroker; do
+    if running "$name"; then
+      pid=$(cat "$DEMO/pids/$name")
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+      kill -KILL "$pid" 2>/dev/null || true
+      echo "stopped $name (pid $pid)"
+    fi
+    rm -f "$DEMO/pids/$name"
+  done
+}
+
+status() {
+  for name in devbroker prometheus-sink gateway ingester prometheus-sender; do
+    if running "$name"; then echo "$name: running (pid $(cat "$DEMO/pids/$name"))"; else echo "$name: stopped"; fi
+  done
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac
