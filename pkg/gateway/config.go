@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tributary-io/tributary/pkg/kafka"
+	"github.com/tributary-io/tributary/pkg/lokipush"
 	"github.com/tributary-io/tributary/pkg/remotewrite"
 )
 
@@ -16,6 +17,7 @@ import (
 type Config struct {
 	ListenAddr     string `yaml:"listen_addr"`
 	MetricsTopic   string `yaml:"metrics_topic"`
+	LogsTopic      string `yaml:"logs_topic"`
 	DefaultCluster string `yaml:"default_cluster"`
 	// ClusterHeader names the request header that sets the cluster of
 	// series without a cluster label (it wins over DefaultCluster).
@@ -25,6 +27,7 @@ type Config struct {
 	RetryAfter       time.Duration        `yaml:"retry_after"`
 	ShutdownTimeout  time.Duration        `yaml:"shutdown_timeout"`
 	RemoteWrite      remotewrite.Limits   `yaml:"remote_write"`
+	Logs             lokipush.Limits      `yaml:"logs"`
 	Producer         kafka.ProducerConfig `yaml:"producer"`
 	Kafka            kafka.Config         `yaml:"kafka"`
 }
@@ -32,8 +35,12 @@ type Config struct {
 // RegisterFlags registers the gateway's flags.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.RemoteWrite = remotewrite.DefaultLimits()
+	c.Logs = lokipush.DefaultLimits()
 	fs.StringVar(&c.ListenAddr, "http.listen-addr", ":8080", "Address to serve the write endpoints, /metrics and health checks on.")
 	fs.StringVar(&c.MetricsTopic, "topic.metrics", "tributary.metrics", "Kafka topic for metrics.")
+	fs.StringVar(&c.LogsTopic, "topic.logs", "tributary.logs", "Kafka topic for logs.")
+	fs.IntVar(&c.Logs.MaxLineBytes, "limits.logs.max-line-bytes", c.Logs.MaxLineBytes, "Longest log line (Loki's max_line_size).")
+	fs.IntVar(&c.Logs.MaxLabelNamesPerStream, "limits.logs.max-label-names-per-stream", c.Logs.MaxLabelNamesPerStream, "Most labels a log stream may have, cluster included.")
 	fs.StringVar(&c.DefaultCluster, "default-cluster", "", "Cluster for data without a cluster label and without the cluster header. Empty: such data is refused with 400.")
 	fs.StringVar(&c.ClusterHeader, "cluster-header", "X-Tributary-Cluster", "Request header naming the cluster of data without a cluster label.")
 	fs.IntVar(&c.MaxBodyBytes, "limits.max-body-bytes", 16<<20, "Largest compressed request body accepted (413 above).")
@@ -54,8 +61,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 
 // Validate checks the configuration.
 func (c *Config) Validate() error {
-	if c.MetricsTopic == "" {
-		return errors.New("topic.metrics must not be empty")
+	if c.MetricsTopic == "" || c.LogsTopic == "" {
+		return errors.New("topic.metrics and topic.logs must not be empty")
 	}
 	if c.MaxBodyBytes <= 0 || c.RemoteWrite.MaxDecodedBytes <= 0 {
 		return errors.New("body size limits must be positive")

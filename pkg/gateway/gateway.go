@@ -58,6 +58,7 @@ func New(cfg Config, producer Producer, reg prometheus.Registerer, gatherer prom
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /api/v1/write", g.instrument("metrics", g.remoteWrite))
+	mux.Handle("POST /loki/api/v1/push", g.instrument("logs", g.lokiPush))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "OK")
@@ -245,7 +246,8 @@ func (g *Gateway) produce(ctx context.Context, signal recordpb.Signal, topic, co
 	return g.producer.Produce(ctx, msgs)
 }
 
-// decodedLen is snappy's declared decoded length, or -1.
+// decodedLen is snappy's declared decoded length, or -1. Only a hint for
+// the memory budget: the decoders check it again before allocating.
 func decodedLen(body []byte) int {
 	n, err := snappy.DecodedLen(body)
 	if err != nil {

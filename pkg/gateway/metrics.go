@@ -6,12 +6,13 @@ import (
 )
 
 type metrics struct {
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
-	items    *prometheus.CounterVec
-	bytes    *prometheus.CounterVec
-	records  *prometheus.CounterVec
-	inflight prometheus.Gauge
+	requests  *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	items     *prometheus.CounterVec
+	bytes     *prometheus.CounterVec
+	records   *prometheus.CounterVec
+	lineBytes *prometheus.CounterVec
+	inflight  prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -38,6 +39,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "tributary_gateway_records_total",
 			Help: "Kafka records written, by signal and whether the request body was forwarded as is or re-encoded.",
 		}, []string{"signal", "path"}),
+		lineBytes: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "tributary_gateway_log_line_bytes_total",
+			Help: "Bytes of log lines acknowledged by Kafka, by cluster.",
+		}, []string{"cluster"}),
 		inflight: f.NewGauge(prometheus.GaugeOpts{
 			Name: "tributary_gateway_inflight_bytes",
 			Help: "Request bytes (compressed and decoded) currently held.",

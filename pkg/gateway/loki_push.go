@@ -1,0 +1,75 @@
+package gateway
+
+import (
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/tributary-io/tributary/pkg/lokipush"
+	"github.com/tributary-io/tributary/pkg/record"
+	recordpb "github.com/tributary-io/tributary/proto/record/v1"
+)
+
+// lokiPush serves POST /loki/api/v1/push: snappy protobuf or JSON
+// (optionally gzip), exactly as Loki accepts it.
+func (g *Gateway) lokiPush(r *http.Request) (int, error) {
+	tenant, err := tenantOf(r)
+	if err != nil {
+		return 0, err
+	}
+	cluster, err := g.clusterDefault(r)
+	if err != nil {
+		return 0, err
+	}
+	// Budget: the body now, and up to the decoded bound for gzip/JSON.
+	bodyBudget := int64(g.cfg.MaxBodyBytes)
+	if r.ContentLength > 0 && r.ContentLength < bodyBudget {
+		bodyBudget = r.ContentLength
+	}
+	release, err := g.reserve(bodyBudget)
+	if err != nil {
+		return 0, err
+	}
+	defer release()
+	body, err := g.readBody(r)
+	if err != nil {
+		return 0, err
+	}
+	g.metrics.bytes.WithLabelValues("logs").Add(float64(len(body)))
+	enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))
+	if n := decodedLen(body); enc == "" && n > 0 && n <= g.cfg.Logs.MaxDecodedBytes {
+		releaseDecoded, err := g.reserve(int64(n))
+		if err != nil {
+			g.putBody(body)
+			return 0, err
+		}
+		defer releaseDecoded()
+	}
+	ct := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); err == nil {
+		ct = mt
+	}
+	batches, err := lokipush.Parse(body, ct, enc, cluster, g.cfg.Logs)
+	if err != nil {
+		g.putBody(body)
+		return 0, err
+	}
+	recs := make([]outRecord, len(batches))
+	lineBytes := make(map[string]int, 1)
+	for i, b := range batches {
+		recs[i] = outRecord{cluster: b.Cluster, value: b.Value, items: b.Entries}
+		lineBytes[b.Cluster] += b.LineBytes
+	}
+	if err := g.produce(r.Context(), recordpb.Signal_SIGNAL_LOGS, g.cfg.LogsTopic, record.ContentTypePushRequest, tenant, recs); err != nil {
+		return 0, err // the producer may still hold the body
+	}
+	g.putBody(body)
+	g.metrics.records.WithLabelValues("logs", "produced").Add(float64(len(recs)))
+	for _, rec := range recs {
+		g.metrics.items.WithLabelValues("logs", rec.cluster).Add(float64(rec.items))
+	}
+	for c, n := range lineBytes {
+		g.metrics.lineBytes.WithLabelValues(c).Add(float64(n))
+	}
+	return http.StatusNoContent, nil
+}

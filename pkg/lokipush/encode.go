@@ -1,0 +1,230 @@
+package lokipush
+
+import (
+	"math/bits"
+	"strings"
+
+	"github.com/golang/snappy"
+
+	"github.com/tributary-io/tributary/pkg/reject"
+)
+
+// request is a validated push ready for re-encoding: streams in request
+// order, each pointing at its entries, each entry an encoded EntryAdapter in
+// buf. Entries are copied into records byte for byte.
+type request struct {
+	buf     []byte
+	format  string // PushRequest.format, carried into every record
+	streams []outStream
+	entries []outEntry
+}
+
+type outStream struct {
+	cluster  string
+	labels   string
+	from, to int // r.entries[from:to]
+}
+
+type outEntry struct {
+	off, n int // EntryAdapter message in buf
+	line   int // len(line)
+}
+
+// piece is part of a stream that goes into one record.
+type piece struct{ stream, from, to int }
+
+// batches groups streams by cluster (clusters in order of first appearance,
+// streams and entries in request order) and encodes each group into as few
+// records as fit Limits.MaxRecordBytes.
+func (r *request) batches(lim Limits) ([]Batch, error) {
+	var order []string
+	groups := map[string][]piece{}
+	for i, s := range r.streams {
+		if _, ok := groups[s.cluster]; !ok {
+			order = append(order, s.cluster)
+		}
+		groups[s.cluster] = append(groups[s.cluster], piece{stream: i, from: s.from, to: s.to})
+	}
+	var out []Batch
+	var scratch []byte
+	for _, cluster := range order {
+		all := groups[cluster]
+		var value []byte
+		value, scratch = r.encode(all, scratch)
+		if lim.MaxRecordBytes <= 0 || len(value) <= lim.MaxRecordBytes {
+			out = append(out, r.batch(cluster, all, value))
+			continue
+		}
+		// Pack by uncompressed size, aiming at 90% of the limit at this
+		// request's compression ratio; emit halves any record still too large.
+		budget := int(float64(lim.MaxRecordBytes) * 0.9 * float64(r.size(all)) / float64(len(value)))
+		for _, chunk := range r.pack(all, budget) {
+			var err error
+			if out, scratch, err = r.emit(out, cluster, chunk, lim, scratch); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// emit encodes one chunk, halving it until each half fits a record.
+func (r *request) emit(out []Batch, cluster string, chunk []piece, lim Limits, scratch []byte) ([]Batch, []byte, error) {
+	var value []byte
+	value, scratch = r.encode(chunk, scratch)
+	if len(value) <= lim.MaxRecordBytes {
+		return append(out, r.batch(cluster, chunk, value)), scratch, nil
+	}
+	if entries(chunk) == 1 {
+		s := r.streams[chunk[0].stream]
+		return nil, nil, reject.TooLarge("stream %s: an entry of %d bytes does not fit one record of %d bytes", streamName(s.labels), r.entries[chunk[0].from].n, lim.MaxRecordBytes)
+	}
+	a, b := halve(chunk)
+	out, scratch, err := r.emit(out, cluster, a, lim, scratch)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r.emit(out, cluster, b, lim, scratch)
+}
+
+func (r *request) batch(cluster string, chunk []piece, value []byte) Batch {
+	b := Batch{Cluster: strings.Clone(cluster), Value: value}
+	for _, p := range chunk {
+		b.Entries += p.to - p.from
+		for _, e := range r.entries[p.from:p.to] {
+			b.LineBytes += e.line
+		}
+	}
+	return b
+}
+
+func entries(chunk []piece) int {
+	n := 0
+	for _, p := range chunk {
+		n += p.to - p.from
+	}
+	return n
+}
+
+// halve splits a chunk of at least two entries into two with half the
+// entries each, cutting a stream in two if need be.
+func halve(chunk []piece) (a, b []piece) {
+	half := entries(chunk) / 2
+	for i, p := range chunk {
+		n := p.to - p.from
+		if half >= n {
+			half -= n
+			continue
+		}
+		a = append(append([]piece(nil), chunk[:i]...), piece{p.stream, p.from, p.from + half})
+		b = append([]piece{{p.stream, p.from + half, p.to}}, chunk[i+1:]...)
+		if half == 0 {
+			a = a[:len(a)-1]
+		}
+		return a, b
+	}
+	return chunk, nil // unreachable for chunks of two or more entries
+}
+
+// pack cuts the pieces of one cluster into chunks whose encoded
+// PushRequest is at most budget bytes (or one entry, if that alone is
+// larger), streams cut between entries where they must be.
+func (r *request) pack(all []piece, budget int) [][]piece {
+	var chunks [][]piece
+	var cur []piece
+	size := r.formatSize()
+	for _, p := range all {
+		labels := fieldSize(len(r.streams[p.stream].labels))
+		part := piece{p.stream, p.from, p.from}
+		msg := labels
+		for e := p.from; e < p.to; e++ {
+			es := fieldSize(r.entries[e].n)
+			if size+fieldSize(msg+es) > budget && (len(cur) > 0 || part.to > part.from) {
+				if part.to > part.from {
+					cur = append(cur, part)
+				}
+				chunks = append(chunks, cur)
+				cur, size = nil, r.formatSize()
+				part, msg = piece{p.stream, e, e}, labels
+			}
+			part.to = e + 1
+			msg += es
+		}
+		cur = append(cur, part)
+		size += fieldSize(msg)
+	}
+	if len(cur) > 0 {
+		chunks = append(chunks, cur)
+	}
+	return chunks
+}
+
+// size is the encoded size of a PushRequest made of pieces.
+func (r *request) size(pieces []piece) int {
+	n := r.formatSize()
+	for _, p := range pieces {
+		n += fieldSize(r.streamSize(p))
+	}
+	return n
+}
+
+func (r *request) streamSize(p piece) int {
+	n := fieldSize(len(r.streams[p.stream].labels))
+	for _, e := range r.entries[p.from:p.to] {
+		n += fieldSize(e.n)
+	}
+	return n
+}
+
+func (r *request) formatSize() int {
+	if r.format == "" {
+		return 0
+	}
+	return fieldSize(len(r.format))
+}
+
+// encode writes the pieces as a PushRequest into scratch and returns it
+// snappy-compressed in a new slice, with scratch for reuse.
+func (r *request) encode(pieces []piece, scratch []byte) ([]byte, []byte) {
+	if n := r.size(pieces); cap(scratch) < n {
+		scratch = make([]byte, 0, n)
+	}
+	b := scratch[:0]
+	for _, p := range pieces {
+		s := r.streams[p.stream]
+		b = appendTag(b, fPushStreams, wireBytes)
+		b = appendVarint(b, uint64(r.streamSize(p)))
+		b = appendString(b, fStreamLabels, s.labels)
+		for _, e := range r.entries[p.from:p.to] {
+			b = appendTag(b, fStreamEntries, wireBytes)
+			b = appendVarint(b, uint64(e.n))
+			b = append(b, r.buf[e.off:e.off+e.n]...)
+		}
+	}
+	if r.format != "" {
+		b = appendString(b, fPushFormat, r.format)
+	}
+	return snappy.Encode(nil, b), b
+}
+
+// fieldSize is the encoded size of a length-delimited field of n bytes with
+// a one-byte tag (all field numbers here are below 16).
+func fieldSize(n int) int { return 1 + varintSize(uint64(n)) + n }
+
+func varintSize(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }
+
+func appendTag(b []byte, num, typ int) []byte { return append(b, byte(num<<3|typ)) }
+
+func appendVarint(b []byte, v uint64) []byte {
+	for v >= 0x80 {
+		b = append(b, byte(v)|0x80)
+		v >>= 7
+	}
+	return append(b, byte(v))
+}
+
+func appendString(b []byte, num int, s string) []byte {
+	b = appendTag(b, num, wireBytes)
+	b = appendVarint(b, uint64(len(s)))
+	return append(b, s...)
+}

@@ -1,0 +1,130 @@
+package remotewrite
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/prompb"
+)
+
+// benchBody is a remote-write request as in the performance issue: 2000
+// series with 10 labels and one sample each.
+func benchBody(b *testing.B, withCluster bool) ([]byte, int) {
+	req := &prompb.WriteRequest{}
+	for i := 0; i < 2000; i++ {
+		ts := prompb.TimeSeries{Labels: []prompb.Label{{Name: "__name__", Value: fmt.Sprintf("http_requests_total_%d", i%50)}}}
+		if withCluster {
+			ts.Labels = append(ts.Labels, prompb.Label{Name: "cluster", Value: "prod-eu-1"})
+		}
+		ts.Labels = append(ts.Labels,
+			prompb.Label{Name: "code", Value: []string{"200", "404", "500"}[i%3]},
+			prompb.Label{Name: "container", Value: "app"},
+			prompb.Label{Name: "instance", Value: fmt.Sprintf("10.0.%d.%d:8080", i/256%256, i%256)},
+			prompb.Label{Name: "job", Value: "kubernetes-pods"},
+			prompb.Label{Name: "namespace", Value: fmt.Sprintf("team-%d", i%20)},
+			prompb.Label{Name: "node", Value: fmt.Sprintf("node-%d", i%40)},
+			prompb.Label{Name: "pod", Value: fmt.Sprintf("app-%d-7c9f8d6b5-x2x4z", i)},
+		)
+		if !withCluster {
+			ts.Labels = append(ts.Labels, prompb.Label{Name: "zone", Value: "eu-1a"})
+		}
+		ts.Samples = []prompb.Sample{{Value: float64(i), Timestamp: 1700000000000}}
+		req.Timeseries = append(req.Timeseries, ts)
+	}
+	raw, err := req.Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return snappy.Encode(nil, raw), 2000
+}
+
+func reportSamples(b *testing.B, samples int) {
+	b.ReportMetric(float64(samples*b.N)/b.Elapsed().Seconds(), "samples/s")
+}
+
+// BenchmarkParse is the gateway's decode path when the request is forwarded
+// unchanged (every series carries the cluster label).
+func BenchmarkParse(b *testing.B) {
+	body, n := benchBody(b, true)
+	var p Parser
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.Parse(body, "", DefaultLimits()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportSamples(b, n)
+}
+
+// BenchmarkParseRewrite: series without a cluster label get the default,
+// so the request is re-encoded.
+func BenchmarkParseRewrite(b *testing.B) {
+	body, n := benchBody(b, false)
+	var p Parser
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.Parse(body, "dflt", DefaultLimits()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportSamples(b, n)
+}
+
+// BenchmarkCeilingSnappyDecode is the floor of any decode path.
+func BenchmarkCeilingSnappyDecode(b *testing.B) {
+	body, n := benchBody(b, true)
+	buf := make([]byte, 1<<20)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := snappy.Decode(buf, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportSamples(b, n)
+}
+
+// BenchmarkCeilingValidate is the cheapest full validation: snappy decode
+// plus the walk that checks every label, sortedness, __name__ and reads the
+// cluster, without producing records.
+func BenchmarkCeilingValidate(b *testing.B) {
+	body, n := benchBody(b, true)
+	var p Parser
+	buf := make([]byte, 1<<20)
+	lim := DefaultLimits()
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		dec, err := snappy.Decode(buf, body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := p.walk(dec, "", lim); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportSamples(b, n)
+}
+
+// BenchmarkBaselineUnmarshal is what the walk replaces: snappy decode plus
+// gogo prompb Unmarshal, with no validation at all.
+func BenchmarkBaselineUnmarshal(b *testing.B) {
+	body, n := benchBody(b, true)
+	buf := make([]byte, 1<<20)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		dec, err := snappy.Decode(buf, body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var req prompb.WriteRequest
+		if err := req.Unmarshal(dec); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportSamples(b, n)
+}

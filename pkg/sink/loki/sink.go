@@ -1,0 +1,255 @@
+// Package loki is the ingester sink for Grafana Loki's push API
+// (POST /loki/api/v1/push).
+//
+// Record values are snappy-compressed logproto.PushRequests. Concatenated
+// protobuf messages of one type form a valid message whose repeated fields
+// are the union, so a batch becomes one push by decoding the records,
+// appending them and compressing once. Nothing is unmarshalled: stream
+// labels, lines and structured metadata reach Loki exactly as the gateway
+// stored them, and since a batch holds one partition's records in offset
+// order, every stream's entries keep their order.
+//
+// # What Loki's answers mean
+//
+// Loki does not always take or refuse a push as a whole (read in Loki v3.7:
+// pkg/loghttp/push/push.go, pkg/distributor/http.go,
+// pkg/distributor/distributor.go, pkg/ingester/instance.go,
+// pkg/ingester/stream.go):
+//
+//   - A body that does not parse (bad protobuf, bad stream labels) is
+//     refused whole: 400, or 413 when over distributor.max-recv-msg-size.
+//   - Entries that fail validation (line longer than max_line_size, too old,
+//     too far in the future, structured metadata not allowed or too large)
+//     are dropped, the rest of the push is stored, and the answer is 400.
+//   - The ingester drops entries older than the stream's newest entry minus
+//     max_chunk_age/2 (1h by default) as "entry too far behind" and stores
+//     the rest; 400 again. Over the per-stream rate limit it stores what fits
+//     and answers 429. But an ingester reports only the outcome of the last
+//     stream it was sent, so these refusals of an earlier stream can answer
+//     204: the entries are dropped, nothing is retried or dead-lettered, and
+//     only Loki's loki_discarded_samples_total shows it.
+//   - Over the tenant's ingestion rate: 429, nothing stored.
+//
+// Write returns 429 and 5xx as retryable errors (with Retry-After when Loki
+// sends it), every other 4xx as ingester.Permanent with Loki's message. After
+// a permanent refusal the consumer writes the batch's records one by one and
+// dead-letters those Loki still refuses, so the records Loki took the first
+// time are pushed again.
+//
+// # Replays
+//
+// At-least-once delivery pushes entries again: retries after a timeout or a
+// 5xx that came after Loki stored them, the one-by-one pass above, a restart
+// before the offset was committed. Loki drops an entry identical to one it
+// holds (same stream, timestamp, line and structured metadata) while that one
+// is in the ingester's head block, and the query path removes the remaining
+// identical entries when it merges chunks (pkg/chunkenc/unordered.go,
+// pkg/iter/entry_iterator.go): a replay is invisible in query results.
+// A replayed entry older than the stream's newest minus max_chunk_age/2 is
+// refused as "entry too far behind" although the original is stored; its
+// record then lands in the dead-letter topic with that reason, a duplicate,
+// not a loss. It takes the entries of one stream, within the records not
+// yet committed, spanning more than that (1h by default), as in a backfill.
+package loki
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang/snappy"
+
+	"github.com/tributary-io/tributary/pkg/ingester"
+)
+
+// Config of the Loki push endpoint.
+type Config struct {
+	URL             string        `yaml:"url"`
+	Timeout         time.Duration `yaml:"timeout"`
+	BasicAuthUser   string        `yaml:"basic_auth_user"`
+	BasicAuthPass   string        `yaml:"basic_auth_password"`
+	BearerToken     string        `yaml:"bearer_token"`
+	DefaultTenant   string        `yaml:"default_tenant"`
+	MaxDecodedBytes int           `yaml:"max_decoded_bytes"`
+}
+
+// RegisterFlags registers the flags under prefix (e.g. "loki.").
+func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
+	fs.StringVar(&c.URL, prefix+"url", "", "Loki push URL, e.g. http://loki:3100/loki/api/v1/push. Empty: sink disabled.")
+	fs.DurationVar(&c.Timeout, prefix+"timeout", 30*time.Second, "Timeout of one push request.")
+	fs.StringVar(&c.BasicAuthUser, prefix+"basic-auth.username", "", "Basic auth user.")
+	fs.StringVar(&c.BasicAuthPass, prefix+"basic-auth.password", "", "Basic auth password.")
+	fs.StringVar(&c.BearerToken, prefix+"bearer-token", "", "Bearer token.")
+	fs.StringVar(&c.DefaultTenant, prefix+"default-tenant", "", "X-Scope-OrgID for records without a tenant. Empty: no header (a Loki with auth_enabled: false stores everything as tenant \"fake\"; one with auth on refuses the push).")
+	// Far above what one record holds (the gateway cuts records at Kafka's
+	// message size) and far below Loki's own limit on a decompressed push.
+	fs.IntVar(&c.MaxDecodedBytes, prefix+"max-decoded-bytes", 64<<20, "Refuse (dead-letter) a record that decodes to more than this.")
+}
+
+// Validate checks the configuration. An empty URL (sink disabled) is valid.
+func (c *Config) Validate() error {
+	if c.URL == "" {
+		return nil
+	}
+	u, err := url.Parse(c.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("loki.url %q is not an http(s) URL", c.URL)
+	}
+	switch {
+	case c.BearerToken != "" && c.BasicAuthUser != "":
+		return errors.New("loki: set basic auth or bearer token, not both")
+	case c.BasicAuthPass != "" && c.BasicAuthUser == "":
+		return errors.New("loki: basic auth password without a username")
+	case c.Timeout <= 0:
+		return errors.New("loki.timeout must be positive")
+	case c.MaxDecodedBytes <= 0:
+		return errors.New("loki.max-decoded-bytes must be positive")
+	}
+	return nil
+}
+
+// Sink writes batches of records as Loki push requests.
+type Sink struct {
+	cfg    Config
+	client *http.Client
+	bufs   sync.Pool // *[]byte: decoded record values, snappy output
+}
+
+// New returns a sink posting to cfg.URL. A nil client means a default one.
+func New(cfg Config, client *http.Client) *Sink {
+	if client == nil {
+		client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	}
+	return &Sink{cfg: cfg, client: client}
+}
+
+// Write implements ingester.Sink: it pushes recs to Loki as one request.
+func (s *Sink) Write(ctx context.Context, recs []ingester.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	bp, _ := s.bufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	defer s.bufs.Put(bp)
+	raw, err := s.concat((*bp)[:0], recs)
+	*bp = raw[:0]
+	if err != nil {
+		return ingester.Permanent(err)
+	}
+	if len(raw) == 0 {
+		// Only empty PushRequests: nothing to store, and Loki would answer
+		// 422 "no streams".
+		return nil
+	}
+	return s.post(ctx, s.encode(raw), recs[0].Envelope.GetTenant())
+}
+
+// encode snappy-compresses raw into a new slice of the compressed size.
+// snappy.Encode needs room for the worst case, a sixth more than raw, which
+// would otherwise be allocated per batch; the transport may read a request
+// body after Do returns, so the body itself is not pooled.
+func (s *Sink) encode(raw []byte) []byte {
+	bp, _ := s.bufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	defer s.bufs.Put(bp)
+	enc := snappy.Encode((*bp)[:cap(*bp)], raw)
+	*bp = enc[:0]
+	return bytes.Clone(enc)
+}
+
+// concat appends the decoded record values to dst.
+func (s *Sink) concat(dst []byte, recs []ingester.Record) ([]byte, error) {
+	for _, r := range recs {
+		n, err := snappy.DecodedLen(r.Value)
+		if err != nil {
+			return dst, fmt.Errorf("record %d: snappy: %w", r.Offset, err)
+		}
+		if n > s.cfg.MaxDecodedBytes {
+			return dst, fmt.Errorf("record %d decodes to %d bytes, over the limit of %d", r.Offset, n, s.cfg.MaxDecodedBytes)
+		}
+		start := len(dst)
+		dst = slices.Grow(dst, n)[:start+n]
+		if _, err := snappy.Decode(dst[start:], r.Value); err != nil {
+			return dst[:start], fmt.Errorf("record %d: snappy: %w", r.Offset, err)
+		}
+	}
+	return dst, nil
+}
+
+func (s *Sink) post(ctx context.Context, body []byte, tenant string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.URL, bytes.NewReader(body))
+	if err != nil {
+		return ingester.Permanent(err)
+	}
+	// Loki reads a protobuf body as snappy whatever Content-Encoding says
+	// ("" and "snappy" both work); like Promtail, send none.
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("User-Agent", "tributary-ingester")
+	if tenant == "" {
+		tenant = s.cfg.DefaultTenant
+	}
+	if tenant != "" {
+		req.Header.Set("X-Scope-OrgID", tenant)
+	}
+	switch {
+	case s.cfg.BearerToken != "":
+		req.Header.Set("Authorization", "Bearer "+s.cfg.BearerToken)
+	case s.cfg.BasicAuthUser != "":
+		req.SetBasicAuth(s.cfg.BasicAuthUser, s.cfg.BasicAuthPass)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("loki push: %w", err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return classify(resp, strings.TrimSpace(string(msg)))
+}
+
+// classify sorts a response into success, retry (429, 5xx) and refusal
+// (other 4xx), as Promtail does.
+func classify(resp *http.Response, msg string) error {
+	code := resp.StatusCode
+	switch {
+	case code/100 == 2:
+		return nil
+	case code == http.StatusTooManyRequests || code/100 == 5:
+		err := fmt.Errorf("loki push: %s: %s", resp.Status, msg)
+		if after, ok := retryAfter(resp.Header.Get("Retry-After")); ok {
+			return &ingester.RetryAfterError{Err: err, After: after}
+		}
+		return err
+	default:
+		return ingester.Permanent(fmt.Errorf("loki refused push: %s: %s", resp.Status, msg))
+	}
+}
+
+func retryAfter(v string) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.Atoi(v); err == nil && secs >= 0 {
+		return time.Duration(secs) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(time.Until(t), 0), true
+	}
+	return 0, false
+}
