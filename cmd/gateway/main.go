@@ -5,6 +5,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 
 	"github.com/oklog/run"
@@ -18,6 +19,7 @@ import (
 type config struct {
 	Gateway gateway.Config   `yaml:"gateway"`
 	Log     server.LogConfig `yaml:"log"`
+	Pprof   bool             `yaml:"pprof"`
 }
 
 func main() {
@@ -32,6 +34,7 @@ func runMain(args []string) error {
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	cfg.Gateway.RegisterFlags(fs)
 	cfg.Log.RegisterFlags(fs)
+	fs.BoolVar(&cfg.Pprof, "debug.pprof", false, "Serve Go profiles under /debug/pprof/.")
 	if err := flagenv.Parse(fs, args, "TRIBUTARY_GATEWAY", &cfg); err != nil {
 		if err == flag.ErrHelp {
 			return nil
@@ -57,7 +60,12 @@ func runMain(args []string) error {
 	server.Signals(&g, log)
 	// The HTTP block stops first and waits for in-flight requests (each
 	// waits for its Kafka acknowledgement); only then is the producer closed.
-	if err := server.HTTP(&g, cfg.Gateway.ListenAddr, gw.Handler(), cfg.Gateway.ShutdownTimeout, log); err != nil {
+	mux := http.NewServeMux()
+	mux.Handle("/", gw.Handler())
+	if cfg.Pprof {
+		server.Pprof(mux)
+	}
+	if err := server.HTTP(&g, cfg.Gateway.ListenAddr, mux, cfg.Gateway.ShutdownTimeout, log); err != nil {
 		producer.Close()
 		return err
 	}
