@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the metrics pipeline locally: dev broker → gateway → Kafka →
-# ingester → sink Prometheus, fed by a second real Prometheus that scrapes the
-# stack and remote-writes to the gateway as cluster "demo".
+# Runs the pipeline locally: dev broker → gateway → Kafka → ingester → sink
+# Prometheus and Loki. Metrics come from a second real Prometheus that scrapes
+# the stack and remote-writes to the gateway as cluster "demo"; logs from a
+# small loop that pushes one Loki JSON line per second.
 #   scripts/demo.sh start | stop | status
 # Everything listens on 127.0.0.1. State and logs live in .demo/.
 set -euo pipefail
@@ -14,6 +15,9 @@ SINK_PORT=${DEMO_SINK_PORT:-19090}
 SENDER_PORT=${DEMO_SENDER_PORT:-19091}
 GATEWAY_PORT=${DEMO_GATEWAY_PORT:-18080}
 INGESTER_PORT=${DEMO_INGESTER_PORT:-18081}
+LOKI_PORT=${DEMO_LOKI_PORT:-13100}
+LOKI_GRPC_PORT=${DEMO_LOKI_GRPC_PORT:-13101}
+LOKI_MEMBERLIST_PORT=${DEMO_LOKI_MEMBERLIST_PORT:-13102}
 
 running() { [ -f "$DEMO/pids/$1" ] && kill -0 "$(cat "$DEMO/pids/$1")" 2>/dev/null; }
 
@@ -43,8 +47,56 @@ wait_port() {
   exit 1
 }
 
+loki_config() {
+  cat <<YAML
+# Single-binary Loki on loopback, filesystem storage, no auth, no phoning home.
+target: all
+auth_enabled: false
+server:
+  http_listen_address: 127.0.0.1
+  http_listen_port: $LOKI_PORT
+  grpc_listen_address: 127.0.0.1
+  grpc_listen_port: $LOKI_GRPC_PORT
+  log_level: warn
+common:
+  instance_addr: 127.0.0.1
+  path_prefix: $DEMO/loki
+  storage: {filesystem: {chunks_directory: $DEMO/loki/chunks, rules_directory: $DEMO/loki/rules}}
+  replication_factor: 1
+  ring: {instance_addr: 127.0.0.1, kvstore: {store: inmemory}}
+memberlist: {bind_addr: [127.0.0.1], bind_port: $LOKI_MEMBERLIST_PORT, advertise_addr: 127.0.0.1, advertise_port: $LOKI_MEMBERLIST_PORT}
+ingester: {lifecycler: {min_ready_duration: 1s, final_sleep: 0s}}
+limits_config: {allow_structured_metadata: true}
+schema_config:
+  configs:
+    - {from: 2020-10-24, store: tsdb, object_store: filesystem, schema: v13, index: {prefix: index_, period: 24h}}
+storage_config: {tsdb_shipper: {active_index_directory: $DEMO/loki/tsdb-index, cache_location: $DEMO/loki/tsdb-cache}}
+compactor: {working_directory: $DEMO/loki/compactor}
+ruler: {rule_path: $DEMO/loki/rules-temp}
+analytics: {reporting_enabled: false}
+tracing: {enabled: false}
+YAML
+}
+
+# A stand-in for a node's log shipper until the agent exists: one Loki JSON
+# push per second to the gateway, as cluster "demo".
+log_sender() {
+  local n=0
+  while true; do
+    n=$((n + 1))
+    now=$(date +%s%N)
+    curl -fs -o /dev/null -H 'Content-Type: application/json' \
+      --data "{\"streams\":[{\"stream\":{\"app\":\"demo-sender\",\"cluster\":\"demo\"},\"values\":[[\"$now\",\"demo log line $n\",{\"seq\":\"$n\"}]]}]}" \
+      "http://127.0.0.1:$GATEWAY_PORT/loki/api/v1/push" || echo "push $n failed" >&2
+    sleep 1
+  done
+}
+
 start() {
-  mkdir -p "$DEMO"/{pids,logs,kafka,sink-data,sender-data}
+  mkdir -p "$DEMO"/{pids,logs,kafka,sink-data,sender-data,loki}
+  echo "Building or finding Loki (first time: ~7 minutes, cached in ~/.cache/tributary)..."
+  LOKI_BIN=$(bash "$ROOT/scripts/build-loki.sh" | tail -n 1)
+  loki_config >"$DEMO/loki.yml"
   cat >"$DEMO/sink.yml" <<YAML
 # The sink only stores what the ingester writes. Replays after an ingester
 # crash resend samples older than the newest one of a series: accept them.
@@ -75,14 +127,17 @@ YAML
   launch prometheus-sink prometheus --config.file="$DEMO/sink.yml" --storage.tsdb.path="$DEMO/sink-data" \
     --web.listen-address=127.0.0.1:$SINK_PORT --web.enable-remote-write-receiver
   wait_http "http://127.0.0.1:$SINK_PORT/-/ready" "sink Prometheus"
+  launch loki "$LOKI_BIN" -config.file="$DEMO/loki.yml"
+  wait_http "http://127.0.0.1:$LOKI_PORT/ready" Loki
   launch gateway "$BIN/gateway" -http.listen-addr=127.0.0.1:$GATEWAY_PORT -kafka.brokers=127.0.0.1:$BROKER_PORT
   wait_http "http://127.0.0.1:$GATEWAY_PORT/-/ready" gateway
   launch ingester "$BIN/ingester" -http.listen-addr=127.0.0.1:$INGESTER_PORT -kafka.brokers=127.0.0.1:$BROKER_PORT \
-    -prometheus.url=http://127.0.0.1:$SINK_PORT/api/v1/write
+    -prometheus.url=http://127.0.0.1:$SINK_PORT/api/v1/write -loki.url=http://127.0.0.1:$LOKI_PORT/loki/api/v1/push
   wait_http "http://127.0.0.1:$INGESTER_PORT/-/ready" ingester
   launch prometheus-sender prometheus --config.file="$DEMO/sender.yml" --storage.tsdb.path="$DEMO/sender-data" \
     --web.listen-address=127.0.0.1:$SENDER_PORT
   wait_http "http://127.0.0.1:$SENDER_PORT/-/ready" "sender Prometheus"
+  launch log-sender bash "$ROOT/scripts/demo.sh" log-sender
 
   local q='count by (cluster, job) (up)'
   echo "Waiting for the sender's metrics to arrive in the sink Prometheus..."
@@ -93,24 +148,43 @@ YAML
       echo "Data is flowing. Sink Prometheus: http://127.0.0.1:$SINK_PORT"
       echo "Query:  $q"
       python3 -c 'import json,sys; [print("  cluster=%s job=%s -> %s series" % (r["metric"].get("cluster"), r["metric"].get("job"), r["value"][1])) for r in json.load(sys.stdin)["data"]["result"]]' <<<"$out" 2>/dev/null || echo "$out"
-      echo "Also try: sum by (cluster) (rate(tributary_gateway_items_received_total[1m]))"
+      echo "Also try: sum by (cluster, signal) (rate(tributary_gateway_items_received_total[1m]))"
+      break
+    fi
+    sleep 1
+  done
+  if ! grep -q '"cluster":"demo"' <<<"$out"; then
+    echo "demo: no data with cluster=demo in the sink after 90 s; see .demo/logs/" >&2
+    exit 1
+  fi
+  echo
+  echo "Waiting for the demo logs to arrive in Loki..."
+  for _ in $(seq 1 60); do
+    start_ns=$(( ($(date +%s) - 600) * 1000000000 ))
+    out=$(curl -fsS --get "http://127.0.0.1:$LOKI_PORT/loki/api/v1/query_range" --data-urlencode 'query={cluster="demo"}' \
+      --data-urlencode "start=$start_ns" --data-urlencode limit=5 || true)
+    if grep -q 'demo log line' <<<"$out"; then
+      echo "Logs are flowing. Loki: http://127.0.0.1:$LOKI_PORT"
+      echo "LogQL: {cluster=\"demo\"}   e.g."
+      echo "  curl -G http://127.0.0.1:$LOKI_PORT/loki/api/v1/query_range --data-urlencode 'query={cluster=\"demo\"}' --data-urlencode limit=5"
+      python3 -c 'import json,sys; [print("  %s %s" % (s["stream"], v[1])) for s in json.load(sys.stdin)["data"]["result"] for v in s["values"][:5]]' <<<"$out" 2>/dev/null || true
       echo "Stop with: make demo-stop"
       return 0
     fi
     sleep 1
   done
-  echo "demo: no data with cluster=demo in the sink after 90 s; see .demo/logs/" >&2
+  echo "demo: no logs with cluster=demo in Loki after 60 s; see .demo/logs/" >&2
   exit 1
 }
 
 stop() {
   # Sender first, so that the gateway is idle before it drains; the broker last.
-  for name in prometheus-sender gateway ingester prometheus-sink devbroker; do
+  for name in log-sender prometheus-sender gateway ingester loki prometheus-sink devbroker; do
     if running "$name"; then
       pid=$(cat "$DEMO/pids/$name")
-      kill -TERM "$pid" 2>/dev/null || true
+      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
       for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-      kill -KILL "$pid" 2>/dev/null || true
+      kill -KILL -- "-$pid" 2>/dev/null || true
       echo "stopped $name (pid $pid)"
     fi
     rm -f "$DEMO/pids/$name"
@@ -118,7 +192,7 @@ stop() {
 }
 
 status() {
-  for name in devbroker prometheus-sink gateway ingester prometheus-sender; do
+  for name in devbroker prometheus-sink loki gateway ingester prometheus-sender log-sender; do
     if running "$name"; then echo "$name: running (pid $(cat "$DEMO/pids/$name"))"; else echo "$name: stopped"; fi
   done
 }
@@ -127,5 +201,6 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status) status ;;
+  log-sender) log_sender ;;
   *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
 esac

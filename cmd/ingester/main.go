@@ -17,6 +17,8 @@ import (
 	"github.com/tributary-io/tributary/pkg/ingester"
 	"github.com/tributary-io/tributary/pkg/kafka"
 	"github.com/tributary-io/tributary/pkg/server"
+	"github.com/tributary-io/tributary/pkg/sink/elasticsearch"
+	"github.com/tributary-io/tributary/pkg/sink/loki"
 	promsink "github.com/tributary-io/tributary/pkg/sink/prometheus"
 	recordpb "github.com/tributary-io/tributary/proto/record/v1"
 )
@@ -29,7 +31,75 @@ type config struct {
 		Sink     promsink.Config `yaml:"sink"`
 		Consumer ingester.Config `yaml:"consumer"`
 	} `yaml:"prometheus"`
-	Log server.LogConfig `yaml:"log"`
+	Loki struct {
+		Sink     loki.Config     `yaml:"sink"`
+		Consumer ingester.Config `yaml:"consumer"`
+	} `yaml:"loki"`
+	Elasticsearch struct {
+		Sink     elasticsearch.Config `yaml:"sink"`
+		Consumer ingester.Config      `yaml:"consumer"`
+	} `yaml:"elasticsearch"`
+	Discard struct {
+		Enabled  bool            `yaml:"enabled"`
+		Consumer ingester.Config `yaml:"consumer"`
+	} `yaml:"discard"`
+	Log   server.LogConfig `yaml:"log"`
+	Pprof bool             `yaml:"pprof"`
+}
+
+func (c *config) registerFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.ListenAddr, "http.listen-addr", ":8081", "Address for /metrics and health checks.")
+	c.Kafka.RegisterFlags("kafka.", fs)
+	fs.DurationVar(&c.DLQ.AckTimeout, "dlq.ack-timeout", 10*time.Second, "Wait for Kafka to acknowledge a dead letter.")
+	fs.IntVar(&c.DLQ.MaxMessageBytes, "dlq.max-message-bytes", 1000000, "Largest dead-letter message.")
+	c.Prometheus.Sink.RegisterFlags("prometheus.", fs)
+	c.Prometheus.Consumer.RegisterFlags("prometheus.", "prometheus", "tributary.metrics", fs)
+	c.Loki.Sink.RegisterFlags("loki.", fs)
+	c.Loki.Consumer.RegisterFlags("loki.", "loki", "tributary.logs", fs)
+	c.Elasticsearch.Sink.RegisterFlags("elasticsearch.", fs)
+	c.Elasticsearch.Consumer.RegisterFlags("elasticsearch.", "elasticsearch", "tributary.logs", fs)
+	fs.BoolVar(&c.Discard.Enabled, "discard.enabled", false, "Run a sink that reads metrics and drops them (for benchmarks: the ingester's own ceiling).")
+	c.Discard.Consumer.RegisterFlags("discard.", "discard", "tributary.metrics", fs)
+	c.Log.RegisterFlags(fs)
+	fs.BoolVar(&c.Pprof, "debug.pprof", false, "Serve Go profiles under /debug/pprof/.")
+}
+
+func (c *config) validate() error {
+	if err := c.Kafka.Validate(); err != nil {
+		return err
+	}
+	enabled := 0
+	check := func(on bool, name string, sink interface{ Validate() error }, consumer *ingester.Config) error {
+		if !on {
+			return nil
+		}
+		enabled++
+		if sink != nil {
+			if err := sink.Validate(); err != nil {
+				return err
+			}
+		}
+		if err := consumer.Validate(); err != nil {
+			return fmt.Errorf("%s consumer: %w", name, err)
+		}
+		return nil
+	}
+	if err := check(c.Prometheus.Sink.URL != "", "prometheus", &c.Prometheus.Sink, &c.Prometheus.Consumer); err != nil {
+		return err
+	}
+	if err := check(c.Loki.Sink.URL != "", "loki", &c.Loki.Sink, &c.Loki.Consumer); err != nil {
+		return err
+	}
+	if err := check(c.Elasticsearch.Sink.Enabled(), "elasticsearch", &c.Elasticsearch.Sink, &c.Elasticsearch.Consumer); err != nil {
+		return err
+	}
+	if err := check(c.Discard.Enabled, "discard", nil, &c.Discard.Consumer); err != nil {
+		return err
+	}
+	if enabled == 0 {
+		return fmt.Errorf("no sink configured: set -prometheus.url, -loki.url or -elasticsearch.addresses")
+	}
+	return nil
 }
 
 func main() {
@@ -42,20 +112,14 @@ func main() {
 func runMain(args []string) error {
 	var cfg config
 	fs := flag.NewFlagSet("ingester", flag.ContinueOnError)
-	fs.StringVar(&cfg.ListenAddr, "http.listen-addr", ":8081", "Address for /metrics and health checks.")
-	cfg.Kafka.RegisterFlags("kafka.", fs)
-	fs.DurationVar(&cfg.DLQ.AckTimeout, "dlq.ack-timeout", 10*time.Second, "Wait for Kafka to acknowledge a dead letter.")
-	fs.IntVar(&cfg.DLQ.MaxMessageBytes, "dlq.max-message-bytes", 1000000, "Largest dead-letter message.")
-	cfg.Prometheus.Sink.RegisterFlags("prometheus.", fs)
-	cfg.Prometheus.Consumer.RegisterFlags("prometheus.", "prometheus", "tributary.metrics", fs)
-	cfg.Log.RegisterFlags(fs)
+	cfg.registerFlags(fs)
 	if err := flagenv.Parse(fs, args, "TRIBUTARY_INGESTER", &cfg); err != nil {
 		if err == flag.ErrHelp {
 			return nil
 		}
 		return err
 	}
-	if err := cfg.Kafka.Validate(); err != nil {
+	if err := cfg.validate(); err != nil {
 		return err
 	}
 	log, err := cfg.Log.Logger("ingester")
@@ -64,35 +128,63 @@ func runMain(args []string) error {
 	}
 	reg := server.Registry()
 	metrics := ingester.NewMetrics(reg)
-
-	if cfg.Prometheus.Sink.URL == "" {
-		return fmt.Errorf("no sink configured (set -prometheus.url)")
-	}
-	if err := cfg.Prometheus.Sink.Validate(); err != nil {
-		return err
-	}
-	if err := cfg.Prometheus.Consumer.Validate(); err != nil {
-		return fmt.Errorf("prometheus consumer: %w", err)
-	}
 	dlq, err := kafka.NewProducer(cfg.Kafka, cfg.DLQ, "ingester", reg, log)
 	if err != nil {
 		return err
 	}
 	defer dlq.Close()
+
 	var consumers []*ingester.Consumer
-	if cfg.Prometheus.Sink.URL != "" {
-		c, err := ingester.NewConsumer(ingester.Params{
-			Config: cfg.Prometheus.Consumer, Kafka: cfg.Kafka, Name: "prometheus",
-			Signal: recordpb.Signal_SIGNAL_METRICS, Sink: promsink.New(cfg.Prometheus.Sink, nil),
+	add := func(name string, signal recordpb.Signal, c ingester.Config, sink ingester.Sink) error {
+		consumer, err := ingester.NewConsumer(ingester.Params{
+			Config: c, Kafka: cfg.Kafka, Name: name, Signal: signal, Sink: sink,
 			DLQ: dlq, Metrics: metrics, Log: log,
 		})
 		if err != nil {
 			return err
 		}
-		consumers = append(consumers, c)
+		consumers = append(consumers, consumer)
+		return nil
+	}
+	if cfg.Prometheus.Sink.URL != "" {
+		if err := add("prometheus", recordpb.Signal_SIGNAL_METRICS, cfg.Prometheus.Consumer, promsink.New(cfg.Prometheus.Sink, nil)); err != nil {
+			return err
+		}
+	}
+	if cfg.Loki.Sink.URL != "" {
+		if err := add("loki", recordpb.Signal_SIGNAL_LOGS, cfg.Loki.Consumer, loki.New(cfg.Loki.Sink, nil)); err != nil {
+			return err
+		}
+	}
+	if cfg.Elasticsearch.Sink.Enabled() {
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.Elasticsearch.Sink.Timeout)
+		es, err := elasticsearch.New(ctx, cfg.Elasticsearch.Sink, log.With("sink", "elasticsearch"))
+		cancel()
+		if err != nil {
+			return err
+		}
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.Elasticsearch.Sink.Timeout)
+			defer cancel()
+			if err := es.Close(ctx); err != nil {
+				log.Warn("elasticsearch close", "err", err)
+			}
+		}()
+		if err := add("elasticsearch", recordpb.Signal_SIGNAL_LOGS, cfg.Elasticsearch.Consumer, es); err != nil {
+			return err
+		}
+	}
+	if cfg.Discard.Enabled {
+		drop := ingester.SinkFunc(func(context.Context, []ingester.Record) error { return nil })
+		if err := add("discard", recordpb.Signal_SIGNAL_METRICS, cfg.Discard.Consumer, drop); err != nil {
+			return err
+		}
 	}
 
 	mux := http.NewServeMux()
+	if cfg.Pprof {
+		server.Pprof(mux)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "OK") })
 	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, _ *http.Request) {
@@ -112,7 +204,8 @@ func runMain(args []string) error {
 	}
 	for _, c := range consumers {
 		// Cancelling a consumer flushes its in-flight batches and commits
-		// before it leaves the group; the dead-letter producer closes after.
+		// before it leaves the group; the sinks and the dead-letter
+		// producer close after (deferred above).
 		ctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error { return c.Run(ctx) }, func(error) { cancel() })
 	}

@@ -1,0 +1,203 @@
+package elasticsearch
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/grafana/loki/pkg/push"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/tributary-io/tributary/pkg/ingester"
+)
+
+// document is one log entry as an Elasticsearch document. It refers to its
+// record by name only: the caller reuses records once Write returned, and a
+// late bulk result may still arrive.
+type document struct {
+	rec   string // topic/partition/offset
+	entry int    // position of the entry in its record, streams in order
+	index string
+	id    string
+	body  []byte
+}
+
+// source is the JSON of a document. encoding/json writes invalid UTF-8 in
+// a line as U+FFFD, which Elasticsearch would otherwise refuse.
+type source struct {
+	Timestamp string            `json:"@timestamp"`
+	Message   string            `json:"message"`
+	Cluster   string            `json:"cluster,omitempty"`
+	Tenant    string            `json:"tenant,omitempty"`
+	Labels    json.RawMessage   `json:"labels,omitempty"`
+	Metadata  map[string]string `json:"metadata,omitempty"`
+}
+
+// timestampLayout always writes nine fraction digits: date_nanos keeps them.
+const timestampLayout = "2006-01-02T15:04:05.000000000Z07:00"
+
+// encoder turns records into documents. It is not safe for concurrent use.
+type encoder struct {
+	index    indexPattern
+	maxBytes int
+	parser   parser.Parser
+
+	buf     bytes.Buffer  // all bodies of one batch, new for each
+	json    *json.Encoder // into buf
+	decoded []byte
+	names   map[int64]string // index name by UTC hour
+}
+
+func newEncoder(index indexPattern, maxDecodedBytes int) *encoder {
+	e := &encoder{index: index, maxBytes: maxDecodedBytes, parser: parser.NewParser(parser.Options{})}
+	e.json = json.NewEncoder(&e.buf)
+	e.json.SetEscapeHTML(false)
+	return e
+}
+
+// encode appends the documents of recs to docs. Their bodies share one new
+// buffer, owned by the documents (the bulk indexer may read them after
+// Write returned). An error means a record cannot be decoded: it names the
+// record, and retrying cannot help.
+func (e *encoder) encode(docs []document, recs []ingester.Record) ([]document, error) {
+	e.buf = bytes.Buffer{}
+	clear(e.names)
+	if e.names == nil {
+		e.names = make(map[int64]string)
+	}
+	type span struct{ start, end int }
+	var spans []span
+	first := len(docs)
+	for i := range recs {
+		r := &recs[i]
+		req, err := e.decode(r.Value)
+		if err != nil {
+			return docs, fmt.Errorf("record %s: %w", recordName(r), err)
+		}
+		name := recordName(r)
+		cluster, tenant := r.Envelope.GetCluster(), r.Envelope.GetTenant()
+		n := 0
+		for si, st := range req.Streams {
+			ls, err := e.parser.ParseMetric(st.Labels)
+			if err != nil {
+				return docs, fmt.Errorf("record %s: stream %d: labels %.200q: %w", recordName(r), si, st.Labels, err)
+			}
+			lj, err := labelsJSON(ls)
+			if err != nil {
+				return docs, fmt.Errorf("record %s: stream %d: %w", recordName(r), si, err)
+			}
+			c := cluster
+			if c == "" {
+				c = ls.Get("cluster")
+			}
+			for _, en := range st.Entries {
+				start := e.buf.Len()
+				err := e.json.Encode(source{
+					Timestamp: en.Timestamp.UTC().Format(timestampLayout),
+					Message:   en.Line,
+					Cluster:   c,
+					Tenant:    tenant,
+					Labels:    lj,
+					Metadata:  metadata(en.StructuredMetadata),
+				})
+				if err != nil {
+					return docs, fmt.Errorf("record %s: entry %d: %w", recordName(r), n, err)
+				}
+				// Encode ends with a newline; the bulk indexer adds its own.
+				spans = append(spans, span{start, e.buf.Len() - 1})
+				docs = append(docs, document{rec: name, entry: n, index: e.indexName(en.Timestamp), id: docID(r, n)})
+				n++
+			}
+		}
+	}
+	b := e.buf.Bytes()
+	for i, s := range spans {
+		docs[first+i].body = b[s.start:s.end]
+	}
+	return docs, nil
+}
+
+func (e *encoder) decode(value []byte) (*push.PushRequest, error) {
+	n, err := snappy.DecodedLen(value)
+	if err != nil {
+		return nil, fmt.Errorf("snappy: %w", err)
+	}
+	if n > e.maxBytes {
+		return nil, fmt.Errorf("decodes to %d bytes, over the limit of %d", n, e.maxBytes)
+	}
+	if cap(e.decoded) < n {
+		e.decoded = make([]byte, n)
+	}
+	raw, err := snappy.Decode(e.decoded[:n], value)
+	if err != nil {
+		return nil, fmt.Errorf("snappy: %w", err)
+	}
+	var req push.PushRequest
+	if err := req.Unmarshal(raw); err != nil {
+		return nil, fmt.Errorf("push request: %w", err)
+	}
+	return &req, nil
+}
+
+func (e *encoder) indexName(t time.Time) string {
+	hour := t.Unix() / 3600
+	if t.Unix() < 0 && t.Unix()%3600 != 0 {
+		hour--
+	}
+	name, ok := e.names[hour]
+	if !ok {
+		name = e.index.name(t)
+		e.names[hour] = name
+	}
+	return name
+}
+
+// docID makes replays overwrite: the same record always gives the same ids.
+func docID(r *ingester.Record, entry int) string {
+	b := make([]byte, 0, len(r.Topic)+32)
+	b = append(b, r.Topic...)
+	b = append(b, '-')
+	b = strconv.AppendInt(b, int64(r.Partition), 10)
+	b = append(b, '-')
+	b = strconv.AppendInt(b, r.Offset, 10)
+	b = append(b, '-')
+	b = strconv.AppendInt(b, int64(entry), 10)
+	return string(b)
+}
+
+func recordName(r *ingester.Record) string {
+	return fmt.Sprintf("%s/%d/%d", r.Topic, r.Partition, r.Offset)
+}
+
+// labelsJSON is the "labels" object of a stream: names exactly as in the
+// stream (the mapping is flattened, so dots are safe), the last of
+// duplicate names winning.
+func labelsJSON(ls labels.Labels) (json.RawMessage, error) {
+	if ls.IsEmpty() {
+		return nil, nil
+	}
+	m := make(map[string]string, ls.Len())
+	ls.Range(func(l labels.Label) { m[l.Name] = l.Value })
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(m); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+func metadata(md push.LabelsAdapter) map[string]string {
+	if len(md) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(md))
+	for _, l := range md {
+		m[l.Name] = l.Value
+	}
+	return m
+}

@@ -1,0 +1,332 @@
+// Package elasticsearch is the ingester sink that indexes log records into
+// Elasticsearch 8.
+//
+// Each entry of a record's PushRequest becomes one document in the index
+// that Config.Index gives for the entry's own timestamp (UTC), with the _id
+// <topic>-<partition>-<offset>-<entry>: a replay after a crash overwrites
+// the documents instead of duplicating them. A document is
+//
+//	{"@timestamp": "2024-05-01T10:00:00.123456789Z", "message": "<line>",
+//	 "cluster": "<envelope cluster>", "tenant": "<envelope tenant>",
+//	 "labels": {<stream labels>}, "metadata": {<structured metadata>}}
+//
+// At start-up the sink installs a composable index template for those
+// indices (see templateBody for the mapping and why labels are flattened).
+package elasticsearch
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/elastic/go-elasticsearch/v8"
+	"github.com/elastic/go-elasticsearch/v8/esutil"
+
+	"github.com/tributary-io/tributary/pkg/ingester"
+)
+
+// Sink indexes log records. It is safe for concurrent use.
+type Sink struct {
+	cfg    Config
+	log    *slog.Logger
+	client *elasticsearch.Client
+	bulk   esutil.BulkIndexer
+	index  indexPattern
+	tmpl   []byte
+	encs   sync.Pool // *encoder
+
+	tmplMu    sync.Mutex
+	installed atomic.Bool
+	closed    atomic.Bool
+}
+
+// New builds the client and the bulk indexer and installs the index
+// template. A server that refuses the template (no composable templates,
+// bad credentials, a conflicting template) is an error unless
+// cfg.SkipTemplate; an unreachable or overloaded one is not: the install is
+// then retried before the first write, which fails until it succeeds, so
+// that no index is ever created without the template.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Sink, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if !cfg.Enabled() {
+		return nil, errors.New("elasticsearch: no addresses configured")
+	}
+	index, err := parseIndexPattern(cfg.Index)
+	if err != nil {
+		return nil, err
+	}
+	ecfg := elasticsearch.Config{
+		Addresses: cfg.AddressList(),
+		Username:  cfg.Username,
+		Password:  cfg.Password,
+		APIKey:    cfg.APIKey,
+		Transport: http.DefaultTransport.(*http.Transport).Clone(),
+	}
+	if cfg.CAFile != "" {
+		if ecfg.CACert, err = os.ReadFile(cfg.CAFile); err != nil {
+			return nil, fmt.Errorf("elasticsearch CA: %w", err)
+		}
+	}
+	client, err := elasticsearch.NewClient(ecfg)
+	if err != nil {
+		return nil, fmt.Errorf("elasticsearch client: %w", err)
+	}
+	s := &Sink{cfg: cfg, log: log.With("sink", "elasticsearch"), client: client, index: index}
+	if s.tmpl, err = templateBody(index); err != nil {
+		return nil, err
+	}
+	s.encs.New = func() any { return newEncoder(s.index, s.cfg.MaxDecodedBytes) }
+
+	if cfg.SkipTemplate {
+		s.installed.Store(true)
+	} else if err := s.ensureTemplate(ctx); err != nil {
+		var refused *refusedError
+		if errors.As(err, &refused) {
+			return nil, fmt.Errorf("%w (set the template skip option if this server has no composable index templates or you install one yourself)", err)
+		}
+		s.log.Warn("index template not installed yet; writes wait for it", "err", err)
+	}
+
+	s.bulk, err = esutil.NewBulkIndexer(esutil.BulkIndexerConfig{
+		Client:        client,
+		NumWorkers:    cfg.Workers,
+		FlushBytes:    cfg.FlushBytes,
+		FlushInterval: cfg.FlushInterval,
+		Decoder:       bulkDecoder{},
+		// Flushes run in the indexer's goroutines, not under Write's
+		// context: the request timeout is set here.
+		OnFlushStart: func(ctx context.Context) context.Context {
+			ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+			return context.WithValue(ctx, cancelKey{}, cancel)
+		},
+		OnFlushEnd: func(ctx context.Context) {
+			if cancel, ok := ctx.Value(cancelKey{}).(context.CancelFunc); ok {
+				cancel()
+			}
+		},
+		// Every failure also reaches the items, and through them Write's
+		// caller, which logs it.
+		OnError: func(_ context.Context, err error) { s.log.Debug("bulk indexer", "err", err) },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("elasticsearch bulk indexer: %w", err)
+	}
+	return s, nil
+}
+
+type cancelKey struct{}
+
+// Close stops the bulk indexer, flushing what is queued, and the client.
+// Call it after the last Write.
+func (s *Sink) Close(ctx context.Context) error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	return errors.Join(s.bulk.Close(ctx), s.client.Close(ctx))
+}
+
+// Write implements ingester.Sink: it returns nil only when Elasticsearch
+// acknowledged every entry of every record.
+//
+// An undecodable record, or a document Elasticsearch refuses with a 4xx
+// (a mapping conflict, say), is a Permanent error naming the record and the
+// reason. Anything else (network, 429, 5xx, a result missing from the
+// response) is retryable; the retry sends every document again, and the
+// deterministic _ids make that an overwrite.
+func (s *Sink) Write(ctx context.Context, recs []ingester.Record) error {
+	if s.closed.Load() {
+		return errors.New("elasticsearch sink is closed")
+	}
+	enc := s.encs.Get().(*encoder)
+	defer s.encs.Put(enc)
+	docs, err := enc.encode(nil, recs)
+	if err != nil {
+		return ingester.Permanent(err)
+	}
+	if len(docs) == 0 {
+		return nil
+	}
+	if err := s.ensureTemplate(ctx); err != nil {
+		return err
+	}
+
+	res := &results{total: len(docs)}
+	for i := range docs {
+		d := &docs[i]
+		err := s.bulk.Add(ctx, esutil.BulkIndexerItem{
+			Index:      d.index,
+			Action:     "index", // overwrite on replay, where create would conflict
+			DocumentID: d.id,
+			Body:       bytes.NewReader(d.body),
+			OnSuccess: func(context.Context, esutil.BulkIndexerItem, esutil.BulkIndexerResponseItem) {
+				res.indexed()
+			},
+			OnFailure: func(_ context.Context, _ esutil.BulkIndexerItem, item esutil.BulkIndexerResponseItem, err error) {
+				res.failed(d, item, err)
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("elasticsearch: queue document %s: %w", d.id, err)
+		}
+	}
+	// Items reach the workers in order, before the flush signal: when Flush
+	// returns, every item of ours has had its callback.
+	if err := s.bulk.Flush(ctx); err != nil {
+		return fmt.Errorf("elasticsearch: flush: %w", err)
+	}
+	return res.err()
+}
+
+// results collects the outcome of one Write's documents.
+type results struct {
+	total int
+
+	mu      sync.Mutex
+	ok      int
+	retry   []string // first few reasons
+	nretry  int
+	refused []string
+	nrefuse int
+}
+
+const maxReasons = 3
+
+func (r *results) indexed() {
+	r.mu.Lock()
+	r.ok++
+	r.mu.Unlock()
+}
+
+func (r *results) failed(d *document, item esutil.BulkIndexerResponseItem, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		// The request failed as a whole (network, non-2xx, unreadable
+		// response): no item was judged.
+		r.nretry++
+		if len(r.retry) == 0 {
+			r.retry = append(r.retry, err.Error())
+		}
+		return
+	}
+	reason := fmt.Sprintf("record %s entry %d (index %s, _id %s): %d %s", d.rec, d.entry, d.index, d.id, item.Status, itemError(item))
+	if permanentStatus(item.Status) {
+		r.nrefuse++
+		if len(r.refused) < maxReasons {
+			r.refused = append(r.refused, reason)
+		}
+		return
+	}
+	r.nretry++
+	if len(r.retry) < maxReasons {
+		r.retry = append(r.retry, reason)
+	}
+}
+
+// permanentStatus tells a refusal of the document (400 mapping errors and
+// the like) from a failure of the moment (429 rejected execution, 5xx).
+func permanentStatus(code int) bool {
+	return code >= 400 && code < 500 && code != http.StatusTooManyRequests && code != http.StatusRequestTimeout
+}
+
+func itemError(item esutil.BulkIndexerResponseItem) string {
+	e := item.Error
+	s := e.Type + ": " + e.Reason
+	if e.Cause.Type != "" {
+		s += " (caused by " + e.Cause.Type + ": " + e.Cause.Reason + ")"
+	}
+	return s
+}
+
+func (r *results) err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	missing := r.total - r.ok - r.nretry - r.nrefuse
+	if r.nretry > 0 || missing > 0 {
+		msg := fmt.Sprintf("elasticsearch: %d of %d documents not indexed", r.nretry+missing, r.total)
+		if missing > 0 {
+			msg += fmt.Sprintf(" (%d without a result in the bulk response)", missing)
+		}
+		if len(r.retry) > 0 {
+			msg += ": " + strings.Join(r.retry, "; ")
+		}
+		return errors.New(msg)
+	}
+	if r.nrefuse > 0 {
+		return ingester.Permanent(fmt.Errorf("elasticsearch refused %d of %d documents: %s",
+			r.nrefuse, r.total, strings.Join(r.refused, "; ")))
+	}
+	return nil
+}
+
+// bulkDecoder reads a _bulk response like the indexer's own decoder but
+// refuses a 200 response that carries a top-level "error". Elasticsearch
+// never sends one (a failed request has a non-2xx status, failed documents
+// have per-item errors); servers imitating it do (ZincSearch stops at the
+// first failing document and reports it only there, with "errors": false
+// and the failing item marked 200). Refusing the response fails every item
+// of the request as retryable instead of acknowledging lost documents.
+type bulkDecoder struct{}
+
+func (bulkDecoder) UnmarshalFromReader(r io.Reader, blk *esutil.BulkIndexerResponse) error {
+	var resp struct {
+		esutil.BulkIndexerResponse
+		Error json.RawMessage `json:"error"`
+	}
+	if err := json.NewDecoder(r).Decode(&resp); err != nil {
+		return err
+	}
+	if len(resp.Error) > 0 && string(resp.Error) != "null" {
+		return fmt.Errorf("bulk response reports an error without per-item results: %.500s", resp.Error)
+	}
+	*blk = resp.BulkIndexerResponse
+	return nil
+}
+
+// refusedError is a definitive answer of the server (a 4xx other than 408
+// and 429), as opposed to it being unreachable or overloaded.
+type refusedError struct{ error }
+
+func (e *refusedError) Unwrap() error { return e.error }
+
+// ensureTemplate installs the index template unless that was done.
+func (s *Sink) ensureTemplate(ctx context.Context) error {
+	if s.installed.Load() {
+		return nil
+	}
+	s.tmplMu.Lock()
+	defer s.tmplMu.Unlock()
+	if s.installed.Load() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	put := s.client.Indices.PutIndexTemplate
+	resp, err := put(s.cfg.TemplateName, strings.NewReader(string(s.tmpl)), put.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("install index template %s: %w", s.cfg.TemplateName, err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	if resp.IsError() {
+		err := fmt.Errorf("install index template %s: %s: %s", s.cfg.TemplateName, resp.Status(), strings.TrimSpace(string(msg)))
+		if permanentStatus(resp.StatusCode) {
+			return &refusedError{err}
+		}
+		return err
+	}
+	s.installed.Store(true)
+	s.log.Info("index template installed", "template", s.cfg.TemplateName, "index_patterns", s.index.wildcard())
+	return nil
+}
