@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,6 +41,11 @@ func startGateway(t *testing.T, kafkaAddr string, extra ...string) *gatewayProc 
 		"-kafka.ack-timeout=5s",
 		"-retry-after=1s",
 	}, extra...)
+	for _, a := range extra {
+		if strings.HasPrefix(a, "-http.listen-addr=") {
+			port, _ = strconv.Atoi(a[strings.LastIndex(a, ":")+1:])
+		}
+	}
 	p := testenv.StartProcess(t, "gateway", testenv.Binary(t, "gateway"), args)
 	url := "http://" + testenv.Addr(port)
 	testenv.WaitHTTP(t, p, url+"/-/ready", 30*time.Second)

@@ -239,3 +239,57 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// Two ingesters share the partitions; one is stopped with SIGTERM while
+// traffic flows (it flushes and commits before leaving, the other takes its
+// partitions over). It exits cleanly, and nothing is lost.
+func TestIngesterRebalanceAndGracefulStop(t *testing.T) {
+	k := testenv.Kafka(t, 4, testenv.FastGroups()...)
+	prom := testenv.Prometheus(t, testenv.SinkConfig)
+	gw := startGateway(t, k.Addr)
+	a := startIngester(t, k.Addr, prom.URL, "-prometheus.batch.max-delay=500ms")
+	startIngester(t, k.Addr, prom.URL)
+
+	l := newLoad("tributary_rebalance", []string{"r1", "r2", "r3", "r4"}, 10, 150)
+	var wg sync.WaitGroup
+	sent := make([]atomic.Int64, len(l.clusters))
+	for i, c := range l.clusters {
+		wg.Add(1)
+		go sendContinuously(t, gw.URL, l, c, make(chan struct{}), &sent[i], &wg)
+	}
+	waitFor(t, func() bool { return sent[0].Load() > 50 })
+	require.NoError(t, a.Stop(30*time.Second), "graceful stop must exit 0")
+	require.Contains(t, a.Output(), "stopped")
+	wg.Wait()
+	want := map[string]int{}
+	for _, c := range l.clusters {
+		want[c] = l.samples
+	}
+	verify(t, prom, l, want)
+	requireNoDeadLetters(t, k.Addr)
+}
+
+// The gateway is stopped with SIGTERM while requests are in flight and a new
+// one takes its port: every request answered 204 is in the sink, and the old
+// gateway exits cleanly.
+func TestGatewayGracefulStop(t *testing.T) {
+	k := testenv.Kafka(t, 2)
+	prom := testenv.Prometheus(t, testenv.SinkConfig)
+	port := testenv.FreePort(t)
+	addr := "-http.listen-addr=" + testenv.Addr(port)
+	gw := startGateway(t, k.Addr, addr)
+	startIngester(t, k.Addr, prom.URL)
+
+	l := newLoad("tributary_gwstop", []string{"g1", "g2"}, 20, 100)
+	var wg sync.WaitGroup
+	sent := make([]atomic.Int64, len(l.clusters))
+	for i, c := range l.clusters {
+		wg.Add(1)
+		go sendContinuously(t, gw.URL, l, c, make(chan struct{}), &sent[i], &wg)
+	}
+	waitFor(t, func() bool { return sent[0].Load() > 30 })
+	require.NoError(t, gw.Stop(30*time.Second), "graceful stop must exit 0")
+	startGateway(t, k.Addr, addr)
+	wg.Wait()
+	verify(t, prom, l, map[string]int{"g1": l.samples, "g2": l.samples})
+}
