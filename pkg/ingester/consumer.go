@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tributary-io/tributary/pkg/kafka"
 	"github.com/tributary-io/tributary/pkg/record"
@@ -28,14 +29,17 @@ type Consumer struct {
 	name   string
 	signal recordpb.Signal
 	sink   Sink // with retries and metrics
-	raw    Sink // without retries, for the per-record pass after a refusal
 	dlq    DeadLetters
 	group  sarama.ConsumerGroup
 	log    *slog.Logger
 	m      *Metrics
 
-	claims atomic.Int32 // partitions currently owned
 	joined atomic.Bool
+
+	// Per-record metrics, resolved once.
+	consumed prometheus.Counter
+	items    prometheus.Counter
+	delay    prometheus.Observer
 }
 
 // Params are what a Consumer is built from.
@@ -71,8 +75,10 @@ func NewConsumer(p Params) (*Consumer, error) {
 	base := withMetrics(p.Sink, m, p.Name)
 	return &Consumer{
 		cfg: p.Config, name: p.Name, signal: p.Signal, dlq: p.DLQ, group: group, log: log, m: m,
-		raw:  base,
-		sink: withRetry(base, p.Config.Backoff, m.retries.WithLabelValues(p.Name), log),
+		sink:     withRetry(base, p.Config.Backoff, m.retries.WithLabelValues(p.Name), log),
+		consumed: m.consumed.WithLabelValues(p.Name),
+		items:    m.items.WithLabelValues(p.Name),
+		delay:    m.delay.WithLabelValues(p.Name),
 	}, nil
 }
 
@@ -128,8 +134,6 @@ func (c *Consumer) Cleanup(s sarama.ConsumerGroupSession) error {
 // records are batched and written in offset order, and an offset is marked
 // only when the sink acknowledged everything before it.
 func (c *Consumer) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
-	c.claims.Add(1)
-	defer c.claims.Add(-1)
 	part := strconv.Itoa(int(claim.Partition()))
 	log := c.log.With("partition", claim.Partition())
 	lag := c.m.lag.WithLabelValues(c.name, part)
@@ -180,7 +184,7 @@ func (c *Consumer) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.C
 				}
 				return nil
 			}
-			c.m.consumed.WithLabelValues(c.name).Inc()
+			c.consumed.Inc()
 			rec, err := c.toRecord(msg)
 			if err != nil {
 				// Undecodable envelope: the records before it are written
@@ -272,10 +276,10 @@ func (c *Consumer) written(recs []Record) {
 	for _, r := range recs {
 		items += r.Envelope.GetItems()
 		if t := r.Envelope.GetReceivedAtUnixNano(); t > 0 {
-			c.m.delay.WithLabelValues(c.name).Observe(now.Sub(time.Unix(0, t)).Seconds())
+			c.delay.Observe(now.Sub(time.Unix(0, t)).Seconds())
 		}
 	}
-	c.m.items.WithLabelValues(c.name).Add(float64(items))
+	c.items.Add(float64(items))
 }
 
 // deadLetter writes r to the dead-letter topic, retrying until Kafka
