@@ -7,7 +7,7 @@ BIN := $(CURDIR)/bin
 PROTOC_GEN_GO_VERSION := v1.36.12
 FUZZTIME ?= 10s
 
-.PHONY: all build test fuzz deps servers demo demo-stop proto fmt vet clean
+.PHONY: all build test fuzz deps servers demo demo-stop bench proto fmt vet clean
 
 all: build
 
@@ -49,6 +49,11 @@ demo: deps build
 
 demo-stop:
 	@bash scripts/demo.sh stop
+
+# Load tool against the real pieces; table plus one JSON line (last).
+# BENCH_SECONDS sets each phase's length (default 20: under 5 minutes).
+bench: deps build
+	@bash scripts/bench.sh
 
 # Regenerates proto/ Go code with pinned generators (protoc from Debian).
 proto:

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tributary-io/tributary/internal/testenv"
+)
+
+// benchFields are the fields `make bench` promises in its last line.
+var benchFields = []string{
+	"gateway_samples_per_sec", "gateway_cpu_cores", "gateway_samples_per_core_sec",
+	"ceiling_validate_samples_per_core_sec", "producer_ceiling_samples_per_sec",
+	"ingester_discard_samples_per_sec", "bare_consumer_samples_per_sec",
+	"ingester_prometheus_samples_per_sec", "prometheus_direct_samples_per_sec",
+	"e2e_p50_ms", "e2e_p99_ms", "gateway_rss_max_mb", "logs_mb_per_sec", "logs_json_mb_per_sec",
+	"loadgen_ceiling_samples_per_sec",
+	"gateway_per_core_vs_ceiling", "gateway_vs_producer_ceiling",
+	"ingester_discard_vs_bare_consumer", "ingester_prometheus_vs_direct",
+}
+
+// TestBenchSmoke runs scripts/bench.sh (make bench) for a few seconds per
+// phase on freshly built binaries, so that it cannot rot. It asserts only
+// that every field is present and positive, never how fast anything is.
+func TestBenchSmoke(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	prometheus := testenv.PrometheusBinary(t)
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", bin+string(filepath.Separator), "./cmd/...")
+	build.Dir = root
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, "scripts", "bench.sh"))
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "BENCH_SECONDS=2", "BIN="+bin, "PROMETHEUS="+prometheus)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	// The script kills what it started on exit; on a timeout it gets SIGTERM
+	// to do so, and its whole process group SIGKILL if it does not.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = 30 * time.Second
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	err = cmd.Wait()
+	require.NoError(t, err, "bench.sh failed\nstdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	var res map[string]any
+	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &res), "last line is not JSON:\n%s", stdout.String())
+	for _, f := range benchFields {
+		v, ok := res[f].(float64)
+		require.True(t, ok, "field %s missing or not a number in %v", f, res)
+		require.Positive(t, v, "field %s", f)
+	}
+	t.Logf("bench.sh with BENCH_SECONDS=2:\n%s", stdout.String())
+}

@@ -1,0 +1,151 @@
+// Package loadgen generates realistic telemetry load for Tributary and
+// measures what the receiving side does with it: Prometheus remote-write and
+// Loki push (protobuf and JSON) over HTTP, the same bodies produced straight
+// to Kafka (the producer ceiling), a bare Kafka consumer (the consumer
+// ceiling), and a discard mode that measures the tool's own ceiling.
+//
+// Bodies are encoded before the timed phase and only re-stamped in place
+// between sends (see Body), so the tool costs little per request; each
+// body's series or streams belong to one worker, so timestamps are strictly
+// increasing per series and stream at any concurrency.
+package loadgen
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+)
+
+// Modes.
+const (
+	ModeRemoteWrite  = "remote-write"  // POST <target>/api/v1/write
+	ModeLokiProto    = "loki-proto"    // POST <target>/loki/api/v1/push, snappy protobuf
+	ModeLokiJSON     = "loki-json"     // POST <target>/loki/api/v1/push, JSON
+	ModeKafkaProduce = "kafka-produce" // bodies as records to the brokers in <target>
+	ModeKafkaConsume = "kafka-consume" // read <topic> to its end and discard
+	ModeDiscard      = "discard"       // generate and drop: the tool's ceiling
+)
+
+// Config of one load run.
+type Config struct {
+	Mode        string `yaml:"mode"`
+	Target      string `yaml:"target"`
+	Concurrency int    `yaml:"concurrency"`
+	// Duration is the measured window; Warmup runs before it, unmeasured,
+	// and (if not zero) until every body was sent once.
+	Duration     time.Duration `yaml:"duration"`
+	Warmup       time.Duration `yaml:"warmup"`
+	Rate         float64       `yaml:"rate"`
+	Timeout      time.Duration `yaml:"timeout"`
+	ErrorBackoff time.Duration `yaml:"error_backoff"`
+	Tenant       string        `yaml:"tenant"`
+	// Payload selects the bodies of kafka-produce and discard.
+	Payload         string        `yaml:"payload"`
+	Topic           string        `yaml:"topic"`
+	Group           string        `yaml:"group"`
+	MaxMessageBytes int           `yaml:"max_message_bytes"`
+	WatchPIDs       string        `yaml:"watch_pids"`
+	Progress        time.Duration `yaml:"progress"`
+	Metrics         SeriesConfig  `yaml:"metrics"`
+	Logs            StreamConfig  `yaml:"logs"`
+}
+
+// RegisterFlags registers the flags.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Mode, "mode", ModeRemoteWrite, "One of remote-write, loki-proto, loki-json, kafka-produce, kafka-consume, discard.")
+	fs.StringVar(&c.Target, "target", "", "Base URL (http://127.0.0.1:8080) for HTTP modes; comma-separated brokers for kafka-* modes.")
+	fs.IntVar(&c.Concurrency, "concurrency", 8, "Concurrent senders, each owning a disjoint share of the series or streams.")
+	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "Measured duration; for kafka-consume, the longest wait to reach the topic's end.")
+	fs.DurationVar(&c.Warmup, "warmup", 0, "Load sent before the measured window, not counted. A warmup also lasts until every request body was sent once, so that all series and streams exist at the receiver.")
+	fs.Float64Var(&c.Rate, "rate", 0, "Target requests per second over all senders; 0: as fast as the receiver answers.")
+	fs.DurationVar(&c.Timeout, "timeout", 30*time.Second, "HTTP request timeout.")
+	fs.DurationVar(&c.ErrorBackoff, "error-backoff", 100*time.Millisecond, "Pause of a sender after a failed request (the tool does not honour Retry-After: it measures the ceiling).")
+	fs.StringVar(&c.Tenant, "tenant", "", "Tenant: X-Scope-OrgID header, or the envelope's tenant for kafka-produce.")
+	fs.StringVar(&c.Payload, "payload", ModeRemoteWrite, "Bodies of kafka-produce and discard: remote-write, loki-proto (or loki-json for discard).")
+	fs.StringVar(&c.Topic, "topic", "", "Kafka topic. Default: tributary.metrics, or tributary.logs for a loki payload.")
+	fs.StringVar(&c.Group, "group", "", "kafka-consume: consumer group. Default: a new one per run (tributary-loadgen-<time>).")
+	fs.IntVar(&c.MaxMessageBytes, "kafka.max-message-bytes", 1000000, "kafka-produce: the producer's largest message.")
+	fs.StringVar(&c.WatchPIDs, "watch-pids", "", "Comma-separated PIDs whose CPU time and RSS during the measured window are reported.")
+	fs.DurationVar(&c.Progress, "progress", time.Second, "Interval of progress lines on stderr; 0: none.")
+	fs.IntVar(&c.Metrics.Series, "series", 100000, "Active series.")
+	fs.IntVar(&c.Metrics.SeriesPerRequest, "series-per-request", 2000, "Series per remote-write request, one sample each.")
+	fs.IntVar(&c.Metrics.Labels, "labels", 10, "Labels per series, __name__ and cluster included (at least 4).")
+	fs.IntVar(&c.Metrics.Clusters, "clusters", 3, "Clusters; each request carries one cluster's series or streams.")
+	fs.IntVar(&c.Logs.Streams, "streams", 1000, "Active log streams.")
+	fs.IntVar(&c.Logs.StreamsPerRequest, "streams-per-request", 20, "Log streams per push request.")
+	fs.IntVar(&c.Logs.EntriesPerRequest, "entries-per-request", 2000, "Log entries per push request, spread over its streams.")
+	fs.IntVar(&c.Logs.LineBytes, "line-bytes", 200, "Bytes per log line.")
+}
+
+// Validate checks the configuration and fills derived defaults.
+func (c *Config) Validate() error {
+	c.Logs.Clusters = c.Metrics.Clusters
+	switch c.Mode {
+	case ModeRemoteWrite, ModeLokiProto, ModeLokiJSON, ModeKafkaProduce, ModeKafkaConsume, ModeDiscard:
+	default:
+		return fmt.Errorf("mode %q: want remote-write, loki-proto, loki-json, kafka-produce, kafka-consume or discard", c.Mode)
+	}
+	if c.Target == "" && c.Mode != ModeDiscard {
+		return errors.New("-target is required")
+	}
+	switch c.Payload {
+	case ModeRemoteWrite, ModeLokiProto:
+	case ModeLokiJSON:
+		if c.Mode == ModeKafkaProduce {
+			return errors.New("kafka-produce: records hold snappy protobuf, payload loki-json is not a record")
+		}
+	default:
+		return fmt.Errorf("payload %q: want remote-write, loki-proto or loki-json", c.Payload)
+	}
+	if c.Topic == "" {
+		c.Topic = "tributary.metrics"
+		if c.Payload != ModeRemoteWrite {
+			c.Topic = "tributary.logs"
+		}
+	}
+	if c.Group == "" {
+		c.Group = fmt.Sprintf("tributary-loadgen-%d", time.Now().UnixNano())
+	}
+	switch {
+	case c.Concurrency <= 0:
+		return errors.New("concurrency must be positive")
+	case c.Duration <= 0 || c.Warmup < 0:
+		return errors.New("duration must be positive and warmup not negative")
+	case c.Rate < 0:
+		return errors.New("rate must not be negative")
+	case c.Timeout <= 0:
+		return errors.New("timeout must be positive")
+	}
+	if c.Mode == ModeKafkaConsume {
+		return nil
+	}
+	bodies := 0
+	switch c.payload() {
+	case ModeRemoteWrite:
+		if err := c.Metrics.Validate(); err != nil {
+			return err
+		}
+		bodies = c.Metrics.Bodies()
+	default:
+		if err := c.Logs.Validate(); err != nil {
+			return err
+		}
+		bodies = c.Logs.Bodies()
+	}
+	if bodies < c.Concurrency {
+		// A sender owns whole bodies: fewer bodies than senders would leave
+		// senders idle or put one series in flight twice.
+		return fmt.Errorf("%d requests cover all series/streams, fewer than concurrency %d: lower -concurrency or the per-request size, or raise -series/-streams", bodies, c.Concurrency)
+	}
+	return nil
+}
+
+// payload is the kind of body the mode sends.
+func (c *Config) payload() string {
+	switch c.Mode {
+	case ModeRemoteWrite, ModeLokiProto, ModeLokiJSON:
+		return c.Mode
+	}
+	return c.Payload
+}
