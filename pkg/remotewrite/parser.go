@@ -80,15 +80,16 @@ type seriesInfo struct {
 // Parser validates and splits requests. It keeps its buffers between calls;
 // it is not safe for concurrent use (pool it).
 type Parser struct {
-	decoded  []byte
-	series   []seriesInfo
-	metadata [][2]int
-	batches  []Batch
-	clusters map[string]string // interned cluster names
-	names    [][]byte          // scratch for sorting label names
-	raw      []byte            // scratch for re-encoding
-	labels   []labelSpan
-	order    []int
+	decoded     []byte
+	series      []seriesInfo
+	metadata    [][2]int
+	batches     []Batch
+	clusters    map[string]string // interned cluster names
+	lastCluster string
+	names       [][]byte // scratch for sorting label names
+	raw         []byte   // scratch for re-encoding
+	labels      []labelSpan
+	order       []int
 }
 
 // maxKeptBuffer bounds the decode buffer a pooled Parser keeps, so one huge
@@ -219,10 +220,7 @@ func init() {
 	}
 }
 
-var (
-	nameLabel    = []byte("__name__")
-	clusterLabel = []byte(ClusterLabel)
-)
+var clusterLabel = []byte(ClusterLabel)
 
 func (p *Parser) walkSeries(b []byte, lim Limits) (seriesInfo, error) {
 	s := seriesInfo{sorted: true}
@@ -260,7 +258,7 @@ func (p *Parser) walkSeries(b []byte, lim Limits) (seriesInfo, error) {
 			}
 			prev = name
 			switch {
-			case bytes.Equal(name, nameLabel):
+			case len(name) == len("__name__") && string(name) == "__name__":
 				if len(value) == 0 {
 					return s, walkError("empty metric name")
 				}
@@ -268,7 +266,7 @@ func (p *Parser) walkSeries(b []byte, lim Limits) (seriesInfo, error) {
 					return s, walkError("invalid metric name " + quote(value))
 				}
 				hasName = true
-			case bytes.Equal(name, clusterLabel):
+			case len(name) == len(ClusterLabel) && string(name) == ClusterLabel:
 				if len(value) == 0 {
 					return s, walkError("empty " + ClusterLabel + " label")
 				}
@@ -332,6 +330,14 @@ func (p *Parser) checkUnique(b []byte) error {
 }
 
 func label(b []byte) (name, value []byte, err error) {
+	// Fast path: name then value, each shorter than 128 bytes, as every
+	// encoder writes them.
+	if len(b) >= 4 && b[0] == fLabelName<<3|wireBytes && b[1] < 0x80 {
+		j := 2 + int(b[1])
+		if j+2 <= len(b) && b[j] == fLabelValue<<3|wireBytes && b[j+1] < 0x80 && j+2+int(b[j+1]) == len(b) {
+			return b[2:j], b[j+2:], nil
+		}
+	}
 	for i := 0; i < len(b); {
 		num, typ, start, end, next := field(b, i)
 		if next < 0 {
@@ -368,7 +374,13 @@ func checkLabel(name, value []byte, lim Limits) error {
 	if len(value) > lim.MaxLabelValueLen {
 		return walkError("value of label " + quote(name) + " longer than " + strconv.Itoa(lim.MaxLabelValueLen) + " bytes")
 	}
-	if !utf8.Valid(value) {
+	// Label values are short and nearly always ASCII: one OR over the bytes
+	// is cheaper than utf8.Valid's call and chunking.
+	var or byte
+	for _, c := range value {
+		or |= c
+	}
+	if or >= utf8.RuneSelf && !utf8.Valid(value) {
 		return walkError("value of label " + quote(name) + " is not valid UTF-8")
 	}
 	return nil
@@ -401,7 +413,11 @@ func checkSample(b []byte) error {
 }
 
 func (p *Parser) intern(v []byte) string {
+	if string(v) == p.lastCluster { // most requests carry one cluster
+		return p.lastCluster
+	}
 	if s, ok := p.clusters[string(v)]; ok {
+		p.lastCluster = s
 		return s
 	}
 	if p.clusters == nil || len(p.clusters) > 10000 {
@@ -409,6 +425,7 @@ func (p *Parser) intern(v []byte) string {
 	}
 	s := string(v)
 	p.clusters[s] = s
+	p.lastCluster = s
 	return s
 }
 

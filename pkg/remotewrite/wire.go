@@ -40,6 +40,16 @@ func uvarint(b []byte, i int) (uint64, int) {
 // its payload. For other wire types start==end==index after the value. next
 // is the index after the whole field; next<0 means malformed input.
 func field(b []byte, i int) (num int, typ int, start, end, next int) {
+	// Fast path: a one-byte key of a length-delimited field shorter than
+	// 128 bytes (labels, samples).
+	if i+1 < len(b) && b[i] < 0x80 && b[i]&7 == wireBytes && b[i] >= 8 && b[i+1] < 0x80 {
+		start = i + 2
+		end = start + int(b[i+1])
+		if end > len(b) {
+			return 0, 0, 0, 0, -1
+		}
+		return int(b[i] >> 3), wireBytes, start, end, end
+	}
 	key, i := uvarint(b, i)
 	if i < 0 || key>>3 == 0 || key>>3 > 1<<29 {
 		return 0, 0, 0, 0, -1
