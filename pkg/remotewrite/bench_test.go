@@ -153,4 +153,3 @@ func BenchmarkBaselineUnmarshal(b *testing.B) {
 	}
 	reportSamples(b, n)
 }
-
