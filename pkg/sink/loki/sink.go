@@ -62,7 +62,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -220,36 +219,5 @@ func (s *Sink) post(ctx context.Context, body []byte, tenant string) error {
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 	_, _ = io.Copy(io.Discard, resp.Body)
-	return classify(resp, strings.TrimSpace(string(msg)))
-}
-
-// classify sorts a response into success, retry (429, 5xx) and refusal
-// (other 4xx), as Promtail does.
-func classify(resp *http.Response, msg string) error {
-	code := resp.StatusCode
-	switch {
-	case code/100 == 2:
-		return nil
-	case code == http.StatusTooManyRequests || code/100 == 5:
-		err := fmt.Errorf("loki push: %s: %s", resp.Status, msg)
-		if after, ok := retryAfter(resp.Header.Get("Retry-After")); ok {
-			return &ingester.RetryAfterError{Err: err, After: after}
-		}
-		return err
-	default:
-		return ingester.Permanent(fmt.Errorf("loki refused push: %s: %s", resp.Status, msg))
-	}
-}
-
-func retryAfter(v string) (time.Duration, bool) {
-	if v == "" {
-		return 0, false
-	}
-	if secs, err := strconv.Atoi(v); err == nil && secs >= 0 {
-		return time.Duration(secs) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(time.Until(t), 0), true
-	}
-	return 0, false
+	return ingester.HTTPResult("loki push", resp, strings.TrimSpace(string(msg)))
 }
