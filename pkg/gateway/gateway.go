@@ -214,6 +214,54 @@ func tenantOf(r *http.Request) (string, error) {
 	return t, nil
 }
 
+// request is a write request's identity and body, holding its share of the
+// in-flight budget until release.
+type request struct {
+	body    []byte
+	tenant  string
+	cluster string // for data without a cluster label; "" refuses such data
+	release func()
+}
+
+// receive reads the tenant, the default cluster and the body of r. The body
+// and, when snappy's header declares it (bounded by maxDecoded), its
+// decoded copy count against the in-flight budget before they are allocated.
+func (g *Gateway) receive(r *http.Request, signal string, maxDecoded int, snappyBody bool) (*request, error) {
+	tenant, err := tenantOf(r)
+	if err != nil {
+		return nil, err
+	}
+	cluster, err := g.clusterDefault(r)
+	if err != nil {
+		return nil, err
+	}
+	bodyBudget := int64(g.cfg.MaxBodyBytes)
+	if r.ContentLength > 0 && r.ContentLength < bodyBudget {
+		bodyBudget = r.ContentLength
+	}
+	releaseBody, err := g.reserve(bodyBudget)
+	if err != nil {
+		return nil, err
+	}
+	body, err := g.readBody(r)
+	if err != nil {
+		releaseBody()
+		return nil, err
+	}
+	g.metrics.bytes.WithLabelValues(signal).Add(float64(len(body)))
+	req := &request{body: body, tenant: tenant, cluster: cluster, release: releaseBody}
+	if n := decodedLen(body); snappyBody && n > 0 && n <= maxDecoded {
+		releaseDecoded, err := g.reserve(int64(n))
+		if err != nil {
+			releaseBody()
+			g.putBody(body)
+			return nil, err
+		}
+		req.release = func() { releaseBody(); releaseDecoded() }
+	}
+	return req, nil
+}
+
 // outRecord is one record to produce.
 type outRecord struct {
 	cluster string

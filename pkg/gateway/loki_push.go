@@ -13,43 +13,20 @@ import (
 // lokiPush serves POST /loki/api/v1/push: snappy protobuf or JSON
 // (optionally gzip), exactly as Loki accepts it.
 func (g *Gateway) lokiPush(r *http.Request) (int, error) {
-	tenant, err := tenantOf(r)
-	if err != nil {
-		return 0, err
-	}
-	cluster, err := g.clusterDefault(r)
-	if err != nil {
-		return 0, err
-	}
-	// Budget: the body now, and up to the decoded bound for gzip/JSON.
-	bodyBudget := int64(g.cfg.MaxBodyBytes)
-	if r.ContentLength > 0 && r.ContentLength < bodyBudget {
-		bodyBudget = r.ContentLength
-	}
-	release, err := g.reserve(bodyBudget)
-	if err != nil {
-		return 0, err
-	}
-	defer release()
-	body, err := g.readBody(r)
-	if err != nil {
-		return 0, err
-	}
-	g.metrics.bytes.WithLabelValues("logs").Add(float64(len(body)))
 	enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))
-	if n := decodedLen(body); enc == "" && n > 0 && n <= g.cfg.Logs.MaxDecodedBytes {
-		releaseDecoded, err := g.reserve(int64(n))
-		if err != nil {
-			g.putBody(body)
-			return 0, err
-		}
-		defer releaseDecoded()
+	// Only an unencoded body is snappy protobuf (or JSON, which has no
+	// snappy header to read); gzip and JSON are bounded while decoding.
+	req, err := g.receive(r, "logs", g.cfg.Logs.MaxDecodedBytes, enc == "")
+	if err != nil {
+		return 0, err
 	}
+	defer req.release()
+	body := req.body
 	ct := r.Header.Get("Content-Type")
 	if mt, _, err := mime.ParseMediaType(ct); err == nil {
 		ct = mt
 	}
-	batches, err := lokipush.Parse(body, ct, enc, cluster, g.cfg.Logs)
+	batches, err := lokipush.Parse(body, ct, enc, req.cluster, g.cfg.Logs)
 	if err != nil {
 		g.putBody(body)
 		return 0, err
@@ -60,7 +37,7 @@ func (g *Gateway) lokiPush(r *http.Request) (int, error) {
 		recs[i] = outRecord{cluster: b.Cluster, value: b.Value, items: b.Entries}
 		lineBytes[b.Cluster] += b.LineBytes
 	}
-	if err := g.produce(r.Context(), recordpb.Signal_SIGNAL_LOGS, g.cfg.LogsTopic, record.ContentTypePushRequest, tenant, recs); err != nil {
+	if err := g.produce(r.Context(), recordpb.Signal_SIGNAL_LOGS, g.cfg.LogsTopic, record.ContentTypePushRequest, req.tenant, recs); err != nil {
 		return 0, err // the producer may still hold the body
 	}
 	g.putBody(body)

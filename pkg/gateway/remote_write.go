@@ -28,42 +28,15 @@ func (g *Gateway) remoteWrite(r *http.Request) (int, error) {
 			return 0, reject.Unsupported("proto %q: only remote-write 1.0 (prometheus.WriteRequest) is supported", p)
 		}
 	}
-	tenant, err := tenantOf(r)
+	req, err := g.receive(r, "metrics", g.cfg.RemoteWrite.MaxDecodedBytes, true)
 	if err != nil {
 		return 0, err
 	}
-	cluster, err := g.clusterDefault(r)
-	if err != nil {
-		return 0, err
-	}
-
-	// The body and, below, its decoded copy count against the in-flight
-	// budget before they are allocated.
-	bodyBudget := int64(g.cfg.MaxBodyBytes)
-	if r.ContentLength > 0 && r.ContentLength < bodyBudget {
-		bodyBudget = r.ContentLength
-	}
-	release, err := g.reserve(bodyBudget)
-	if err != nil {
-		return 0, err
-	}
-	defer release()
-	body, err := g.readBody(r)
-	if err != nil {
-		return 0, err
-	}
-	g.metrics.bytes.WithLabelValues("metrics").Add(float64(len(body)))
-	if n := decodedLen(body); n > 0 && n <= g.cfg.RemoteWrite.MaxDecodedBytes {
-		releaseDecoded, err := g.reserve(int64(n))
-		if err != nil {
-			g.putBody(body)
-			return 0, err
-		}
-		defer releaseDecoded()
-	}
+	defer req.release()
+	body := req.body
 
 	p := parsers.Get().(*remotewrite.Parser)
-	batches, err := p.Parse(body, cluster, g.cfg.RemoteWrite)
+	batches, err := p.Parse(body, req.cluster, g.cfg.RemoteWrite)
 	if err != nil {
 		parsers.Put(p)
 		g.putBody(body)
@@ -76,7 +49,7 @@ func (g *Gateway) remoteWrite(r *http.Request) (int, error) {
 		forwarded = forwarded || (len(b.Value) > 0 && len(body) > 0 && &b.Value[0] == &body[0])
 	}
 	parsers.Put(p) // batches' values are the body or fresh allocations, not the parser's
-	if err := g.produce(r.Context(), recordpb.Signal_SIGNAL_METRICS, g.cfg.MetricsTopic, record.ContentTypeWriteRequest, tenant, recs); err != nil {
+	if err := g.produce(r.Context(), recordpb.Signal_SIGNAL_METRICS, g.cfg.MetricsTopic, record.ContentTypeWriteRequest, req.tenant, recs); err != nil {
 		// The producer may still hold the body: leave it to the GC.
 		return 0, err
 	}
