@@ -53,22 +53,14 @@
 package loki
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"slices"
-	"strings"
-	"sync"
 	"time"
 
-	"github.com/golang/snappy"
-
-	"github.com/tributary-io/tributary/pkg/ingester"
+	"github.com/tributary-io/tributary/pkg/sink/snappypush"
 )
 
 // Config of the Loki push endpoint.
@@ -119,9 +111,7 @@ func (c *Config) Validate() error {
 
 // Sink writes batches of records as Loki push requests.
 type Sink struct {
-	cfg    Config
-	client *http.Client
-	bufs   sync.Pool // *[]byte: decoded record values, snappy output
+	*snappypush.Pusher
 }
 
 // New returns a sink posting to cfg.URL. A nil client means a default one.
@@ -129,95 +119,13 @@ func New(cfg Config, client *http.Client) *Sink {
 	if client == nil {
 		client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	}
-	return &Sink{cfg: cfg, client: client}
-}
-
-// Write implements ingester.Sink: it pushes recs to Loki as one request.
-func (s *Sink) Write(ctx context.Context, recs []ingester.Record) error {
-	if len(recs) == 0 {
-		return nil
-	}
-	bp, _ := s.bufs.Get().(*[]byte)
-	if bp == nil {
-		bp = new([]byte)
-	}
-	defer s.bufs.Put(bp)
-	raw, err := s.concat((*bp)[:0], recs)
-	*bp = raw[:0]
-	if err != nil {
-		return ingester.Permanent(err)
-	}
-	if len(raw) == 0 {
-		// Only empty PushRequests: nothing to store, and Loki would answer
-		// 422 "no streams".
-		return nil
-	}
-	return s.post(ctx, s.encode(raw), recs[0].Envelope.GetTenant())
-}
-
-// encode snappy-compresses raw into a new slice of the compressed size.
-// snappy.Encode needs room for the worst case, a sixth more than raw, which
-// would otherwise be allocated per batch; the transport may read a request
-// body after Do returns, so the body itself is not pooled.
-func (s *Sink) encode(raw []byte) []byte {
-	bp, _ := s.bufs.Get().(*[]byte)
-	if bp == nil {
-		bp = new([]byte)
-	}
-	defer s.bufs.Put(bp)
-	enc := snappy.Encode((*bp)[:cap(*bp)], raw)
-	*bp = enc[:0]
-	return bytes.Clone(enc)
-}
-
-// concat appends the decoded record values to dst.
-func (s *Sink) concat(dst []byte, recs []ingester.Record) ([]byte, error) {
-	for _, r := range recs {
-		n, err := snappy.DecodedLen(r.Value)
-		if err != nil {
-			return dst, fmt.Errorf("record %d: snappy: %w", r.Offset, err)
-		}
-		if n > s.cfg.MaxDecodedBytes {
-			return dst, fmt.Errorf("record %d decodes to %d bytes, over the limit of %d", r.Offset, n, s.cfg.MaxDecodedBytes)
-		}
-		start := len(dst)
-		dst = slices.Grow(dst, n)[:start+n]
-		if _, err := snappy.Decode(dst[start:], r.Value); err != nil {
-			return dst[:start], fmt.Errorf("record %d: snappy: %w", r.Offset, err)
-		}
-	}
-	return dst, nil
-}
-
-func (s *Sink) post(ctx context.Context, body []byte, tenant string) error {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.URL, bytes.NewReader(body))
-	if err != nil {
-		return ingester.Permanent(err)
-	}
-	// Loki reads a protobuf body as snappy whatever Content-Encoding says
-	// ("" and "snappy" both work); like Promtail, send none.
-	req.Header.Set("Content-Type", "application/x-protobuf")
-	req.Header.Set("User-Agent", "tributary-ingester")
-	if tenant == "" {
-		tenant = s.cfg.DefaultTenant
-	}
-	if tenant != "" {
-		req.Header.Set("X-Scope-OrgID", tenant)
-	}
-	switch {
-	case s.cfg.BearerToken != "":
-		req.Header.Set("Authorization", "Bearer "+s.cfg.BearerToken)
-	case s.cfg.BasicAuthUser != "":
-		req.SetBasicAuth(s.cfg.BasicAuthUser, s.cfg.BasicAuthPass)
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("loki push: %w", err)
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return ingester.HTTPResult("loki push", resp, strings.TrimSpace(string(msg)))
+	return &Sink{&snappypush.Pusher{
+		What: "loki push", URL: cfg.URL, Timeout: cfg.Timeout,
+		// Loki reads a protobuf body as snappy whatever Content-Encoding
+		// says ("" and "snappy" both work); like Promtail, send none.
+		Headers:      http.Header{"Content-Type": {"application/x-protobuf"}},
+		TenantHeader: "X-Scope-OrgID", DefaultTenant: cfg.DefaultTenant,
+		BasicAuthUser: cfg.BasicAuthUser, BasicAuthPass: cfg.BasicAuthPass, BearerToken: cfg.BearerToken,
+		MaxDecodedBytes: cfg.MaxDecodedBytes, Client: client,
+	}}
 }

@@ -1,0 +1,133 @@
+// Package snappypush sends batches of records to backends whose push API
+// takes one snappy-compressed protobuf message (Prometheus remote-write,
+// Loki push).
+//
+// Record values are snappy-compressed messages of that same type.
+// Concatenated protobuf messages of one type form a valid message whose
+// repeated fields are the union, so a batch becomes one request by decoding
+// the records, appending them and compressing once: nothing is unmarshalled,
+// and since a batch holds one partition's records in offset order, series and
+// streams keep their order.
+package snappypush
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang/snappy"
+
+	"github.com/tributary-io/tributary/pkg/ingester"
+)
+
+// Pusher posts batches to one URL. It is safe for concurrent use.
+type Pusher struct {
+	What            string // names the call in errors: "remote write", "loki push"
+	URL             string // endpoint
+	Timeout         time.Duration
+	Headers         http.Header // sent with every request (content type, protocol version)
+	TenantHeader    string      // carries the record's tenant; "" sends none
+	DefaultTenant   string      // for records without a tenant
+	BasicAuthUser   string
+	BasicAuthPass   string
+	BearerToken     string
+	MaxDecodedBytes int // a record decoding to more is refused (Permanent)
+	Client          *http.Client
+
+	bufs sync.Pool // *[]byte: decoded batches and compression scratch
+}
+
+// Write implements ingester.Sink: recs (one tenant) as one request. A record
+// that does not decode is a Permanent error and nothing is sent.
+func (p *Pusher) Write(ctx context.Context, recs []ingester.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	raw := p.buf()
+	defer p.bufs.Put(raw)
+	var err error
+	if *raw, err = p.concat((*raw)[:0], recs); err != nil {
+		return ingester.Permanent(err)
+	}
+	if len(*raw) == 0 {
+		return nil // only empty messages: nothing to store
+	}
+	return p.post(ctx, p.encode(*raw), recs[0].Envelope.GetTenant())
+}
+
+func (p *Pusher) buf() *[]byte {
+	if bp, ok := p.bufs.Get().(*[]byte); ok {
+		return bp
+	}
+	return new([]byte)
+}
+
+// concat appends the decoded record values to dst.
+func (p *Pusher) concat(dst []byte, recs []ingester.Record) ([]byte, error) {
+	for _, r := range recs {
+		n, err := snappy.DecodedLen(r.Value)
+		if err != nil {
+			return dst, fmt.Errorf("record %d: snappy: %w", r.Offset, err)
+		}
+		if n > p.MaxDecodedBytes {
+			return dst, fmt.Errorf("record %d decodes to %d bytes, over the limit of %d", r.Offset, n, p.MaxDecodedBytes)
+		}
+		start := len(dst)
+		dst = slices.Grow(dst, n)[:start+n]
+		if _, err := snappy.Decode(dst[start:], r.Value); err != nil {
+			return dst[:start], fmt.Errorf("record %d: snappy: %w", r.Offset, err)
+		}
+	}
+	return dst, nil
+}
+
+// encode snappy-compresses raw into a new slice of the compressed size.
+// snappy.Encode needs room for the worst case, a sixth more than raw, which
+// would otherwise be allocated per batch; the transport may read a request
+// body after Do returns, so the body itself is not pooled.
+func (p *Pusher) encode(raw []byte) []byte {
+	bp := p.buf()
+	defer p.bufs.Put(bp)
+	enc := snappy.Encode((*bp)[:cap(*bp)], raw)
+	*bp = enc[:0]
+	return bytes.Clone(enc)
+}
+
+func (p *Pusher) post(ctx context.Context, body []byte, tenant string) error {
+	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.URL, bytes.NewReader(body))
+	if err != nil {
+		return ingester.Permanent(err)
+	}
+	for k, v := range p.Headers {
+		req.Header[k] = v
+	}
+	req.Header.Set("User-Agent", "tributary-ingester")
+	if tenant == "" {
+		tenant = p.DefaultTenant
+	}
+	if p.TenantHeader != "" && tenant != "" {
+		req.Header.Set(p.TenantHeader, tenant)
+	}
+	switch {
+	case p.BearerToken != "":
+		req.Header.Set("Authorization", "Bearer "+p.BearerToken)
+	case p.BasicAuthUser != "":
+		req.SetBasicAuth(p.BasicAuthUser, p.BasicAuthPass)
+	}
+	resp, err := p.Client.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s: %w", p.What, err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return ingester.HTTPResult(p.What, resp, strings.TrimSpace(string(msg)))
+}
