@@ -53,61 +53,25 @@
 package loki
 
 import (
-	"errors"
 	"flag"
-	"fmt"
 	"net/http"
-	"net/url"
-	"time"
 
 	"github.com/tributary-io/tributary/pkg/sink/snappypush"
 )
 
 // Config of the Loki push endpoint.
 type Config struct {
-	URL             string        `yaml:"url"`
-	Timeout         time.Duration `yaml:"timeout"`
-	BasicAuthUser   string        `yaml:"basic_auth_user"`
-	BasicAuthPass   string        `yaml:"basic_auth_password"`
-	BearerToken     string        `yaml:"bearer_token"`
-	DefaultTenant   string        `yaml:"default_tenant"`
-	MaxDecodedBytes int           `yaml:"max_decoded_bytes"`
+	snappypush.Config `yaml:",inline"`
 }
 
 // RegisterFlags registers the flags under prefix (e.g. "loki.").
 func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
-	fs.StringVar(&c.URL, prefix+"url", "", "Loki push URL, e.g. http://loki:3100/loki/api/v1/push. Empty: sink disabled.")
-	fs.DurationVar(&c.Timeout, prefix+"timeout", 30*time.Second, "Timeout of one push request.")
-	fs.StringVar(&c.BasicAuthUser, prefix+"basic-auth.username", "", "Basic auth user.")
-	fs.StringVar(&c.BasicAuthPass, prefix+"basic-auth.password", "", "Basic auth password.")
-	fs.StringVar(&c.BearerToken, prefix+"bearer-token", "", "Bearer token.")
-	fs.StringVar(&c.DefaultTenant, prefix+"default-tenant", "", "X-Scope-OrgID for records without a tenant. Empty: no header (a Loki with auth_enabled: false stores everything as tenant \"fake\"; one with auth on refuses the push).")
-	// Far above what one record holds (the gateway cuts records at Kafka's
-	// message size) and far below Loki's own limit on a decompressed push.
-	fs.IntVar(&c.MaxDecodedBytes, prefix+"max-decoded-bytes", 64<<20, "Refuse (dead-letter) a record that decodes to more than this.")
+	c.Config.RegisterFlags(prefix, "Loki push URL, e.g. http://loki:3100/loki/api/v1/push.",
+		"X-Scope-OrgID for records without a tenant. Empty: no header (a Loki with auth_enabled: false stores everything as tenant \"fake\"; one with auth on refuses the push).", fs)
 }
 
 // Validate checks the configuration. An empty URL (sink disabled) is valid.
-func (c *Config) Validate() error {
-	if c.URL == "" {
-		return nil
-	}
-	u, err := url.Parse(c.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("loki.url %q is not an http(s) URL", c.URL)
-	}
-	switch {
-	case c.BearerToken != "" && c.BasicAuthUser != "":
-		return errors.New("loki: set basic auth or bearer token, not both")
-	case c.BasicAuthPass != "" && c.BasicAuthUser == "":
-		return errors.New("loki: basic auth password without a username")
-	case c.Timeout <= 0:
-		return errors.New("loki.timeout must be positive")
-	case c.MaxDecodedBytes <= 0:
-		return errors.New("loki.max-decoded-bytes must be positive")
-	}
-	return nil
-}
+func (c *Config) Validate() error { return c.Config.Validate("loki.") }
 
 // Sink writes batches of records as Loki push requests.
 type Sink struct {
@@ -116,16 +80,7 @@ type Sink struct {
 
 // New returns a sink posting to cfg.URL. A nil client means a default one.
 func New(cfg Config, client *http.Client) *Sink {
-	if client == nil {
-		client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
-	}
-	return &Sink{&snappypush.Pusher{
-		What: "loki push", URL: cfg.URL, Timeout: cfg.Timeout,
-		// Loki reads a protobuf body as snappy whatever Content-Encoding
-		// says ("" and "snappy" both work); like Promtail, send none.
-		Headers:      http.Header{"Content-Type": {"application/x-protobuf"}},
-		TenantHeader: "X-Scope-OrgID", DefaultTenant: cfg.DefaultTenant,
-		BasicAuthUser: cfg.BasicAuthUser, BasicAuthPass: cfg.BasicAuthPass, BearerToken: cfg.BearerToken,
-		MaxDecodedBytes: cfg.MaxDecodedBytes, Client: client,
-	}}
+	// Loki reads a protobuf body as snappy whatever Content-Encoding says
+	// ("" and "snappy" both work); like Promtail, send none.
+	return &Sink{snappypush.New(cfg.Config, "loki push", http.Header{"Content-Type": {"application/x-protobuf"}}, "X-Scope-OrgID", client)}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/tributary-io/tributary/internal/testenv"
 	"github.com/tributary-io/tributary/pkg/ingester"
 	"github.com/tributary-io/tributary/pkg/record"
+	"github.com/tributary-io/tributary/pkg/sink/snappypush"
 	recordpb "github.com/tributary-io/tributary/proto/record/v1"
 )
 
@@ -83,7 +84,7 @@ func want(labels map[string]string, entries ...push.Entry) testenv.LokiStream {
 }
 
 func testConfig(url string) Config {
-	return Config{URL: url, Timeout: 10 * time.Second, MaxDecodedBytes: 64 << 20}
+	return Config{snappypush.Config{URL: url, Timeout: 10 * time.Second, MaxDecodedBytes: 64 << 20}}
 }
 
 // TestWriteLoki writes to a real Loki and reads the data back.

@@ -26,6 +26,18 @@ import (
 	"github.com/tributary-io/tributary/pkg/ingester"
 )
 
+// New returns a pusher for cfg; what names the call in errors ("loki
+// push"), headers are sent with every request, tenantHeader carries the
+// record's tenant ("" sends none). A nil client means a default one.
+func New(cfg Config, what string, headers http.Header, tenantHeader string, client *http.Client) *Pusher {
+	if client == nil {
+		client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	}
+	p := cfg.pusher()
+	p.What, p.Headers, p.TenantHeader, p.Client = what, headers, tenantHeader, client
+	return p
+}
+
 // Pusher posts batches to one URL. It is safe for concurrent use.
 type Pusher struct {
 	What            string // names the call in errors: "remote write", "loki push"
