@@ -421,34 +421,46 @@ func (p *jsonParser) null() bool {
 }
 
 // beginObject consumes '{' and reports whether a member follows.
-func (p *jsonParser) beginObject() (bool, error) {
+func (p *jsonParser) beginObject() (bool, error) { return p.begin('{', '}', "an object") }
+
+// nextMember consumes ',' (another member follows) or '}'.
+func (p *jsonParser) nextMember() (bool, error) { return p.next('}') }
+
+// beginArray consumes '[' and reports whether an element follows.
+func (p *jsonParser) beginArray() (bool, error) { return p.begin('[', ']', "an array") }
+
+// nextElement consumes ',' (another element follows) or ']'.
+func (p *jsonParser) nextElement() (bool, error) { return p.next(']') }
+
+// begin consumes open and reports whether anything precedes close.
+func (p *jsonParser) begin(open, close byte, what string) (bool, error) {
 	p.ws()
-	if p.i >= len(p.b) || p.b[p.i] != '{' {
-		return false, p.errorf("expected an object")
+	if p.i >= len(p.b) || p.b[p.i] != open {
+		return false, p.errorf("expected %s", what)
 	}
 	p.i++
 	p.ws()
-	if p.i < len(p.b) && p.b[p.i] == '}' {
+	if p.i < len(p.b) && p.b[p.i] == close {
 		p.i++
 		return false, nil
 	}
 	return true, nil
 }
 
-// nextMember consumes ',' (another member follows) or '}'.
-func (p *jsonParser) nextMember() (bool, error) {
+// next consumes ',' (more follows) or close.
+func (p *jsonParser) next(close byte) (bool, error) {
 	p.ws()
 	if p.i < len(p.b) {
 		switch p.b[p.i] {
 		case ',':
 			p.i++
 			return true, nil
-		case '}':
+		case close:
 			p.i++
 			return false, nil
 		}
 	}
-	return false, p.errorf(`expected "," or "}"`)
+	return false, p.errorf(`expected "," or "%c"`, close)
 }
 
 // key reads a member name and its ':'.
@@ -467,37 +479,6 @@ func (p *jsonParser) key() (string, error) {
 	}
 	p.i++
 	return k, nil
-}
-
-// beginArray consumes '[' and reports whether an element follows.
-func (p *jsonParser) beginArray() (bool, error) {
-	p.ws()
-	if p.i >= len(p.b) || p.b[p.i] != '[' {
-		return false, p.errorf("expected an array")
-	}
-	p.i++
-	p.ws()
-	if p.i < len(p.b) && p.b[p.i] == ']' {
-		p.i++
-		return false, nil
-	}
-	return true, nil
-}
-
-// nextElement consumes ',' (another element follows) or ']'.
-func (p *jsonParser) nextElement() (bool, error) {
-	p.ws()
-	if p.i < len(p.b) {
-		switch p.b[p.i] {
-		case ',':
-			p.i++
-			return true, nil
-		case ']':
-			p.i++
-			return false, nil
-		}
-	}
-	return false, p.errorf(`expected "," or "]"`)
 }
 
 // skip validates and skips one value.
