@@ -99,8 +99,7 @@ func LokiBinary(t testing.TB) string {
 type LokiServer struct {
 	// URL is the HTTP base URL, http://127.0.0.1:<port>.
 	URL string
-	// Proc is the running process (replaced by Restart).
-	Proc *Process
+	server
 	// Dir holds the data (chunks, index, WAL) and the config file; it is
 	// kept across Restart.
 	Dir string
@@ -131,6 +130,7 @@ func Loki(t testing.TB) *LokiServer {
 		ConfigFile: cfgFile,
 		bin:        bin,
 	}
+	s.launch = s.start
 	s.start(t)
 	return s
 }
@@ -139,24 +139,6 @@ func (s *LokiServer) start(t testing.TB) {
 	t.Helper()
 	s.Proc = StartProcess(t, "loki", s.bin, []string{"-config.file=" + s.ConfigFile, "-target=all"})
 	WaitHTTP(t, s.Proc, s.URL+"/ready", lokiReadyTimeout)
-}
-
-// Stop shuts Loki down gracefully (SIGTERM, killed after 30 s). Data stays in
-// Dir; the WAL is replayed by Restart.
-func (s *LokiServer) Stop() {
-	_ = s.Proc.Stop(30 * time.Second)
-}
-
-// Restart stops Loki if it is running and starts it again on the same ports
-// with the same data directory, then waits until it is ready. The new
-// process is registered for cleanup with t. To simulate a crash instead of a
-// clean shutdown, call s.Proc.Kill() first.
-func (s *LokiServer) Restart(t testing.TB) {
-	t.Helper()
-	if !s.Proc.Exited() {
-		s.Stop()
-	}
-	s.start(t)
 }
 
 // LokiStream is one stream of a query result.

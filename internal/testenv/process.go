@@ -194,3 +194,27 @@ func lastBytes(b []byte, n int) []byte {
 	}
 	return b
 }
+
+// server is what the server helpers share: a process that can be stopped
+// and started again on the same ports and data directory.
+type server struct {
+	// Proc is the running process (replaced by Restart). For a crash
+	// instead of a clean shutdown, call Proc.Kill() before Restart.
+	Proc   *Process
+	launch func(t testing.TB) // starts Proc and waits until it is ready
+}
+
+// Stop shuts the server down gracefully (SIGTERM, killed after 30 s); its
+// data stays.
+func (s *server) Stop() { _ = s.Proc.Stop(30 * time.Second) }
+
+// Restart stops the server if it runs and starts it again with the same
+// ports and data, waiting until it is ready. The new process is cleaned up
+// with t.
+func (s *server) Restart(t testing.TB) {
+	t.Helper()
+	if !s.Proc.Exited() {
+		s.Stop()
+	}
+	s.launch(t)
+}

@@ -42,8 +42,7 @@ type PrometheusServer struct {
 	Port    int
 	DataDir string
 	Config  string
-	Proc    *Process
-	t       testing.TB
+	server
 }
 
 // SinkConfig accepts samples up to a day out of order: an at-least-once
@@ -66,8 +65,9 @@ func Prometheus(t testing.TB, config string) *PrometheusServer {
 	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := &PrometheusServer{Port: FreePort(t), DataDir: filepath.Join(dir, "data"), Config: cfg, t: t}
+	p := &PrometheusServer{Port: FreePort(t), DataDir: filepath.Join(dir, "data"), Config: cfg}
 	p.URL = "http://" + Addr(p.Port)
+	p.launch = p.start
 	p.start(t)
 	return p
 }
@@ -84,16 +84,6 @@ func (p *PrometheusServer) start(t testing.TB) {
 	})
 	WaitHTTP(t, p.Proc, p.URL+"/-/ready", 60*time.Second)
 }
-
-// Stop shuts Prometheus down gracefully (its TSDB is kept).
-func (p *PrometheusServer) Stop() {
-	if err := p.Proc.Stop(30 * time.Second); err != nil {
-		p.t.Logf("prometheus stop: %v", err)
-	}
-}
-
-// Restart starts it again on the same port and data dir.
-func (p *PrometheusServer) Restart(t testing.TB) { p.start(t) }
 
 // Sample is one element of an instant-query vector.
 type Sample struct {

@@ -50,8 +50,7 @@ type ZincServer struct {
 	ESURL string
 	// User and Password are the admin credentials for basic auth.
 	User, Password string
-	// Proc is the running process (replaced by Restart).
-	Proc *Process
+	server
 	// Dir is ZINC_DATA_PATH, kept across Restart.
 	Dir string
 
@@ -80,6 +79,7 @@ func Zinc(t testing.TB) *ZincServer {
 		port:     port,
 	}
 	s.ESURL = s.URL + "/es"
+	s.launch = s.start
 	s.start(t)
 	return s
 }
@@ -113,24 +113,6 @@ func (s *ZincServer) start(t testing.TB) {
 	t.Helper()
 	s.Proc = StartProcess(t, "zincsearch", s.bin, nil, s.env()...)
 	WaitHTTP(t, s.Proc, s.URL+"/healthz", zincReadyTimeout)
-}
-
-// Stop shuts Zinc down gracefully (SIGTERM, killed after 30 s). Data stays in
-// Dir.
-func (s *ZincServer) Stop() {
-	_ = s.Proc.Stop(30 * time.Second)
-}
-
-// Restart stops Zinc if it is running and starts it again on the same port
-// with the same data directory, then waits for /healthz. The new process is
-// registered for cleanup with t. To simulate a crash instead of a clean
-// shutdown, call s.Proc.Kill() first.
-func (s *ZincServer) Restart(t testing.TB) {
-	t.Helper()
-	if !s.Proc.Exited() {
-		s.Stop()
-	}
-	s.start(t)
 }
 
 // Do sends an authenticated request to Zinc: path is relative to URL (for
