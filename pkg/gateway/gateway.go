@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,7 @@ import (
 	"github.com/tributary-io/tributary/pkg/kafka"
 	"github.com/tributary-io/tributary/pkg/record"
 	"github.com/tributary-io/tributary/pkg/reject"
+	"github.com/tributary-io/tributary/pkg/remotewrite"
 	recordpb "github.com/tributary-io/tributary/proto/record/v1"
 )
 
@@ -42,7 +44,8 @@ type Gateway struct {
 	gatherer prometheus.Gatherer
 
 	inflight atomic.Int64
-	bodies   sync.Pool // *[]byte
+	bodies   *freeList[[]byte]
+	parsers  *freeList[*remotewrite.Parser]
 
 	readyMu  sync.Mutex
 	readyAt  time.Time
@@ -51,7 +54,13 @@ type Gateway struct {
 
 // New builds a gateway writing through producer.
 func New(cfg Config, producer Producer, reg prometheus.Registerer, gatherer prometheus.Gatherer, log *slog.Logger) *Gateway {
-	return &Gateway{cfg: cfg, producer: producer, log: log, metrics: newMetrics(reg), gatherer: gatherer}
+	return &Gateway{
+		cfg: cfg, producer: producer, log: log, metrics: newMetrics(reg), gatherer: gatherer,
+		// Bodies are held until Kafka acknowledges, parsers only while
+		// parsing: a few per core are reused, more are allocated and dropped.
+		bodies:  newFreeList[[]byte](keptBodies),
+		parsers: newFreeList[*remotewrite.Parser](min(2*runtime.GOMAXPROCS(0), maxKeptParsers)),
+	}
 }
 
 // Handler is the gateway's HTTP API.
@@ -148,11 +157,7 @@ func (g *Gateway) readBody(r *http.Request) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, reject.TooLarge("body of %d bytes exceeds the limit of %d", r.ContentLength, limit)
 	}
-	bp, _ := g.bodies.Get().(*[]byte)
-	if bp == nil {
-		bp = new([]byte)
-	}
-	buf := (*bp)[:0]
+	buf, _ := g.bodies.get()
 	if r.ContentLength > 0 && cap(buf) < int(r.ContentLength) {
 		buf = make([]byte, 0, r.ContentLength)
 	}
@@ -172,15 +177,20 @@ func (g *Gateway) readBody(r *http.Request) ([]byte, error) {
 	}
 }
 
-// maxPooledBody bounds the buffers kept for reuse.
-const maxPooledBody = 4 << 20
+// Buffers kept for reuse, outside the in-flight budget: at most keptBodies
+// bodies of up to maxKeptBody bytes (32 MiB) and maxKeptParsers parsers
+// (each keeps up to 8 MiB: remotewrite's maxKeptBuffer twice).
+const (
+	keptBodies     = 32
+	maxKeptBody    = 1 << 20
+	maxKeptParsers = 8
+)
 
 func (g *Gateway) putBody(b []byte) {
-	if cap(b) > maxPooledBody {
+	if cap(b) > maxKeptBody {
 		return
 	}
-	b = b[:0]
-	g.bodies.Put(&b)
+	g.bodies.put(b[:0])
 }
 
 // clusterDefault is the cluster for data without a cluster label.

@@ -4,15 +4,12 @@ import (
 	"mime"
 	"net/http"
 	"strings"
-	"sync"
 
 	"github.com/tributary-io/tributary/pkg/record"
 	"github.com/tributary-io/tributary/pkg/reject"
 	"github.com/tributary-io/tributary/pkg/remotewrite"
 	recordpb "github.com/tributary-io/tributary/proto/record/v1"
 )
-
-var parsers = sync.Pool{New: func() any { return new(remotewrite.Parser) }}
 
 // remoteWrite serves POST /api/v1/write (Prometheus remote-write 1.0).
 func (g *Gateway) remoteWrite(r *http.Request) (int, error) {
@@ -35,10 +32,13 @@ func (g *Gateway) remoteWrite(r *http.Request) (int, error) {
 	defer req.release()
 	body := req.body
 
-	p := parsers.Get().(*remotewrite.Parser)
+	p, ok := g.parsers.get()
+	if !ok {
+		p = new(remotewrite.Parser)
+	}
 	batches, err := p.Parse(body, req.cluster, g.cfg.RemoteWrite)
 	if err != nil {
-		parsers.Put(p)
+		g.parsers.put(p)
 		g.putBody(body)
 		return 0, err
 	}
@@ -48,7 +48,7 @@ func (g *Gateway) remoteWrite(r *http.Request) (int, error) {
 		recs[i] = outRecord{cluster: b.Cluster, value: b.Value, items: b.Samples}
 		forwarded = forwarded || (len(b.Value) > 0 && len(body) > 0 && &b.Value[0] == &body[0])
 	}
-	parsers.Put(p) // batches' values are the body or fresh allocations, not the parser's
+	g.parsers.put(p) // batches' values are the body or fresh allocations, not the parser's
 	if err := g.produce(r.Context(), recordpb.Signal_SIGNAL_METRICS, g.cfg.MetricsTopic, record.ContentTypeWriteRequest, req.tenant, recs); err != nil {
 		// The producer may still hold the body: leave it to the GC.
 		return 0, err

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/rcrowley/go-metrics"
 )
 
 // Config is the connection to the Kafka cluster.
@@ -53,6 +54,14 @@ func (c *Config) BrokerList() []string {
 		}
 	}
 	return out
+}
+
+func init() {
+	// Sarama records its own go-metrics (exponentially decaying histograms
+	// per request and broker) that Tributary never exports: its self-metrics
+	// are Prometheus ones. Stubs save their cost on every produce and fetch
+	// (perf, gateway at 2.3M samples/s: 0.5% of its CPU).
+	metrics.UseNilMetrics = true
 }
 
 // Sarama is the base sarama configuration for this cluster.
