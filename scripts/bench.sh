@@ -4,7 +4,8 @@
 #   a  ceilings of the decode path (go test -bench Ceiling, one core)
 #   b  the load tool's own ceiling (loadgen -mode discard), and the producer
 #      ceiling: loadgen kafka-produce → devbroker (no gateway)
-#   c  gateway: loadgen remote-write → gateway → devbroker
+#   c  gateway: loadgen remote-write → gateway → devbroker, in 3 rounds,
+#      each between two runs of the validate ceiling (the machine drifts)
 #   d  bare sarama consumer vs. ingester -discard.enabled, on the topic of c
 #   e  Prometheus: loadgen straight into it vs. ingester → a fresh one, topic of c
 #   f  latency: loadgen at half the sustained rate → gateway → ingester → Prometheus
@@ -14,7 +15,7 @@
 #   BENCH_SECONDS=20 BIN=./bin bash scripts/bench.sh
 #
 # BENCH_SECONDS (default 20) is each measured window; the whole run takes
-# about 9 × BENCH_SECONDS + 40 s (3.5 min at 20). BENCH_CONCURRENCY (default
+# about 10 × BENCH_SECONDS + 50 s (4 min at 20). BENCH_CONCURRENCY (default
 # 8, as in the issue) is the number of concurrent senders. BENCH_KEEP=1 keeps
 # the logs and raw results. PROMETHEUS names the Prometheus binary.
 #
@@ -242,6 +243,55 @@ def quantiles(url, metric, sink):
         out.append("%.1f" % (v * 1000))
     print(" ".join(out))
 
+def median(v):
+    v = sorted(v)
+    n = len(v)
+    return None if n == 0 else (v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2)
+
+def rounds(path, gw, broker, *ceiling_files):
+    """Summarises phase c's rounds as key=value lines: a round is a loadgen
+    result and the validate ceilings measured right before and after it."""
+    lines = [l.split() for l in open(path) if l.strip()]
+    rs = []
+    for k, l in enumerate(lines):
+        if len(l) != 2:
+            continue
+        d = json.load(open(l[0]))
+        after = lines[k + 1][0] if k + 1 < len(lines) else "null"
+        ceil = [float(x) for x in (l[1], after) if x != "null"]
+        g = d["pids"][gw]
+        rs.append({
+            "rate": d["samples_per_sec"], "cores": g["cpu_cores"], "rss": g["rss_max_mb"],
+            "p99": d["p99_ms"], "broker": d["pids"][broker]["cpu_cores"], "loadgen": d["self"]["cpu_cores"],
+            "body": d["body_bytes_per_sec"], "ceil": sum(ceil) / len(ceil) if ceil else None,
+        })
+    if not rs:
+        sys.exit("no rounds")
+    per_core = [r["rate"] / r["cores"] for r in rs if r["cores"] > 0]
+    ratios = [r["rate"] / r["cores"] / r["ceil"] for r in rs if r["cores"] > 0 and r["ceil"]]
+    ceils = []
+    for f in ceiling_files:
+        for line in open(f):
+            x = line.split()
+            if x and x[0].startswith("BenchmarkCeilingValidate"):
+                ceils += [float(x[i - 1]) for i in range(1, len(x)) if x[i] == "samples/s"]
+    rate = median([r["rate"] for r in rs])
+    out = {
+        "gateway_samples_per_sec": rate,
+        "gateway_cpu_cores": median([r["cores"] for r in rs]),
+        "gateway_samples_per_core_sec": median(per_core),
+        "gateway_rss_max_mb": max(r["rss"] for r in rs),
+        "gateway_p99_ms": median([r["p99"] for r in rs]),
+        "gateway_broker_cpu_cores": median([r["broker"] for r in rs]),
+        "gateway_loadgen_cpu_cores": median([r["loadgen"] for r in rs]),
+        "body_bytes_per_sample": median([r["body"] for r in rs]) / rate if rate else None,
+        "ceiling_validate_samples_per_core_sec": median(ceils),
+        "gateway_per_core_vs_ceiling": median(ratios),
+        "gateway_rounds": len(rs),
+    }
+    for k, v in out.items():
+        print("%s=%s" % (k, "null" if v is None else v))
+
 def benchparse(path, name):
     """The median samples/s of the runs of benchmark name."""
     vals = []
@@ -264,6 +314,7 @@ ROWS = [
     ("producer_loadgen_cpu_cores", "loadgen CPU during producer run", "cores", None),
     ("producer_broker_rss_max_mb", "devbroker peak RSS (all in memory)", "MB", None),
     ("body_bytes_per_sample", "remote-write body (snappy) per sample", "bytes", None),
+    ("gateway_rounds", "gateway windows, each between two ceiling runs", "", None),
     ("gateway_samples_per_sec", "gateway: remote-write → Kafka, acked", "samples/s", None),
     ("gateway_cpu_cores", "gateway CPU", "cores", None),
     ("gateway_samples_per_core_sec", "gateway per core", "samples/s", None),
@@ -285,7 +336,7 @@ ROWS = [
     ("logs_json_gateway_cpu_cores", "gateway CPU, JSON logs", "cores", None),
 ]
 RATIOS = [
-    ("gateway_per_core_vs_ceiling", "gateway_samples_per_core_sec", "ceiling_validate_samples_per_core_sec", ">=", 0.75, "1. gateway per core / validate ceiling"),
+    ("gateway_per_core_vs_ceiling", "gateway_samples_per_core_sec", "ceiling_validate_samples_per_core_sec", ">=", 0.75, "1. gateway per core / validate ceiling (per round)"),
     ("gateway_vs_producer_ceiling", "gateway_samples_per_sec", "producer_ceiling_samples_per_sec", ">=", 0.5, "2. gateway / producer ceiling"),
     ("ingester_discard_vs_bare_consumer", "ingester_discard_samples_per_sec", "bare_consumer_samples_per_sec", ">=", 0.8, "3. ingester discard / bare consumer"),
     ("ingester_prometheus_vs_direct", "ingester_prometheus_samples_per_sec", "prometheus_direct_samples_per_sec", ">=", 0.9, "3. ingester → Prometheus / direct"),
@@ -309,6 +360,8 @@ def report(results, failures, seconds, cpus, concurrency):
         out[k] = r.get(k)
     for k, num, den, *_ in RATIOS:
         out[k] = out[num] / out[den] if out.get(num) and out.get(den) else None
+        if r.get(k) is not None:  # measured per round (phase c)
+            out[k] = r[k]
     fmt = lambda v: "-" if v is None else ("{:,.0f}".format(v) if abs(v) >= 100 else "{:.2f}".format(v))
     print()
     print("%-50s %16s  %s" % ("measured (%ds windows, %d senders, %d CPUs)" % (int(seconds), int(concurrency), int(cpus)), "value", "unit"))
@@ -345,6 +398,8 @@ if __name__ == "__main__":
         watch(args[0], args[1], args[2], *map(float, args[3:7]))
     elif cmd == "quantiles":
         quantiles(*args)
+    elif cmd == "rounds":
+        rounds(*args)
     elif cmd == "benchparse":
         benchparse(*args)
     elif cmd == "report":
@@ -407,14 +462,27 @@ non_2xx() { j "$1" errors; }
 
 phase_a() {
   # One core (-cpu 1), the median of three runs: the ceiling is what one
-  # core can do, and single runs are noisy on a shared machine.
+  # core can do, and single runs are noisy on a shared machine. Phase c
+  # measures the validate ceiling again between its rounds.
   say "phase a: ceiling benchmarks (go test -bench Ceiling, -cpu 1, 3 × ${WARMUP_MS}ms each)"
-  (cd "$ROOT" && go test -run '^$' -bench 'Ceiling' -benchtime="${WARMUP_MS}ms" -cpu 1 -count 3 ./pkg/remotewrite/) \
-    >"$LOGS/ceiling.txt" 2>&1 || { fail a "go test -bench Ceiling failed: $(tail -5 "$LOGS/ceiling.txt")"; return; }
+  (cd "$ROOT" && go test -c -o "$WORK/remotewrite.test" ./pkg/remotewrite/) >"$LOGS/ceiling.txt" 2>&1 ||
+    { fail a "go test -c ./pkg/remotewrite failed: $(tail -5 "$LOGS/ceiling.txt")"; return; }
+  "$WORK/remotewrite.test" -test.run '^$' -test.bench 'Ceiling' -test.benchtime="${WARMUP_MS}ms" -test.cpu 1 -test.count 3 \
+    >>"$LOGS/ceiling.txt" 2>&1 || { fail a "go test -bench Ceiling failed: $(tail -5 "$LOGS/ceiling.txt")"; return; }
   local v
   v=$(python3 "$WORK/bench.py" benchparse "$LOGS/ceiling.txt" BenchmarkCeilingValidate) || { fail a "no samples/s from BenchmarkCeilingValidate"; return; }
   put ceiling_validate_samples_per_core_sec "$v"
   v=$(python3 "$WORK/bench.py" benchparse "$LOGS/ceiling.txt" BenchmarkCeilingSnappyDecode) && put ceiling_snappy_samples_per_core_sec "$v"
+}
+
+# ceiling_once FILE: one more CeilingValidate run (phase a built the
+# binary), appended to FILE; prints its samples/s.
+ceiling_once() {
+  [ -x "$WORK/remotewrite.test" ] || return 1
+  "$WORK/remotewrite.test" -test.run '^$' -test.bench 'CeilingValidate' -test.benchtime="${WARMUP_MS}ms" -test.cpu 1 -test.count 1 \
+    >"$WORK/ceiling-once.txt" 2>&1 || return 1
+  cat "$WORK/ceiling-once.txt" >>"$1"
+  python3 "$WORK/bench.py" benchparse "$WORK/ceiling-once.txt" BenchmarkCeilingValidate
 }
 
 phase_b() {
@@ -442,24 +510,33 @@ phase_b() {
 # Phases c, d and e share broker M: the gateway run fills its topic, which
 # the consumers of d and e read afterwards.
 phase_c() {
-  say "phase c: gateway (loadgen remote-write → gateway → devbroker, ${S}s)"
+  # The machine's speed drifts by tens of percent over tens of seconds
+  # (shared host), so target 1 compares each gateway window with ceiling
+  # runs right before and after it: ROUNDS × (ceiling, gateway window),
+  # then a last ceiling. Rates are medians over the rounds; the ratio is
+  # the median of the per-round ratios.
+  local rounds=$((S >= 6 ? 3 : 1))
+  local rs=$((S / rounds))
+  say "phase c: gateway (loadgen remote-write → gateway → devbroker, $rounds × ${rs}s, validate ceiling between)"
   start_broker broker-m || { fail c "devbroker did not start"; return; }
   start_gateway gateway-c || { fail c "gateway did not become ready"; stop "$BROKER_PID"; return; }
-  loadgen gateway -mode=remote-write -target="$GATEWAY" -warmup="${WARMUP_MS}ms" -watch-pids="$GATEWAY_PID,$BROKER_PID" "${LOADGEN_COMMON[@]}" ||
-    { fail c "loadgen remote-write failed: $(tail -3 "$LOGS/loadgen-gateway.log")"; stop "$GATEWAY_PID" "$BROKER_PID"; return; }
   M_BROKER=$BROKER M_BROKER_PID=$BROKER_PID
-  local f=$WORK/gateway.json rate cores
-  rate=$(j "$f" samples_per_sec)
-  cores=$(j "$f" "pids.$GATEWAY_PID.cpu_cores")
-  put gateway_samples_per_sec "$rate"
-  put gateway_cpu_cores "$cores"
-  put gateway_samples_per_core_sec "$(python3 -c "print($rate / $cores if $cores > 0 else 'null')")"
-  put gateway_rss_max_mb "$(j "$f" "pids.$GATEWAY_PID.rss_max_mb")"
-  put body_bytes_per_sample "$(python3 -c "print($(j "$f" body_bytes_per_sec) / $rate if $rate > 0 else 'null')")"
-  put gateway_p99_ms "$(j "$f" p99_ms)"
-  put gateway_broker_cpu_cores "$(j "$f" "pids.$BROKER_PID.cpu_cores")"
-  put gateway_loadgen_cpu_cores "$(j "$f" self.cpu_cores)"
-  [ "$(non_2xx "$f")" = 0 ] || say "warning: gateway answered $(j "$f" status_codes)"
+  local i f c rows=$WORK/gateway-rounds.txt
+  : >"$rows"
+  c=$(ceiling_once "$LOGS/ceiling-c.txt") || c=null
+  for i in $(seq 1 "$rounds"); do
+    f=$WORK/gateway-$i.json
+    loadgen "gateway-$i" -mode=remote-write -target="$GATEWAY" -warmup="${WARMUP_MS}ms" -watch-pids="$GATEWAY_PID,$BROKER_PID" "${LOADGEN_COMMON[@]}" -duration="${rs}s" ||
+      { fail c "loadgen remote-write failed: $(tail -3 "$LOGS/loadgen-gateway-$i.log")"; stop "$GATEWAY_PID" "$BROKER_PID"; M_BROKER= M_BROKER_PID=; return; }
+    [ "$(non_2xx "$f")" = 0 ] || say "warning: gateway answered $(j "$f" status_codes)"
+    echo "$f $c" >>"$rows"
+    c=$(ceiling_once "$LOGS/ceiling-c.txt") || c=null
+    echo "$c" >>"$rows"
+  done
+  local out
+  out=$(python3 "$WORK/bench.py" rounds "$rows" "$GATEWAY_PID" "$BROKER_PID" "$LOGS/ceiling.txt" "$LOGS/ceiling-c.txt") ||
+    { fail c "could not summarise the gateway rounds"; stop "$GATEWAY_PID"; return; }
+  echo "$out" >>"$RESULTS"
   stop "$GATEWAY_PID"
 }
 
