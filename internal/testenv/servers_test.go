@@ -12,23 +12,6 @@ import (
 	"time"
 )
 
-// eventually polls f every 200ms until it returns nil or timeout passes, and
-// fails the test with f's last error.
-func eventually(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %v", timeout, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 func TestLokiPushQueryRestart(t *testing.T) {
 	loki := Loki(t)
 
@@ -77,7 +60,7 @@ func TestLokiPushQueryRestart(t *testing.T) {
 		}
 		return nil
 	}
-	eventually(t, 15*time.Second, check)
+	Eventually(t, 15*time.Second, check)
 
 	// Limit and an empty range.
 	got, err := loki.QueryRange(t, query, from, to, 2)
@@ -98,12 +81,12 @@ func TestLokiPushQueryRestart(t *testing.T) {
 	if loki.URL != url {
 		t.Fatalf("URL changed on restart: %s -> %s", url, loki.URL)
 	}
-	eventually(t, 15*time.Second, check)
+	Eventually(t, 15*time.Second, check)
 
 	// Crash (SIGKILL) and restart: the WAL brings the data back.
 	loki.Proc.Kill()
 	loki.Restart(t)
-	eventually(t, 15*time.Second, check)
+	Eventually(t, 15*time.Second, check)
 }
 
 func TestZincBulkSearchRestart(t *testing.T) {
@@ -192,7 +175,7 @@ func TestZincBulkSearchRestart(t *testing.T) {
 		}
 		return nil
 	}
-	eventually(t, 15*time.Second, check)
+	Eventually(t, 15*time.Second, check)
 
 	// A filtered query.
 	got, total, err := zinc.Search(t, index, map[string]any{
@@ -210,8 +193,8 @@ func TestZincBulkSearchRestart(t *testing.T) {
 	if zinc.URL != url {
 		t.Fatalf("URL changed on restart: %s -> %s", url, zinc.URL)
 	}
-	eventually(t, 15*time.Second, check)
+	Eventually(t, 15*time.Second, check)
 	zinc.Proc.Kill()
 	zinc.Restart(t)
-	eventually(t, 15*time.Second, check)
+	Eventually(t, 15*time.Second, check)
 }

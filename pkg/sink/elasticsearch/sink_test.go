@@ -146,7 +146,7 @@ func TestZinc(t *testing.T) {
 		for _, b := range batches {
 			require.NoError(t, s.Write(ctx, b))
 		}
-		eventually(t, 20*time.Second, func() error { return checkIndexed(t, z, want) })
+		testenv.Eventually(t, 20*time.Second, func() error { return checkIndexed(t, z, want) })
 	})
 
 	t.Run("replay overwrites instead of duplicating", func(t *testing.T) {
@@ -159,7 +159,7 @@ func TestZinc(t *testing.T) {
 		// Zinc makes writes searchable about a second later: wait well past
 		// that, so duplicates would have shown up.
 		time.Sleep(3 * time.Second)
-		eventually(t, 10*time.Second, func() error { return checkIndexed(t, z, want) })
+		testenv.Eventually(t, 10*time.Second, func() error { return checkIndexed(t, z, want) })
 	})
 
 	t.Run("a document Zinc refuses is not acknowledged", func(t *testing.T) {
@@ -198,10 +198,10 @@ func TestZinc(t *testing.T) {
 		require.False(t, ingester.IsPermanent(err), "an outage must not dead-letter: %v", err)
 
 		z.Restart(t)
-		eventually(t, 30*time.Second, func() error { return s.Write(ctx, []ingester.Record{r}) })
+		testenv.Eventually(t, 30*time.Second, func() error { return s.Write(ctx, []ingester.Record{r}) })
 		want["tributary.logs-0-200-0"] = wantDoc{"tributary-logs-2024.05.02", midnight.Add(time.Minute), "during outage", "eu-1", "team-eu-1",
 			map[string]any{"app": "api", "cluster": "eu-1"}, nil}
-		eventually(t, 20*time.Second, func() error { return checkIndexed(t, z, want) })
+		testenv.Eventually(t, 20*time.Second, func() error { return checkIndexed(t, z, want) })
 	})
 }
 
@@ -262,21 +262,6 @@ func compareDoc(d map[string]any, w wantDoc) error {
 		return fmt.Errorf("got %v\nwant %v", got, exp)
 	}
 	return nil
-}
-
-func eventually(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %v", timeout, err)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
 }
 
 // ---- against a fake Elasticsearch 8 that answers like the real one
