@@ -56,6 +56,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "On SIGTERM, how long to finish in-flight requests and flush the producer.")
 	fs.DurationVar(&c.Producer.AckTimeout, "kafka.ack-timeout", 10*time.Second, "Longest wait for Kafka to acknowledge a request's records before answering 503.")
 	fs.IntVar(&c.Producer.MaxMessageBytes, "kafka.max-message-bytes", 1000000, "Producer's largest message (value + key + headers).")
+	fs.DurationVar(&c.Producer.Linger, "kafka.linger", kafka.DefaultLinger, "How long records wait for others to share their produce request (Kafka's linger.ms); 0 sends each at once.")
 	c.Kafka.RegisterFlags("kafka.", fs)
 }
 
@@ -75,6 +76,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Producer.AckTimeout <= 0 {
 		return errors.New("kafka.ack-timeout must be positive")
+	}
+	if c.Producer.Linger < 0 || c.Producer.Linger >= c.Producer.AckTimeout {
+		return errors.New("kafka.linger must be at least 0 and below kafka.ack-timeout")
 	}
 	return c.Kafka.Validate()
 }

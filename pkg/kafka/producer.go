@@ -19,6 +19,14 @@ import (
 // data and retries; an HTTP client gets 503.
 var ErrUnavailable = errors.New("kafka unavailable")
 
+// DefaultLinger is the gateway's linger. With acks=all and idempotence
+// sarama keeps one produce request in flight per broker, so records batch
+// naturally while it waits; a millisecond more halves the produce requests
+// at the gateway's load (the brokers' CPU falls by a quarter, the gateway's
+// per-sample CPU by ~3%; README, "Performance"). Kafka 4.0's own producer
+// default is 5 ms (KIP-1030).
+const DefaultLinger = time.Millisecond
+
 // ProducerConfig tunes the producer. Durability settings are not
 // configurable: acks=all and idempotence are the contract.
 type ProducerConfig struct {
@@ -27,6 +35,12 @@ type ProducerConfig struct {
 	AckTimeout time.Duration `yaml:"ack_timeout"`
 	// MaxMessageBytes must be at least the largest record the gateway cuts.
 	MaxMessageBytes int `yaml:"max_message_bytes"`
+	// Linger is how long records wait for more to join their produce
+	// request (Kafka's linger.ms; 0 sends at once). A request is also sent
+	// as soon as it holds MaxMessageBytes. Fewer, larger requests cost the
+	// producer and the brokers less CPU; the wait adds at most Linger to an
+	// acknowledgement.
+	Linger time.Duration `yaml:"linger"`
 }
 
 // Producer writes records with acks=all and idempotence, and tells each
@@ -84,6 +98,10 @@ func NewProducer(kc Config, cfg ProducerConfig, component string, reg prometheus
 	sc.Producer.Compression = sarama.CompressionNone
 	sc.Producer.MaxMessageBytes = cfg.MaxMessageBytes
 	sc.Producer.Timeout = kc.Timeout
+	if cfg.Linger > 0 {
+		sc.Producer.Flush.Frequency = cfg.Linger
+		sc.Producer.Flush.Bytes = cfg.MaxMessageBytes
+	}
 	client, err := sarama.NewClient(kc.BrokerList(), sc)
 	if err != nil {
 		return nil, fmt.Errorf("connect to kafka %s: %w", kc.Brokers, err)

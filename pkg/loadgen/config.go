@@ -15,6 +15,8 @@ import (
 	"flag"
 	"fmt"
 	"time"
+
+	"github.com/tributary-io/tributary/pkg/kafka"
 )
 
 // Modes.
@@ -45,6 +47,7 @@ type Config struct {
 	Topic           string        `yaml:"topic"`
 	Group           string        `yaml:"group"`
 	MaxMessageBytes int           `yaml:"max_message_bytes"`
+	Linger          time.Duration `yaml:"linger"`
 	WatchPIDs       string        `yaml:"watch_pids"`
 	Progress        time.Duration `yaml:"progress"`
 	Metrics         SeriesConfig  `yaml:"metrics"`
@@ -66,6 +69,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Topic, "topic", "", "Kafka topic. Default: tributary.metrics, or tributary.logs for a loki payload.")
 	fs.StringVar(&c.Group, "group", "", "kafka-consume: consumer group. Default: a new one per run (tributary-loadgen-<time>).")
 	fs.IntVar(&c.MaxMessageBytes, "kafka.max-message-bytes", 1000000, "kafka-produce: the producer's largest message.")
+	fs.DurationVar(&c.Linger, "kafka.linger", kafka.DefaultLinger, "kafka-produce: the producer's linger; the gateway's default, so that the producer ceiling is measured with the gateway's producer settings.")
 	fs.StringVar(&c.WatchPIDs, "watch-pids", "", "Comma-separated PIDs whose CPU time and RSS during the measured window are reported.")
 	fs.DurationVar(&c.Progress, "progress", time.Second, "Interval of progress lines on stderr; 0: none.")
 	fs.IntVar(&c.Metrics.Series, "series", 100000, "Active series.")
@@ -116,6 +120,8 @@ func (c *Config) Validate() error {
 		return errors.New("rate must not be negative")
 	case c.Timeout <= 0:
 		return errors.New("timeout must be positive")
+	case c.Linger < 0:
+		return errors.New("kafka.linger must not be negative")
 	}
 	if c.Mode == ModeKafkaConsume {
 		return nil

@@ -85,12 +85,12 @@ type kafkaSender struct {
 	tenant   string
 }
 
-func newKafkaSender(brokers, topic, tenant string, maxMessageBytes int, log *slog.Logger) (*kafkaSender, error) {
+func newKafkaSender(brokers, topic, tenant string, maxMessageBytes int, linger time.Duration, log *slog.Logger) (*kafkaSender, error) {
 	kc := kafka.Config{Brokers: brokers, ClientID: "tributary-loadgen", Version: "2.8.0", Timeout: 10 * time.Second}
 	if err := kc.Validate(); err != nil {
 		return nil, err
 	}
-	p, err := kafka.NewProducer(kc, kafka.ProducerConfig{AckTimeout: 10 * time.Second, MaxMessageBytes: maxMessageBytes},
+	p, err := kafka.NewProducer(kc, kafka.ProducerConfig{AckTimeout: 10 * time.Second, MaxMessageBytes: maxMessageBytes, Linger: linger},
 		"loadgen", prometheus.NewRegistry(), log)
 	if err != nil {
 		return nil, err
@@ -161,7 +161,7 @@ func newSender(cfg *Config, log *slog.Logger) (Sender, error) {
 	case ModeLokiProto, ModeLokiJSON:
 		return newHTTPSender(base+"/loki/api/v1/push", cfg.Concurrency, cfg.Timeout, header), nil
 	case ModeKafkaProduce:
-		return newKafkaSender(cfg.Target, cfg.Topic, cfg.Tenant, cfg.MaxMessageBytes, log)
+		return newKafkaSender(cfg.Target, cfg.Topic, cfg.Tenant, cfg.MaxMessageBytes, cfg.Linger, log)
 	case ModeDiscard:
 		return discardSender{}, nil
 	}

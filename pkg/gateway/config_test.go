@@ -1,0 +1,39 @@
+package gateway
+
+import (
+	"flag"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tributary-io/tributary/pkg/kafka"
+)
+
+func defaultConfig(t *testing.T, args ...string) Config {
+	t.Helper()
+	var cfg Config
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfg.RegisterFlags(fs)
+	require.NoError(t, fs.Parse(append([]string{"-kafka.brokers=127.0.0.1:9092"}, args...)))
+	return cfg
+}
+
+func TestConfigLinger(t *testing.T) {
+	cfg := defaultConfig(t)
+	require.Equal(t, kafka.DefaultLinger, cfg.Producer.Linger)
+	require.NoError(t, cfg.Validate())
+
+	cfg = defaultConfig(t, "-kafka.linger=0")
+	require.NoError(t, cfg.Validate(), "0 sends at once")
+
+	cfg = defaultConfig(t, "-kafka.linger=-1ms")
+	require.ErrorContains(t, cfg.Validate(), "kafka.linger")
+
+	// A linger as long as the ack timeout would time every request out.
+	cfg = defaultConfig(t, "-kafka.linger=10s", "-kafka.ack-timeout=10s")
+	require.Equal(t, 10*time.Second, cfg.Producer.Linger)
+	require.ErrorContains(t, cfg.Validate(), "kafka.linger")
+}
