@@ -4,8 +4,9 @@
 #   a  ceilings of the decode path (go test -bench Ceiling, one core)
 #   b  the load tool's own ceiling (loadgen -mode discard), and the producer
 #      ceiling: loadgen kafka-produce → devbroker (no gateway)
-#   c  gateway: loadgen remote-write → gateway → devbroker, in 3 rounds,
-#      each between two runs of the validate ceiling (the machine drifts)
+#   c  gateway: loadgen remote-write → gateway → devbroker, in 6 rounds (3
+#      below BENCH_SECONDS=18, 1 below 6), each between two runs of the
+#      validate ceiling (the machine drifts)
 #   d  bare sarama consumer vs. ingester -discard.enabled, on the topic of c
 #   e  Prometheus: loadgen straight into it vs. ingester → a fresh one, topic of c
 #   f  latency: loadgen at half the sustained rate → gateway → ingester → Prometheus
@@ -485,11 +486,11 @@ phase_a() {
   v=$(python3 "$WORK/bench.py" benchparse "$LOGS/ceiling.txt" BenchmarkCeilingSnappyDecode) && put ceiling_snappy_samples_per_core_sec "$v"
 }
 
-# ceiling_once FILE: one more CeilingValidate run (phase a built the
-# binary), appended to FILE; prints its samples/s.
+# ceiling_once FILE MS: one more CeilingValidate run of MS milliseconds
+# (phase a built the binary), appended to FILE; prints its rate.
 ceiling_once() {
   [ -x "$WORK/remotewrite.test" ] || return 1
-  "$WORK/remotewrite.test" -test.run '^$' -test.bench 'CeilingValidate' -test.benchtime="${WARMUP_MS}ms" -test.cpu 1 -test.count 1 \
+  "$WORK/remotewrite.test" -test.run '^$' -test.bench 'CeilingValidate' -test.benchtime="${2}ms" -test.cpu 1 -test.count 1 \
     >"$WORK/ceiling-once.txt" 2>&1 || return 1
   cat "$WORK/ceiling-once.txt" >>"$1"
   python3 "$WORK/bench.py" benchparse "$WORK/ceiling-once.txt" BenchmarkCeilingValidate
@@ -520,27 +521,35 @@ phase_b() {
 # Phases c, d and e share broker M: the gateway run fills its topic, which
 # the consumers of d and e read afterwards.
 phase_c() {
-  # The machine's speed drifts by tens of percent over tens of seconds
-  # (shared host), so target 1 compares each gateway window with ceiling
-  # runs right before and after it: ROUNDS × (ceiling, gateway window),
-  # then a last ceiling. Rates are medians over the rounds; the ratio is
-  # the median of the per-round ratios.
-  local rounds=$((S >= 6 ? 3 : 1))
-  local rs=$((S / rounds))
+  # The machine's speed drifts by tens of percent within seconds (shared
+  # host), so target 1 compares each gateway window with ceiling runs right
+  # before and after it: ROUNDS × (ceiling, gateway window), then a last
+  # ceiling. Rates are medians over the rounds; the ratio is the median of
+  # the per-round ratios. Many short rounds: the closer a ceiling run is to
+  # its window, the less the drift between them. The total load stays about
+  # 6/5 × BENCH_SECONDS: the devbroker keeps every record in memory, and
+  # the kernel's zeroing of its new pages (perf: 60% of its CPU) takes more
+  # of the two cores the longer it grows.
+  local rounds=1 rs=$S warm=$WARMUP_MS
+  if [ "$S" -ge 18 ]; then
+    rounds=6 rs=$((S / 6)) warm=1000
+  elif [ "$S" -ge 6 ]; then
+    rounds=3 rs=$((S / 3))
+  fi
   say "phase c: gateway (loadgen remote-write → gateway → devbroker, $rounds × ${rs}s, validate ceiling between)"
   start_broker broker-m || { fail c "devbroker did not start"; return; }
   start_gateway gateway-c || { fail c "gateway did not become ready"; stop "$BROKER_PID"; return; }
   M_BROKER=$BROKER M_BROKER_PID=$BROKER_PID
   local i f c rows=$WORK/gateway-rounds.txt
   : >"$rows"
-  c=$(ceiling_once "$LOGS/ceiling-c.txt") || c=null
+  c=$(ceiling_once "$LOGS/ceiling-c.txt" "$warm") || c=null
   for i in $(seq 1 "$rounds"); do
     f=$WORK/gateway-$i.json
-    loadgen "gateway-$i" -mode=remote-write -target="$GATEWAY" -warmup="${WARMUP_MS}ms" -watch-pids="$GATEWAY_PID,$BROKER_PID" "${LOADGEN_COMMON[@]}" -duration="${rs}s" ||
+    loadgen "gateway-$i" -mode=remote-write -target="$GATEWAY" -warmup="${warm}ms" -watch-pids="$GATEWAY_PID,$BROKER_PID" "${LOADGEN_COMMON[@]}" -duration="${rs}s" ||
       { fail c "loadgen remote-write failed: $(tail -3 "$LOGS/loadgen-gateway-$i.log")"; stop "$GATEWAY_PID" "$BROKER_PID"; M_BROKER= M_BROKER_PID=; return; }
     [ "$(non_2xx "$f")" = 0 ] || say "warning: gateway answered $(j "$f" status_codes)"
     echo "$f $c" >>"$rows"
-    c=$(ceiling_once "$LOGS/ceiling-c.txt") || c=null
+    c=$(ceiling_once "$LOGS/ceiling-c.txt" "$warm") || c=null
     echo "$c" >>"$rows"
   done
   local out
