@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -66,6 +67,8 @@ func NewConsumer(p Params) (*Consumer, error) {
 	// A sink write may block a claim for long; that must not stall the
 	// fetcher's other partitions.
 	sc.Consumer.MaxProcessingTime = time.Second
+	sc.Consumer.Fetch.Default = int32(min(p.Config.FetchBytes, math.MaxInt32))
+	sc.ChannelBufferSize = p.Config.BufferedRecords
 	group, err := sarama.NewConsumerGroup(p.Kafka.BrokerList(), p.Config.Group, sc)
 	if err != nil {
 		return nil, fmt.Errorf("consumer group %s: %w", p.Config.Group, err)
@@ -166,11 +169,11 @@ func (c *Consumer) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.C
 		if len(b.recs) == 0 {
 			return nil
 		}
-		last := b.last
+		last := b.recs[len(b.recs)-1]
 		if err := c.write(wctx, b.recs); err != nil {
 			return err
 		}
-		sess.MarkMessage(last, "")
+		sess.MarkOffset(last.Topic, last.Partition, last.Offset+1, "")
 		lag.Set(float64(claim.HighWaterMarkOffset() - last.Offset - 1))
 		b.reset()
 		return nil
@@ -206,7 +209,7 @@ func (c *Consumer) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.C
 			if len(b.recs) == 0 {
 				timer.Reset(c.cfg.BatchMaxDelay)
 			}
-			b.add(rec, msg)
+			b.add(rec)
 			if b.bytes >= c.cfg.BatchMaxBytes || len(b.recs) >= c.cfg.BatchMaxRecords {
 				if err := flush(); err != nil {
 					return nil
@@ -223,18 +226,16 @@ func (c *Consumer) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.C
 type batch struct {
 	recs  []Record
 	bytes int
-	last  *sarama.ConsumerMessage
 }
 
-func (b *batch) add(r Record, m *sarama.ConsumerMessage) {
+func (b *batch) add(r Record) {
 	b.recs = append(b.recs, r)
 	b.bytes += len(r.Value)
-	b.last = m
 }
 
 func (b *batch) reset() {
 	clear(b.recs) // drop references to the values
-	b.recs, b.bytes, b.last = b.recs[:0], 0, nil
+	b.recs, b.bytes = b.recs[:0], 0
 }
 
 // write delivers recs to the sink. On a permanent refusal of a batch, each
@@ -316,7 +317,7 @@ func (c *Consumer) deadLetter(ctx context.Context, r Record, cause error, class 
 }
 
 func (c *Consumer) toRecord(m *sarama.ConsumerMessage) (Record, error) {
-	r := recordOf(m)
+	r := detach(m)
 	env, err := record.Parse(m.Headers)
 	if err != nil {
 		return r, err
@@ -333,6 +334,43 @@ func (c *Consumer) toRecord(m *sarama.ConsumerMessage) (Record, error) {
 
 func recordOf(m *sarama.ConsumerMessage) Record {
 	return Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Key: m.Key, Value: m.Value, Headers: m.Headers}
+}
+
+// detach is recordOf with the key, value and headers copied out of the
+// fetch response. sarama reads a broker's whole fetch response (every
+// partition it leads, up to fetch.max-partition-bytes each) into one buffer
+// and each message's slices point into it, so one record waiting in a batch
+// kept the whole response alive: with a slow sink and 16 partitions an
+// ingester reached 1.1 GB RSS for ~40 MB of queued records. The copy is one
+// allocation per record.
+func detach(m *sarama.ConsumerMessage) Record {
+	n := len(m.Key) + len(m.Value)
+	for _, h := range m.Headers {
+		if h != nil {
+			n += len(h.Key) + len(h.Value)
+		}
+	}
+	buf := make([]byte, 0, n)
+	cp := func(b []byte) []byte {
+		if b == nil {
+			return nil
+		}
+		buf = append(buf, b...)
+		return buf[len(buf)-len(b) : len(buf) : len(buf)]
+	}
+	r := Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Key: cp(m.Key), Value: cp(m.Value)}
+	if len(m.Headers) > 0 {
+		hs := make([]sarama.RecordHeader, 0, len(m.Headers))
+		r.Headers = make([]*sarama.RecordHeader, 0, len(m.Headers))
+		for _, h := range m.Headers {
+			if h == nil {
+				continue
+			}
+			hs = append(hs, sarama.RecordHeader{Key: cp(h.Key), Value: cp(h.Value)})
+			r.Headers = append(r.Headers, &hs[len(hs)-1])
+		}
+	}
+	return r
 }
 
 func oneLine(s string) string {
