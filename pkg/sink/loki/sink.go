@@ -3,11 +3,12 @@
 //
 // Record values are snappy-compressed logproto.PushRequests. Concatenated
 // protobuf messages of one type form a valid message whose repeated fields
-// are the union, so a batch becomes one push by decoding the records,
-// appending them and compressing once. Nothing is unmarshalled: stream
-// labels, lines and structured metadata reach Loki exactly as the gateway
-// stored them, and since a batch holds one partition's records in offset
-// order, every stream's entries keep their order.
+// are the union, so a batch becomes one push by splicing the records'
+// snappy blocks into one (package snappypush). Nothing is decoded,
+// unmarshalled or compressed again: stream labels, lines and structured
+// metadata reach Loki exactly as the gateway stored them, and since a batch
+// holds one partition's records in offset order, every stream's entries
+// keep their order.
 //
 // # What Loki's answers mean
 //

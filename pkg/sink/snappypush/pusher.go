@@ -4,10 +4,11 @@
 //
 // Record values are snappy-compressed messages of that same type.
 // Concatenated protobuf messages of one type form a valid message whose
-// repeated fields are the union, so a batch becomes one request by decoding
-// the records, appending them and compressing once: nothing is unmarshalled,
-// and since a batch holds one partition's records in offset order, series and
-// streams keep their order.
+// repeated fields are the union, and snappy blocks can be spliced into one
+// whose output is the concatenation of theirs (splice.go), so a batch
+// becomes one request without decoding, unmarshalling or compressing
+// anything; since a batch holds one partition's records in offset order,
+// series and streams keep their order.
 package snappypush
 
 import (
@@ -16,12 +17,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/golang/snappy"
 
 	"github.com/tributary-io/tributary/pkg/ingester"
 )
@@ -51,8 +48,6 @@ type Pusher struct {
 	BearerToken     string
 	MaxDecodedBytes int // a record decoding to more is refused (Permanent)
 	Client          *http.Client
-
-	bufs sync.Pool // *[]byte: decoded batches and compression scratch
 }
 
 // Write implements ingester.Sink: recs (one tenant) as one request. A record
@@ -61,54 +56,15 @@ func (p *Pusher) Write(ctx context.Context, recs []ingester.Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	raw := p.buf()
-	defer p.bufs.Put(raw)
-	var err error
-	if *raw, err = p.concat((*raw)[:0], recs); err != nil {
+	// The body is not pooled: the transport may read it after Do returns.
+	body, err := splice(recs, p.MaxDecodedBytes)
+	if err != nil {
 		return ingester.Permanent(err)
 	}
-	if len(*raw) == 0 {
+	if body == nil {
 		return nil // only empty messages: nothing to store
 	}
-	return p.post(ctx, p.encode(*raw), recs[0].Envelope.GetTenant())
-}
-
-func (p *Pusher) buf() *[]byte {
-	if bp, ok := p.bufs.Get().(*[]byte); ok {
-		return bp
-	}
-	return new([]byte)
-}
-
-// concat appends the decoded record values to dst.
-func (p *Pusher) concat(dst []byte, recs []ingester.Record) ([]byte, error) {
-	for _, r := range recs {
-		n, err := snappy.DecodedLen(r.Value)
-		if err != nil {
-			return dst, fmt.Errorf("record %d: snappy: %w", r.Offset, err)
-		}
-		if n > p.MaxDecodedBytes {
-			return dst, fmt.Errorf("record %d decodes to %d bytes, over the limit of %d", r.Offset, n, p.MaxDecodedBytes)
-		}
-		start := len(dst)
-		dst = slices.Grow(dst, n)[:start+n]
-		if _, err := snappy.Decode(dst[start:], r.Value); err != nil {
-			return dst[:start], fmt.Errorf("record %d: snappy: %w", r.Offset, err)
-		}
-	}
-	return dst, nil
-}
-
-// encode snappy-compresses raw into a new slice of the compressed size.
-// snappy.Encode needs room for the worst case, a sixth more than raw, which
-// would otherwise be allocated per batch; the transport may read a request
-// body after Do returns, so the body itself is not pooled.
-func (p *Pusher) encode(raw []byte) []byte {
-	bp := p.buf()
-	defer p.bufs.Put(bp)
-	enc := snappy.Encode((*bp)[:cap(*bp)], raw)
-	*bp = enc[:0]
-	return bytes.Clone(enc)
+	return p.post(ctx, body, recs[0].Envelope.GetTenant())
 }
 
 func (p *Pusher) post(ctx context.Context, body []byte, tenant string) error {
