@@ -31,11 +31,11 @@ type Config struct {
 // DefaultBufferedRecords is the queue of fetched records per partition,
 // sarama's default. It sets most of the ingester's memory when a sink is
 // slower than Kafka: ~100 KiB records (up to 900 KiB) × 256 per partition,
-// and while queued a record pins its fetch response. Measured with 16
-// partitions and a sink answering after 0.2 s: peak RSS 786 MB with 256,
-// 332 MB with 64. Smaller queues cost throughput: with 64 the ingester's
-// discard rate fell from ~1.0 to 0.71 of a bare consumer's in make bench,
-// with 16 to 0.66 (README, "Ingester memory").
+// each keeping its fetch response alive. Measured with 16 partitions and a
+// sink answering after 0.2 s: peak RSS 699 MB with 256, 332 MB with 64.
+// Smaller queues cost throughput: with 64 the ingester's discard rate fell
+// from ~1.0 to 0.71 of a bare consumer's in make bench, with 16 to 0.66
+// (README, "Ingester memory").
 const DefaultBufferedRecords = 256
 
 // RegisterFlags registers the flags under prefix (e.g. "prometheus.").
