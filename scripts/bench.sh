@@ -17,7 +17,7 @@
 #   BENCH_SECONDS=20 BIN=./bin bash scripts/bench.sh
 #
 # BENCH_SECONDS (default 20) is each measured window; the whole run takes
-# about 10 × BENCH_SECONDS + 50 s (4 min at 20). BENCH_CONCURRENCY (default
+# about 10 × BENCH_SECONDS + 60 s (4½ min at 20). BENCH_CONCURRENCY (default
 # 8, as in the issue) is the number of concurrent senders. BENCH_KEEP=1 keeps
 # the logs and raw results. PROMETHEUS names the Prometheus binary.
 #
