@@ -11,6 +11,7 @@ import (
 	"github.com/tributary-io/tributary/pkg/kafka"
 	"github.com/tributary-io/tributary/pkg/lokipush"
 	"github.com/tributary-io/tributary/pkg/remotewrite"
+	"github.com/tributary-io/tributary/pkg/split"
 )
 
 // Config of the gateway.
@@ -21,15 +22,18 @@ type Config struct {
 	DefaultCluster string `yaml:"default_cluster"`
 	// ClusterHeader names the request header that sets the cluster of
 	// series without a cluster label (it wins over DefaultCluster).
-	ClusterHeader    string               `yaml:"cluster_header"`
-	MaxBodyBytes     int                  `yaml:"max_body_bytes"`
-	MaxInflightBytes int64                `yaml:"max_inflight_bytes"`
-	RetryAfter       time.Duration        `yaml:"retry_after"`
-	ShutdownTimeout  time.Duration        `yaml:"shutdown_timeout"`
-	RemoteWrite      remotewrite.Limits   `yaml:"remote_write"`
-	Logs             lokipush.Limits      `yaml:"logs"`
-	Producer         kafka.ProducerConfig `yaml:"producer"`
-	Kafka            kafka.Config         `yaml:"kafka"`
+	ClusterHeader string `yaml:"cluster_header"`
+	// MaxClustersPerRequest bounds the distinct clusters one request may
+	// mix (each becomes at least one record); both decoders enforce it.
+	MaxClustersPerRequest int                  `yaml:"max_clusters_per_request"`
+	MaxBodyBytes          int                  `yaml:"max_body_bytes"`
+	MaxInflightBytes      int64                `yaml:"max_inflight_bytes"`
+	RetryAfter            time.Duration        `yaml:"retry_after"`
+	ShutdownTimeout       time.Duration        `yaml:"shutdown_timeout"`
+	RemoteWrite           remotewrite.Limits   `yaml:"remote_write"`
+	Logs                  lokipush.Limits      `yaml:"logs"`
+	Producer              kafka.ProducerConfig `yaml:"producer"`
+	Kafka                 kafka.Config         `yaml:"kafka"`
 }
 
 // RegisterFlags registers the gateway's flags.
@@ -43,6 +47,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Logs.MaxLabelNamesPerStream, "limits.logs.max-label-names-per-stream", c.Logs.MaxLabelNamesPerStream, "Most labels a log stream may have, cluster included.")
 	fs.StringVar(&c.DefaultCluster, "default-cluster", "", "Cluster for data without a cluster label and without the cluster header. Empty: such data is refused with 400.")
 	fs.StringVar(&c.ClusterHeader, "cluster-header", "X-Tributary-Cluster", "Request header naming the cluster of data without a cluster label.")
+	fs.IntVar(&c.MaxClustersPerRequest, "limits.max-clusters-per-request", split.DefaultMaxClusters, "Most distinct clusters one request may mix (400 above); each becomes at least one Kafka record.")
 	fs.IntVar(&c.MaxBodyBytes, "limits.max-body-bytes", 16<<20, "Largest compressed request body accepted (413 above).")
 	fs.IntVar(&c.RemoteWrite.MaxDecodedBytes, "limits.max-decoded-bytes", c.RemoteWrite.MaxDecodedBytes, "Largest decompressed request accepted (413 above), checked before allocating.")
 	fs.IntVar(&c.RemoteWrite.MaxRecordBytes, "limits.max-record-bytes", c.RemoteWrite.MaxRecordBytes, "Largest Kafka record value; larger requests are split. Keep below the topic's max.message.bytes.")
@@ -64,6 +69,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 func (c *Config) Validate() error {
 	if c.MetricsTopic == "" || c.LogsTopic == "" {
 		return errors.New("topic.metrics and topic.logs must not be empty")
+	}
+	if c.MaxClustersPerRequest <= 0 {
+		return errors.New("limits.max-clusters-per-request must be positive")
 	}
 	if c.MaxBodyBytes <= 0 || c.RemoteWrite.MaxDecodedBytes <= 0 {
 		return errors.New("body size limits must be positive")
