@@ -14,6 +14,13 @@ import (
 	recordpb "github.com/tributary-io/tributary/proto/record/v1"
 )
 
+// Prober is implemented by sinks that can tell, without writing data,
+// whether they accept writes at all (reachable, right URL, valid
+// credentials). Probe returns nil when a write could succeed now.
+type Prober interface {
+	Probe(ctx context.Context) error
+}
+
 // Record is one Kafka record with its parsed envelope.
 type Record struct {
 	Topic     string
