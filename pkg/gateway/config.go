@@ -6,6 +6,8 @@ package gateway
 import (
 	"errors"
 	"flag"
+	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/tributary-io/tributary/pkg/kafka"
@@ -29,6 +31,11 @@ type Config struct {
 	MaxBodyBytes          int                  `yaml:"max_body_bytes"`
 	MaxInflightBytes      int64                `yaml:"max_inflight_bytes"`
 	RetryAfter            time.Duration        `yaml:"retry_after"`
+	// OverloadStatus answers a spent in-flight budget: 503 or 429.
+	OverloadStatus int `yaml:"overload_status"`
+	// MaxMetricClusters bounds the cluster label of the gateway's own
+	// per-cluster metrics; later clusters are counted as "_other".
+	MaxMetricClusters int `yaml:"metrics_max_clusters"`
 	ShutdownTimeout       time.Duration        `yaml:"shutdown_timeout"`
 	RemoteWrite           remotewrite.Limits   `yaml:"remote_write"`
 	Logs                  lokipush.Limits      `yaml:"logs"`
@@ -55,8 +62,15 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.RemoteWrite.MaxLabelNameLen, "limits.max-label-name-length", c.RemoteWrite.MaxLabelNameLen, "Longest label name.")
 	fs.IntVar(&c.RemoteWrite.MaxLabelValueLen, "limits.max-label-value-length", c.RemoteWrite.MaxLabelValueLen, "Longest label value.")
 	// Bodies and their decoded copies of all requests being served; beyond
-	// this the gateway answers 429 instead of growing without bound.
-	fs.Int64Var(&c.MaxInflightBytes, "limits.max-inflight-bytes", 512<<20, "Memory for request bodies in flight (compressed + decoded); above it requests get 429.")
+	// this the gateway answers 503 (or -limits.overload-status) instead of
+	// growing without bound.
+	fs.Int64Var(&c.MaxInflightBytes, "limits.max-inflight-bytes", 512<<20, "Memory for request bodies in flight (compressed + decoded); above it requests get -limits.overload-status with Retry-After.")
+	// 503: every stock client retries it; Prometheus drops data on 429
+	// unless its remote_write sets retry_on_http_429.
+	fs.IntVar(&c.OverloadStatus, "limits.overload-status", http.StatusServiceUnavailable, "Status answered when -limits.max-inflight-bytes is spent: 503 or 429 (only for clients that retry 429).")
+	// 1000 clusters x (2 signals + log bytes) is a few thousand series: far
+	// more than a real fleet per gateway, far fewer than a hostile request.
+	fs.IntVar(&c.MaxMetricClusters, "metrics.max-clusters", 1000, "Distinct cluster label values in the gateway's own per-cluster metrics; later clusters are counted under cluster=\"_other\".")
 	fs.DurationVar(&c.RetryAfter, "retry-after", 5*time.Second, "Retry-After sent with 429 and 503.")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "On SIGTERM, how long to finish in-flight requests and flush the producer.")
 	fs.DurationVar(&c.Producer.AckTimeout, "kafka.ack-timeout", 10*time.Second, "Longest wait for Kafka to acknowledge a request's records before answering 503.")
@@ -72,6 +86,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxClustersPerRequest <= 0 {
 		return errors.New("limits.max-clusters-per-request must be positive")
+	}
+	if c.OverloadStatus != http.StatusServiceUnavailable && c.OverloadStatus != http.StatusTooManyRequests {
+		return fmt.Errorf("limits.overload-status is %d: want 503 or 429", c.OverloadStatus)
+	}
+	if c.MaxMetricClusters <= 0 {
+		return errors.New("metrics.max-clusters must be positive")
 	}
 	if c.MaxBodyBytes <= 0 || c.RemoteWrite.MaxDecodedBytes <= 0 {
 		return errors.New("body size limits must be positive")

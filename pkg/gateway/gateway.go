@@ -32,8 +32,15 @@ type Producer interface {
 	Ready(topic string) error
 }
 
-// errOverloaded: the in-flight memory budget is spent; the client retries.
-var errOverloaded = errors.New("gateway overloaded: too many bytes in flight")
+var (
+	// errOverloaded: the in-flight memory budget is spent; the client keeps
+	// its data and retries. 503 by default: a stock Prometheus retries 503
+	// but drops data on 429 unless retry_on_http_429 is set.
+	errOverloaded = errors.New("gateway overloaded: too many bytes in flight, retry later")
+	// errRateLimited is for limits a client must slow down for (per-cluster
+	// rates): 429, as Loki and Mimir answer. Nothing returns it yet.
+	errRateLimited = errors.New("rate limited")
+)
 
 // Gateway serves the write endpoints.
 type Gateway struct {
@@ -55,7 +62,7 @@ type Gateway struct {
 // New builds a gateway writing through producer.
 func New(cfg Config, producer Producer, reg prometheus.Registerer, gatherer prometheus.Gatherer, log *slog.Logger) *Gateway {
 	return &Gateway{
-		cfg: cfg, producer: producer, log: log, metrics: newMetrics(reg), gatherer: gatherer,
+		cfg: cfg, producer: producer, log: log, metrics: newMetrics(reg, cfg.MaxMetricClusters), gatherer: gatherer,
 		// Bodies are held until Kafka acknowledges, parsers only while
 		// parsing: a few per core are reused, more are allocated and dropped.
 		bodies:  newFreeList[[]byte](keptBodies),
@@ -129,6 +136,8 @@ func (g *Gateway) statusOf(err error) (int, string) {
 	case errors.As(err, &tooBig):
 		return http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", tooBig.Limit)
 	case errors.Is(err, errOverloaded):
+		return g.cfg.OverloadStatus, err.Error()
+	case errors.Is(err, errRateLimited):
 		return http.StatusTooManyRequests, err.Error()
 	case errors.Is(err, kafka.ErrUnavailable):
 		return http.StatusServiceUnavailable, "kafka unavailable, retry later"

@@ -169,17 +169,63 @@ func TestKafkaDownAnswers503(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, ready.StatusCode)
 }
 
-func TestOverloadAnswers429(t *testing.T) {
-	f := newFixture(t, func(c *Config) { c.MaxBodyBytes = 4 << 10; c.MaxInflightBytes = 8 << 10 })
-	body := writeRequest(t, []string{"__name__", "up", "cluster", "a"})
-	// Other requests in flight hold most of the budget.
-	release, err := f.gw.reserve(8<<10 - 16)
+func TestOverloadAnswers503(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		status int
+	}{
+		{"default: every client retries 503", nil, http.StatusServiceUnavailable},
+		{"429 when asked for", []string{"-limits.overload-status=429"}, http.StatusTooManyRequests},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, func(c *Config) {
+				c.MaxBodyBytes = 4 << 10
+				c.MaxInflightBytes = 8 << 10
+				fs := flag.NewFlagSet("t", flag.ContinueOnError)
+				fs.IntVar(&c.OverloadStatus, "limits.overload-status", c.OverloadStatus, "")
+				require.NoError(t, fs.Parse(tc.args))
+			})
+			body := writeRequest(t, []string{"__name__", "up", "cluster", "a"})
+			// Other requests in flight hold most of the budget.
+			release, err := f.gw.reserve(8<<10 - 16)
+			require.NoError(t, err)
+			resp, msg := f.post(t, body)
+			require.Equal(t, tc.status, resp.StatusCode, msg)
+			require.Equal(t, "2", resp.Header.Get("Retry-After"))
+			require.Contains(t, msg, "overloaded")
+			release()
+			resp, msg = f.post(t, body)
+			require.Equal(t, http.StatusNoContent, resp.StatusCode, msg)
+			require.Len(t, testenv.ReadTopic(t, f.kafka.Addr, "tributary.metrics"), 1, "only the accepted request reaches Kafka")
+		})
+	}
+}
+
+func TestClusterLabelIsBounded(t *testing.T) {
+	cfg := defaultConfig(t, "-metrics.max-clusters=100")
+	reg := prometheus.NewRegistry()
+	gw := New(cfg, nil, reg, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	for i := 0; i < 128<<10; i++ {
+		c := fmt.Sprint("hostile-", i)
+		gw.metrics.items.WithLabelValues("metrics", c).Inc()
+		gw.metrics.lineBytes.WithLabelValues(c).Add(10)
+	}
+	gw.metrics.items.WithLabelValues("logs", "hostile-5").Inc() // admitted clusters stay themselves
+
+	srv := httptest.NewServer(gw.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/metrics")
 	require.NoError(t, err)
-	resp, msg := f.post(t, body)
-	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode, msg)
-	require.Equal(t, "2", resp.Header.Get("Retry-After"))
-	release()
-	resp, msg = f.post(t, body)
-	require.Equal(t, http.StatusNoContent, resp.StatusCode, msg)
-	require.Len(t, testenv.ReadTopic(t, f.kafka.Addr, "tributary.metrics"), 1, "only the accepted request reaches Kafka")
+	defer resp.Body.Close()
+	text, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	count := func(prefix string) int {
+		return strings.Count(string(text), "\n"+prefix)
+	}
+	require.Equal(t, 102, count(`tributary_gateway_items_received_total{cluster="`), "100 clusters and _other for signal metrics, one for logs")
+	require.Equal(t, 101, count(`tributary_gateway_log_line_bytes_total{`))
+	require.Contains(t, string(text), `tributary_gateway_items_received_total{cluster="_other",signal="metrics"} 130972`)
+	require.Contains(t, string(text), `tributary_gateway_items_received_total{cluster="hostile-5",signal="logs"} 1`)
+	require.Contains(t, string(text), `tributary_gateway_metrics_cluster_overflow_total 261944`)
 }
