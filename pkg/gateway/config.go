@@ -27,20 +27,20 @@ type Config struct {
 	ClusterHeader string `yaml:"cluster_header"`
 	// MaxClustersPerRequest bounds the distinct clusters one request may
 	// mix (each becomes at least one record); both decoders enforce it.
-	MaxClustersPerRequest int                  `yaml:"max_clusters_per_request"`
-	MaxBodyBytes          int                  `yaml:"max_body_bytes"`
-	MaxInflightBytes      int64                `yaml:"max_inflight_bytes"`
-	RetryAfter            time.Duration        `yaml:"retry_after"`
+	MaxClustersPerRequest int           `yaml:"max_clusters_per_request"`
+	MaxBodyBytes          int           `yaml:"max_body_bytes"`
+	MaxInflightBytes      int64         `yaml:"max_inflight_bytes"`
+	RetryAfter            time.Duration `yaml:"retry_after"`
 	// OverloadStatus answers a spent in-flight budget: 503 or 429.
 	OverloadStatus int `yaml:"overload_status"`
 	// MaxMetricClusters bounds the cluster label of the gateway's own
 	// per-cluster metrics; later clusters are counted as "_other".
-	MaxMetricClusters int `yaml:"metrics_max_clusters"`
-	ShutdownTimeout       time.Duration        `yaml:"shutdown_timeout"`
-	RemoteWrite           remotewrite.Limits   `yaml:"remote_write"`
-	Logs                  lokipush.Limits      `yaml:"logs"`
-	Producer              kafka.ProducerConfig `yaml:"producer"`
-	Kafka                 kafka.Config         `yaml:"kafka"`
+	MaxMetricClusters int                  `yaml:"metrics_max_clusters"`
+	ShutdownTimeout   time.Duration        `yaml:"shutdown_timeout"`
+	RemoteWrite       remotewrite.Limits   `yaml:"remote_write"`
+	Logs              lokipush.Limits      `yaml:"logs"`
+	Producer          kafka.ProducerConfig `yaml:"producer"`
+	Kafka             kafka.Config         `yaml:"kafka"`
 }
 
 // RegisterFlags registers the gateway's flags.
