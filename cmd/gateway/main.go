@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"net/http"
@@ -72,6 +73,8 @@ func runMain(args []string) error {
 
 	var g run.Group
 	server.Signals(&g, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	g.Add(func() error { return gw.Run(ctx) }, func(error) { cancel() })
 	// The HTTP block stops first and waits for in-flight requests (each
 	// waits for its Kafka acknowledgement); only then is the producer closed.
 	mux := http.NewServeMux()

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -54,20 +53,100 @@ type Gateway struct {
 	bodies   *freeList[[]byte]
 	parsers  *freeList[*remotewrite.Parser]
 
-	readyMu  sync.Mutex
-	readyAt  time.Time
-	readyErr error
+	// Readiness, kept by Run and by produce so that /-/ready never waits
+	// on Kafka: the last metadata check's error (nil when it passed) and
+	// the last produce failure, cleared by a later success.
+	checkErr        atomic.Pointer[error]
+	produceErr      atomic.Pointer[error]
+	produceFailedAt atomic.Int64
 }
 
 // New builds a gateway writing through producer.
 func New(cfg Config, producer Producer, reg prometheus.Registerer, gatherer prometheus.Gatherer, log *slog.Logger) *Gateway {
-	return &Gateway{
+	g := &Gateway{
 		cfg: cfg, producer: producer, log: log, metrics: newMetrics(reg, cfg.MaxMetricClusters), gatherer: gatherer,
 		// Bodies are held until Kafka acknowledges, parsers only while
 		// parsing: a few per core are reused, more are allocated and dropped.
 		bodies:  newFreeList[[]byte](keptBodies),
 		parsers: newFreeList[*remotewrite.Parser](min(2*runtime.GOMAXPROCS(0), maxKeptParsers)),
 	}
+	notChecked := errors.New("kafka not checked yet")
+	g.checkErr.Store(&notChecked)
+	return g
+}
+
+// Readiness timing. A check that has not answered within readyTimeout
+// counts as failed (a frozen broker holds a metadata request for the read
+// timeout, 30 s by default); /-/ready thus turns 503 within about
+// readyInterval+readyTimeout. A failed produce keeps the gateway unready
+// for at least produceFailureHold, long enough for a load balancer to
+// notice, after which a passing check makes it ready again.
+const (
+	readyInterval      = time.Second
+	readyTimeout       = time.Second
+	produceFailureHold = 5 * time.Second
+)
+
+// Run checks Kafka in the background for /-/ready until ctx ends.
+func (g *Gateway) Run(ctx context.Context) error {
+	tick := time.NewTicker(readyInterval)
+	defer tick.Stop()
+	for {
+		g.check(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+func (g *Gateway) check(ctx context.Context) {
+	res := make(chan error, 1)
+	go func() { res <- g.producer.Ready(g.cfg.MetricsTopic) }()
+	timeout := time.NewTimer(readyTimeout)
+	defer timeout.Stop()
+	select {
+	case err := <-res:
+		g.checkErr.Store(&err)
+		return
+	case <-timeout.C:
+		err := fmt.Errorf("kafka did not answer a metadata request within %s", readyTimeout)
+		g.checkErr.Store(&err)
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case err := <-res:
+		g.checkErr.Store(&err)
+	case <-ctx.Done():
+	}
+}
+
+// observeProduce records a produce's outcome for readiness.
+func (g *Gateway) observeProduce(ctx context.Context, err error) {
+	switch {
+	case err == nil:
+		if g.produceFailedAt.Load() != 0 {
+			g.produceFailedAt.Store(0)
+		}
+	case errors.Is(err, kafka.ErrUnavailable) && ctx.Err() == nil: // not the client hanging up
+		g.produceErr.Store(&err)
+		g.produceFailedAt.Store(time.Now().UnixNano())
+	}
+}
+
+// readiness is nil when the gateway can produce. It never blocks.
+func (g *Gateway) readiness() error {
+	if err := *g.checkErr.Load(); err != nil {
+		return err
+	}
+	if at := g.produceFailedAt.Load(); at != 0 && time.Since(time.Unix(0, at)) < produceFailureHold {
+		if p := g.produceErr.Load(); p != nil {
+			return fmt.Errorf("recent produce failed: %w", *p)
+		}
+	}
+	return nil
 }
 
 // Handler is the gateway's HTTP API.
@@ -83,17 +162,11 @@ func (g *Gateway) Handler() http.Handler {
 	return mux
 }
 
-// ready is 200 only while Kafka answers metadata requests for our topic.
-// The check is cached for a second so probes cannot load the brokers.
+// ready is 200 while Kafka answers metadata requests for the metrics topic
+// (checked every second by Run, so probes cannot load the brokers) and no
+// produce has failed lately. It answers at once whatever Kafka does.
 func (g *Gateway) ready(w http.ResponseWriter, _ *http.Request) {
-	g.readyMu.Lock()
-	if time.Since(g.readyAt) > time.Second {
-		g.readyErr = g.producer.Ready(g.cfg.MetricsTopic)
-		g.readyAt = time.Now()
-	}
-	err := g.readyErr
-	g.readyMu.Unlock()
-	if err != nil {
+	if err := g.readiness(); err != nil {
 		http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
@@ -139,6 +212,8 @@ func (g *Gateway) statusOf(err error) (int, string) {
 		return g.cfg.OverloadStatus, err.Error()
 	case errors.Is(err, errRateLimited):
 		return http.StatusTooManyRequests, err.Error()
+	case errors.Is(err, kafka.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, err.Error()
 	case errors.Is(err, kafka.ErrUnavailable):
 		return http.StatusServiceUnavailable, "kafka unavailable, retry later"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -310,7 +385,9 @@ func (g *Gateway) produce(ctx context.Context, signal recordpb.Signal, topic, co
 			Headers: record.Headers(env),
 		}
 	}
-	return g.producer.Produce(ctx, msgs)
+	err := g.producer.Produce(ctx, msgs)
+	g.observeProduce(ctx, err)
+	return err
 }
 
 // decodedLen is snappy's declared decoded length, or -1. Only a hint for

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -9,13 +10,16 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tributary-io/tributary/internal/testenv"
 	"github.com/tributary-io/tributary/pkg/kafka"
@@ -46,6 +50,10 @@ func newFixture(t *testing.T, mutate func(*Config)) *fixture {
 	require.NoError(t, err)
 	t.Cleanup(func() { prod.Close() })
 	gw := New(cfg, prod, reg, reg, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { gw.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
 	srv := httptest.NewServer(gw.Handler())
 	t.Cleanup(srv.Close)
 	return &fixture{kafka: k, srv: srv, prod: prod, gw: gw}
@@ -151,10 +159,7 @@ func TestRefusesBadInput(t *testing.T) {
 
 func TestKafkaDownAnswers503(t *testing.T) {
 	f := newFixture(t, nil)
-	ready, err := http.Get(f.srv.URL + "/-/ready")
-	require.NoError(t, err)
-	ready.Body.Close()
-	require.Equal(t, http.StatusOK, ready.StatusCode)
+	f.waitReady(t, http.StatusOK, 10*time.Second)
 
 	f.kafka.Close()
 	for i := 0; i < 3; i++ {
@@ -162,70 +167,130 @@ func TestKafkaDownAnswers503(t *testing.T) {
 		require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, msg)
 		require.Equal(t, "2", resp.Header.Get("Retry-After"))
 	}
-	time.Sleep(1100 * time.Millisecond) // readiness is cached for a second
-	ready, err = http.Get(f.srv.URL + "/-/ready")
-	require.NoError(t, err)
-	ready.Body.Close()
-	require.Equal(t, http.StatusServiceUnavailable, ready.StatusCode)
+	code, _, _ := f.ready(t)
+	require.Equal(t, http.StatusServiceUnavailable, code, "a failed produce makes the gateway unready at once")
 }
 
-func TestOverloadAnswers503(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		args   []string
-		status int
-	}{
-		{"default: every client retries 503", nil, http.StatusServiceUnavailable},
-		{"429 when asked for", []string{"-limits.overload-status=429"}, http.StatusTooManyRequests},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			f := newFixture(t, func(c *Config) {
-				c.MaxBodyBytes = 4 << 10
-				c.MaxInflightBytes = 8 << 10
-				fs := flag.NewFlagSet("t", flag.ContinueOnError)
-				fs.IntVar(&c.OverloadStatus, "limits.overload-status", c.OverloadStatus, "")
-				require.NoError(t, fs.Parse(tc.args))
-			})
-			body := writeRequest(t, []string{"__name__", "up", "cluster", "a"})
-			// Other requests in flight hold most of the budget.
-			release, err := f.gw.reserve(8<<10 - 16)
-			require.NoError(t, err)
-			resp, msg := f.post(t, body)
-			require.Equal(t, tc.status, resp.StatusCode, msg)
-			require.Equal(t, "2", resp.Header.Get("Retry-After"))
-			require.Contains(t, msg, "overloaded")
-			release()
-			resp, msg = f.post(t, body)
-			require.Equal(t, http.StatusNoContent, resp.StatusCode, msg)
-			require.Len(t, testenv.ReadTopic(t, f.kafka.Addr, "tributary.metrics"), 1, "only the accepted request reaches Kafka")
-		})
-	}
-}
-
-func TestClusterLabelIsBounded(t *testing.T) {
-	cfg := defaultConfig(t, "-metrics.max-clusters=100")
-	reg := prometheus.NewRegistry()
-	gw := New(cfg, nil, reg, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	for i := 0; i < 128<<10; i++ {
-		c := fmt.Sprint("hostile-", i)
-		gw.metrics.items.WithLabelValues("metrics", c).Inc()
-		gw.metrics.lineBytes.WithLabelValues(c).Add(10)
-	}
-	gw.metrics.items.WithLabelValues("logs", "hostile-5").Inc() // admitted clusters stay themselves
-
-	srv := httptest.NewServer(gw.Handler())
-	defer srv.Close()
-	resp, err := http.Get(srv.URL + "/metrics")
+// ready fetches /-/ready.
+func (f *fixture) ready(t *testing.T) (code int, msg string, took time.Duration) {
+	t.Helper()
+	start := time.Now()
+	resp, err := http.Get(f.srv.URL + "/-/ready")
 	require.NoError(t, err)
 	defer resp.Body.Close()
-	text, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	count := func(prefix string) int {
-		return strings.Count(string(text), "\n"+prefix)
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), time.Since(start)
+}
+
+// waitReady polls /-/ready until it answers want, asserting that every
+// answer comes within a second whatever Kafka does.
+func (f *fixture) waitReady(t *testing.T, want int, within time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		code, msg, took := f.ready(t)
+		require.Less(t, took, time.Second, "/-/ready must not wait on Kafka")
+		if code == want {
+			return msg
+		}
+		require.True(t, time.Now().Before(deadline), "/-/ready still %d (%s) after %s, want %d", code, msg, within, want)
+		time.Sleep(100 * time.Millisecond)
 	}
-	require.Equal(t, 102, count(`tributary_gateway_items_received_total{cluster="`), "100 clusters and _other for signal metrics, one for logs")
-	require.Equal(t, 101, count(`tributary_gateway_log_line_bytes_total{`))
-	require.Contains(t, string(text), `tributary_gateway_items_received_total{cluster="_other",signal="metrics"} 130972`)
-	require.Contains(t, string(text), `tributary_gateway_items_received_total{cluster="hostile-5",signal="logs"} 1`)
-	require.Contains(t, string(text), `tributary_gateway_metrics_cluster_overflow_total 261944`)
+}
+
+// freeze makes the broker swallow requests of key without answering until
+// the returned function is called.
+func freeze(k *testenv.KafkaCluster, key kmsg.Key) (thaw func()) {
+	var off atomic.Bool
+	k.ControlKey(int16(key), func(kmsg.Request) (kmsg.Response, error, bool) {
+		k.KeepControl()
+		return nil, nil, !off.Load()
+	})
+	return func() { off.Store(true) }
+}
+
+func TestReadyAnswersAtOnceWhileKafkaIsFrozen(t *testing.T) {
+	f := newFixture(t, nil)
+	f.waitReady(t, http.StatusOK, 10*time.Second)
+	thaw := freeze(f.kafka, kmsg.Metadata)
+	frozen := time.Now()
+	msg := f.waitReady(t, http.StatusServiceUnavailable, 3*time.Second)
+	require.Contains(t, msg, "metadata")
+	t.Logf("unready %s after the freeze: %s", time.Since(frozen), msg)
+	thaw()
+	f.waitReady(t, http.StatusOK, 20*time.Second)
+}
+
+func TestProduceTimeoutAnswers503AndUnready(t *testing.T) {
+	f := newFixture(t, nil)
+	f.waitReady(t, http.StatusOK, 10*time.Second)
+	resp, msg := f.post(t, writeRequest(t, []string{"__name__", "up", "cluster", "a"}))
+	require.Equal(t, http.StatusNoContent, resp.StatusCode, msg)
+
+	thaw := freeze(f.kafka, kmsg.Produce)
+	start := time.Now()
+	resp, msg = f.post(t, writeRequest(t, []string{"__name__", "up", "cluster", "a"}))
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, msg)
+	require.Equal(t, "2", resp.Header.Get("Retry-After"))
+	require.Less(t, time.Since(start), 5*time.Second, "bounded by -kafka.ack-timeout (3s)")
+	// sarama asks for metadata on the connection that holds the frozen
+	// produce, so either reason may show.
+	code, _, _ := f.ready(t)
+	require.Equal(t, http.StatusServiceUnavailable, code, "unready as soon as a produce failed")
+
+	thaw()
+	f.waitReady(t, http.StatusOK, 20*time.Second)
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if resp, msg := f.post(t, writeRequest(t, []string{"__name__", "up", "cluster", "a"})); resp.StatusCode != http.StatusNoContent {
+			return fmt.Errorf("%d %s", resp.StatusCode, msg)
+		}
+		return nil
+	})
+}
+
+func TestFailedProduceMakesUnready(t *testing.T) {
+	f := newFixture(t, nil)
+	f.waitReady(t, http.StatusOK, 10*time.Second)
+	answerProduce(f.kafka, sarama.ErrInvalidRecord) // once; metadata still answers
+	resp, msg := f.post(t, writeRequest(t, []string{"__name__", "up", "cluster", "a"}))
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, msg)
+	code, body, _ := f.ready(t)
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Contains(t, body, "recent produce failed")
+	require.Contains(t, body, sarama.ErrInvalidRecord.Error())
+	f.waitReady(t, http.StatusOK, 10*time.Second)
+	resp, msg = f.post(t, writeRequest(t, []string{"__name__", "up", "cluster", "a"}))
+	require.Equal(t, http.StatusNoContent, resp.StatusCode, msg)
+}
+
+func TestRecordTooLargeForKafkaAnswers413(t *testing.T) {
+	f := newFixture(t, nil)
+	// The topic's max.message.bytes is below the record: Kafka answers
+	// MESSAGE_TOO_LARGE.
+	answerProduce(f.kafka, sarama.ErrMessageSizeTooLarge)
+	resp, msg := f.post(t, writeRequest(t, []string{"__name__", "up", "cluster", "a"}))
+	require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode, msg)
+	require.Contains(t, msg, "kafka.max-message-bytes=1000000")
+	require.Empty(t, resp.Header.Get("Retry-After"))
+}
+
+// answerProduce makes the broker answer the next produce request with code
+// for every partition.
+func answerProduce(k *testenv.KafkaCluster, code sarama.KError) {
+	k.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		pr := req.(*kmsg.ProduceRequest)
+		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range pr.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = int16(code)
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,20 @@ import (
 // reason that may pass (leader election, broker down). The caller keeps the
 // data and retries; an HTTP client gets 503.
 var ErrUnavailable = errors.New("kafka unavailable")
+
+// ErrTooLarge means a record is larger than the producer's MaxMessageBytes
+// or the topic's max.message.bytes. Retrying cannot help: an HTTP client
+// gets 413. It never wraps ErrUnavailable.
+var ErrTooLarge = errors.New("record too large for kafka")
+
+// isTooLarge reports whether err is sarama's refusal of a record as too
+// large, by the broker (MESSAGE_TOO_LARGE) or by the producer's own check
+// against MaxMessageBytes (a ConfigurationError, sarama's only sign).
+func isTooLarge(err error) bool {
+	var ce sarama.ConfigurationError
+	return errors.Is(err, sarama.ErrMessageSizeTooLarge) ||
+		errors.As(err, &ce) && strings.Contains(string(ce), "MaxMessageBytes")
+}
 
 // DefaultLinger is the gateway's linger. With acks=all and idempotence
 // sarama keeps one produce request in flight per broker, so records batch
@@ -67,13 +82,13 @@ type pending struct {
 	left int32
 	done chan struct{}
 	mu   sync.Mutex
-	err  error
+	err  error // the first error, or the first too-large one: it decides the answer
 }
 
 func (p *pending) finish(err error) {
 	if err != nil {
 		p.mu.Lock()
-		if p.err == nil {
+		if p.err == nil || isTooLarge(err) && !isTooLarge(p.err) {
 			p.err = err
 		}
 		p.mu.Unlock()
@@ -193,9 +208,15 @@ func (p *Producer) Produce(ctx context.Context, msgs []*sarama.ProducerMessage) 
 		p.metrics.duration.WithLabelValues("timeout").Observe(time.Since(start).Seconds())
 		return fmt.Errorf("%w: no acknowledgement within %s", ErrUnavailable, p.cfg.AckTimeout)
 	}
-	if pd.err != nil {
+	pd.mu.Lock()
+	err := pd.err
+	pd.mu.Unlock()
+	if err != nil {
 		p.metrics.duration.WithLabelValues("failed").Observe(time.Since(start).Seconds())
-		return fmt.Errorf("%w: %v", ErrUnavailable, pd.err)
+		if isTooLarge(err) {
+			return fmt.Errorf("%w: the limit is kafka.max-message-bytes=%d and the topic's max.message.bytes: %v", ErrTooLarge, p.cfg.MaxMessageBytes, err)
+		}
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	p.metrics.duration.WithLabelValues("acked").Observe(time.Since(start).Seconds())
 	return nil
