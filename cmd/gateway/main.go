@@ -65,10 +65,9 @@ func runMain(args []string) error {
 	cfg.GC.Apply(cfg.Gateway.MaxInflightBytes+gcOverhead, log)
 	reg := server.Registry()
 
-	producer, err := kafka.NewProducer(cfg.Gateway.Kafka, cfg.Gateway.Producer, "gateway", reg, log)
-	if err != nil {
-		return err
-	}
+	// Kafka may start after the gateway: until it answers, writes get 503
+	// and /-/ready says why, while /metrics and /-/healthy work.
+	producer := kafka.Connect(cfg.Gateway.Kafka, cfg.Gateway.Producer, "gateway", reg, log)
 	gw := gateway.New(cfg.Gateway, producer, reg, reg, log)
 
 	var g run.Group

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tributary-io/tributary/internal/testenv"
@@ -293,4 +294,43 @@ func answerProduce(k *testenv.KafkaCluster, code sarama.KError) {
 		}
 		return resp, nil, true
 	})
+}
+
+func TestStartsBeforeKafka(t *testing.T) {
+	port := testenv.FreePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cfg := defaultConfig(t, "-kafka.brokers="+addr, "-kafka.timeout=1s", "-kafka.ack-timeout=3s", "-retry-after=2s")
+	require.NoError(t, cfg.Validate())
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	reg := prometheus.NewRegistry()
+	prod := kafka.Connect(cfg.Kafka, cfg.Producer, "gateway", reg, log)
+	t.Cleanup(func() { prod.Close() })
+	gw := New(cfg, prod, reg, reg, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { gw.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	srv := httptest.NewServer(gw.Handler())
+	t.Cleanup(srv.Close)
+	f := &fixture{srv: srv, gw: gw}
+
+	msg := f.waitReady(t, http.StatusServiceUnavailable, 5*time.Second)
+	require.Contains(t, msg, "kafka not connected")
+	for _, path := range []string{"/-/healthy", "/metrics"} {
+		resp, err := http.Get(srv.URL + path)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode, path)
+	}
+	resp, body := f.post(t, writeRequest(t, []string{"__name__", "up", "cluster", "a"}))
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, body)
+	require.Contains(t, body, "kafka")
+	require.Equal(t, "2", resp.Header.Get("Retry-After"))
+
+	time.Sleep(2 * time.Second) // a few failed attempts
+	k := testenv.Kafka(t, 2, kfake.Ports(port))
+	f.waitReady(t, http.StatusOK, 40*time.Second)
+	resp, body = f.post(t, writeRequest(t, []string{"__name__", "up", "cluster", "a"}))
+	require.Equal(t, http.StatusNoContent, resp.StatusCode, body)
+	require.Len(t, testenv.ReadTopic(t, k.Addr, "tributary.metrics"), 1)
 }
