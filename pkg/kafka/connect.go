@@ -28,28 +28,25 @@ const (
 type ConnectingProducer struct {
 	p       atomic.Pointer[Producer]
 	lastErr atomic.Pointer[error]
+	ctx     context.Context
 	cancel  context.CancelFunc
-	done    chan struct{}
-	closeMu sync.Mutex
+	mu      sync.Mutex // orders storing the producer against Close
 }
 
 // Connect starts connecting to Kafka with capped exponential backoff,
 // logging each failed attempt; see NewProducer for the arguments.
 func Connect(kc Config, cfg ProducerConfig, component string, reg prometheus.Registerer, log *slog.Logger) *ConnectingProducer {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &ConnectingProducer{cancel: cancel, done: make(chan struct{})}
+	c := &ConnectingProducer{ctx: ctx, cancel: cancel}
 	notYet := errors.New("first connection attempt under way")
 	c.lastErr.Store(&notYet)
 	go func() {
-		defer close(c.done)
 		backoff := connectMinBackoff
 		for attempt := 1; ; attempt++ {
 			p, err := NewProducer(kc, cfg, component, reg, log)
 			if err == nil {
-				c.p.Store(p)
-				if attempt > 1 {
-					log.Info("kafka connected", "brokers", kc.Brokers, "attempts", attempt)
-				}
+				c.store(p)
+				log.Info("kafka connected", "brokers", kc.Brokers, "attempts", attempt)
 				return
 			}
 			c.lastErr.Store(&err)
@@ -88,13 +85,26 @@ func (c *ConnectingProducer) Ready(topic string) error {
 	return p.Ready(topic)
 }
 
-// Close stops connecting and closes the producer if it was connected.
+// store publishes p, or closes it if Close came first.
+func (c *ConnectingProducer) store(p *Producer) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ctx.Err() != nil {
+		p.Close()
+		return
+	}
+	c.p.Store(p)
+}
+
+// Close stops connecting and closes the producer if it was connected. It
+// does not wait for a connection attempt under way: one that succeeds
+// later closes its producer itself.
 func (c *ConnectingProducer) Close() error {
-	c.closeMu.Lock()
-	defer c.closeMu.Unlock()
+	c.mu.Lock()
 	c.cancel()
-	<-c.done
-	if p := c.p.Load(); p != nil {
+	p := c.p.Load()
+	c.mu.Unlock()
+	if p != nil {
 		return p.Close()
 	}
 	return nil
