@@ -16,6 +16,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tributary-io/tributary/pkg/server"
 )
 
 // EnvName is the environment variable for flag name under prefix.
@@ -25,10 +27,14 @@ func EnvName(prefix, name string) string {
 }
 
 // Parse fills cfg (whose fields are bound to flags in fs) from args, the
-// environment and, if -config.file is given, a YAML file.
+// environment and, if -config.file is given, a YAML file. Errors in the
+// file name its YAML keys and lines. After -help or -version (printed to
+// fs.Output()) it returns flag.ErrHelp: the caller exits with success.
 func Parse(fs *flag.FlagSet, args []string, envPrefix string, cfg any) error {
 	var file string
+	var version bool
 	fs.StringVar(&file, "config.file", "", "YAML configuration file. Flags and environment variables override it.")
+	fs.BoolVar(&version, "version", false, "Print the version and exit.")
 	usage := fs.Usage
 	fs.Usage = func() {
 		if usage != nil {
@@ -43,6 +49,10 @@ func Parse(fs *flag.FlagSet, args []string, envPrefix string, cfg any) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if version {
+		fmt.Fprintln(fs.Output(), fs.Name(), server.Version())
+		return flag.ErrHelp
+	}
 	if file == "" {
 		file = os.Getenv(EnvName(envPrefix, "config.file"))
 	}
@@ -55,7 +65,7 @@ func Parse(fs *flag.FlagSet, args []string, envPrefix string, cfg any) error {
 		dec.KnownFields(true)
 		// An empty file decodes as io.EOF and is fine.
 		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("config file %s: %w", file, err)
+			return fmt.Errorf("config file %s: %w", file, yamlError(data, err))
 		}
 	}
 	set := map[string]bool{}
