@@ -13,6 +13,8 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/tributary-io/tributary/pkg/server"
 )
 
 // ErrUnavailable means Kafka did not acknowledge in time or refused for a
@@ -66,6 +68,7 @@ type Producer struct {
 	ap      sarama.AsyncProducer
 	cfg     ProducerConfig
 	log     *slog.Logger
+	failed  *server.RateLimitedLogger
 	wg      sync.WaitGroup
 	metrics *producerMetrics
 	closed  atomic.Bool
@@ -130,6 +133,8 @@ func NewProducer(kc Config, cfg ProducerConfig, component string, reg prometheus
 	f := promauto.With(reg)
 	p := &Producer{
 		client: client, ap: ap, cfg: cfg, log: log,
+		// An outage fails every record: one line per topic every 10 s.
+		failed: server.NewRateLimitedLogger(log, 10*time.Second),
 		metrics: &producerMetrics{
 			records: f.NewCounterVec(prometheus.CounterOpts{
 				Namespace: "tributary", Subsystem: component, Name: "kafka_records_total",
@@ -165,7 +170,7 @@ func (p *Producer) errors() {
 	defer p.wg.Done()
 	for e := range p.ap.Errors() {
 		p.metrics.records.WithLabelValues(e.Msg.Topic, "failed").Inc()
-		p.log.Warn("kafka produce failed", "topic", e.Msg.Topic, "err", e.Err)
+		p.failed.Log(context.Background(), slog.LevelWarn, e.Msg.Topic, "kafka produce failed", "topic", e.Msg.Topic, "err", e.Err)
 		e.Msg.Metadata.(*pending).finish(fmt.Errorf("produce to %s: %w", e.Msg.Topic, e.Err))
 	}
 }
