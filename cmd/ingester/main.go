@@ -16,6 +16,7 @@ import (
 	"github.com/tributary-io/tributary/pkg/flagenv"
 	"github.com/tributary-io/tributary/pkg/ingester"
 	"github.com/tributary-io/tributary/pkg/kafka"
+	"github.com/tributary-io/tributary/pkg/recordprint"
 	"github.com/tributary-io/tributary/pkg/server"
 	"github.com/tributary-io/tributary/pkg/sink/elasticsearch"
 	"github.com/tributary-io/tributary/pkg/sink/loki"
@@ -45,6 +46,9 @@ type config struct {
 	} `yaml:"discard"`
 	Log   server.LogConfig `yaml:"log"`
 	Pprof bool             `yaml:"pprof"`
+	// ReadyMaxLag: /-/ready fails while a partition's write has been
+	// failing for a record older than this.
+	ReadyMaxLag time.Duration `yaml:"ready_max_lag"`
 }
 
 func (c *config) registerFlags(fs *flag.FlagSet) {
@@ -62,6 +66,8 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 	c.Discard.Consumer.RegisterFlags("discard.", "discard", "tributary.metrics", fs)
 	c.Log.RegisterFlags(fs)
 	fs.BoolVar(&c.Pprof, "debug.pprof", false, "Serve Go profiles under /debug/pprof/.")
+	fs.DurationVar(&c.ReadyMaxLag, "ready.max-lag", ingester.DefaultReadyMaxLag,
+		"Not ready while a partition's writes fail and its oldest unwritten record is older than this.")
 }
 
 func (c *config) validate() error {
@@ -110,6 +116,9 @@ func main() {
 }
 
 func runMain(args []string) error {
+	if len(args) > 0 && args[0] == "records" { // ingester records: print a topic's records as text
+		return recordprint.Command(context.Background(), args[1:], os.Stdout)
+	}
 	var cfg config
 	fs := flag.NewFlagSet("ingester", flag.ContinueOnError)
 	cfg.registerFlags(fs)
@@ -128,17 +137,23 @@ func runMain(args []string) error {
 	}
 	reg := server.Registry()
 	metrics := ingester.NewMetrics(reg)
-	dlq, err := kafka.NewProducer(cfg.Kafka, cfg.DLQ, "ingester", reg, log)
-	if err != nil {
-		return err
-	}
+	// Kafka may not answer yet (pods start in any order): the producer and
+	// the consumers connect in the background, retrying, and /-/ready
+	// says what they wait for.
+	dlq := ingester.NewLazyDeadLetters(func() (ingester.DeadLetterProducer, error) {
+		p, err := kafka.NewProducer(cfg.Kafka, cfg.DLQ, "ingester", reg, log)
+		if err != nil {
+			return nil, err
+		}
+		return p, nil
+	}, log)
 	defer dlq.Close()
 
 	var consumers []*ingester.Consumer
 	add := func(name string, signal recordpb.Signal, c ingester.Config, sink ingester.Sink) error {
 		consumer, err := ingester.NewConsumer(ingester.Params{
 			Config: c, Kafka: cfg.Kafka, Name: name, Signal: signal, Sink: sink,
-			DLQ: dlq, Metrics: metrics, Log: log,
+			DLQ: dlq, Metrics: metrics, Log: log, ReadyMaxLag: cfg.ReadyMaxLag,
 		})
 		if err != nil {
 			return err
@@ -187,7 +202,13 @@ func runMain(args []string) error {
 	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "OK") })
+	// Readiness reads state the consumers keep and never waits on Kafka or
+	// a sink (ingester.Consumer.Ready documents the rule).
 	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if err := dlq.Ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
 		for _, c := range consumers {
 			if err := c.Ready(); err != nil {
 				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
@@ -201,6 +222,10 @@ func runMain(args []string) error {
 	server.Signals(&g, log)
 	if err := server.HTTP(&g, cfg.ListenAddr, mux, 5*time.Second, log); err != nil {
 		return err
+	}
+	{
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return dlq.Run(ctx) }, func(error) { cancel() })
 	}
 	for _, c := range consumers {
 		// Cancelling a consumer flushes its in-flight batches and commits
