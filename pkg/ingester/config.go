@@ -26,7 +26,17 @@ type Config struct {
 	// ChannelBufferSize).
 	FetchBytes      int `yaml:"fetch_bytes"`
 	BufferedRecords int `yaml:"buffered_records"`
+	// PoisonMaxAttempts is how many times a batch may fail with a
+	// retryable error while the sink is otherwise healthy before it is
+	// split to find and dead-letter the records the sink keeps failing.
+	PoisonMaxAttempts int `yaml:"poison_max_attempts"`
 }
+
+// DefaultPoisonMaxAttempts: with the default backoff the fifth failure
+// comes ~3 s after the first, long enough for a flaky answer to pass and
+// short enough that a partition stalled behind a bad record is noticed
+// only in its lag seconds, not in missing data downstream.
+const DefaultPoisonMaxAttempts = 5
 
 // DefaultBufferedRecords is the queue of fetched records per partition,
 // sarama's default. It sets most of the ingester's memory when a sink is
@@ -53,6 +63,8 @@ func (c *Config) RegisterFlags(prefix, sink, topic string, fs *flag.FlagSet) {
 	fs.DurationVar(&c.FlushTimeout, prefix+"flush-timeout", 20*time.Second, "On rebalance or shutdown, how long to keep writing what is in flight.")
 	fs.IntVar(&c.FetchBytes, prefix+"fetch.max-partition-bytes", 1<<20, "Bytes of one partition a fetch asks for (more if one record is larger).")
 	fs.IntVar(&c.BufferedRecords, prefix+"fetch.buffered-records", DefaultBufferedRecords, "Fetched records queued per partition ahead of the sink.")
+	fs.IntVar(&c.PoisonMaxAttempts, prefix+"poison.max-attempts", DefaultPoisonMaxAttempts,
+		"Failed attempts of a batch while the sink is otherwise healthy (its probe or other writes succeed) before the batch is split and the records the sink keeps failing are dead-lettered. While the sink is down nothing is dead-lettered.")
 }
 
 // Validate checks the configuration.
@@ -66,6 +78,8 @@ func (c *Config) Validate() error {
 		return errors.New("backoff: need 0 < min <= max")
 	case c.FetchBytes <= 0 || c.BufferedRecords <= 0:
 		return errors.New("fetch.max-partition-bytes and fetch.buffered-records must be positive")
+	case c.PoisonMaxAttempts < 1:
+		return errors.New("poison.max-attempts must be at least 1")
 	}
 	return nil
 }

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"math"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,21 +28,47 @@ type DeadLetters interface {
 
 // Consumer runs one sink's consumer group.
 type Consumer struct {
-	cfg    Config
-	name   string
-	signal recordpb.Signal
-	sink   Sink // with retries and metrics
-	dlq    DeadLetters
-	group  sarama.ConsumerGroup
-	log    *slog.Logger
-	m      *Metrics
+	cfg     Config
+	name    string
+	signal  recordpb.Signal
+	w       *writer
+	dlq     DeadLetters
+	sc      *sarama.Config
+	brokers []string
+	log     *slog.Logger
+	warn    *logLimiter
+	m       *Metrics
+	maxLag  time.Duration
+	// kafkaStale is how long without a successful metadata answer (or
+	// since a consumer error) Kafka counts as unreachable.
+	kafkaStale time.Duration
 
-	joined atomic.Bool
+	mu         sync.Mutex
+	connected  bool
+	connectErr error // why the last connection attempt failed
+	inSession  bool
+	kafkaOK    time.Time // last successful metadata answer
+	kafkaErrAt time.Time // last consumer or group error
+	kafkaErr   error
+	parts      map[int32]*partitionState
 
 	// Per-record metrics, resolved once.
 	consumed prometheus.Counter
 	items    prometheus.Counter
 	delay    prometheus.Observer
+}
+
+// partitionState is what readiness and the lag gauges read of a held
+// partition while its claim writes.
+type partitionState struct {
+	// next is the offset the next mark will start from: every record
+	// before it is settled. -1 until known.
+	next atomic.Int64
+	// oldest is the time (Unix ns) of the oldest record read and not yet
+	// written, 0 when none is pending.
+	oldest atomic.Int64
+	// failing is set while a write of the partition is being retried.
+	failing atomic.Bool
 }
 
 // Params are what a Consumer is built from.
@@ -49,13 +77,33 @@ type Params struct {
 	Kafka   kafka.Config
 	Name    string          // sink name: "prometheus", "loki", ...
 	Signal  recordpb.Signal // records of another signal are dead-lettered
-	Sink    Sink
+	Sink    Sink            // if it implements Prober, the probe judges its health
 	DLQ     DeadLetters
 	Metrics *Metrics // from NewMetrics, once per process
 	Log     *slog.Logger
+	// ReadyMaxLag: a partition whose oldest unwritten record is older than
+	// this while its write is failing makes the consumer not ready.
+	ReadyMaxLag time.Duration
 }
 
-// NewConsumer joins nothing yet; Run does.
+// DefaultReadyMaxLag is the default of -ready.max-lag: long enough that a
+// sink restart or a short outage does not flip readiness (and with it a
+// Kubernetes rollout), short enough that a stuck partition is seen before
+// its backlog is hours deep.
+const DefaultReadyMaxLag = 5 * time.Minute
+
+// Intervals of the background work of a consumer.
+const (
+	lagEvery        = time.Second     // lag gauges while a partition is held
+	kafkaCheckEvery = 2 * time.Second // metadata request proving Kafka answers
+)
+
+// connectBackoff paces connection attempts while Kafka is not reachable
+// at start: quick at first (Kafka starting next to the ingester), capped
+// so that a long outage costs a log line and a dial every 10 s.
+var connectBackoff = Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second}
+
+// NewConsumer connects to nothing yet; Run does.
 func NewConsumer(p Params) (*Consumer, error) {
 	sc := p.Kafka.Sarama()
 	sc.Consumer.Return.Errors = true
@@ -69,40 +117,71 @@ func NewConsumer(p Params) (*Consumer, error) {
 	sc.Consumer.MaxProcessingTime = time.Second
 	sc.Consumer.Fetch.Default = int32(min(p.Config.FetchBytes, math.MaxInt32))
 	sc.ChannelBufferSize = p.Config.BufferedRecords
-	group, err := sarama.NewConsumerGroup(p.Kafka.BrokerList(), p.Config.Group, sc)
-	if err != nil {
+	if err := sc.Validate(); err != nil {
 		return nil, fmt.Errorf("consumer group %s: %w", p.Config.Group, err)
 	}
 	m := p.Metrics
 	log := p.Log.With("sink", p.Name, "group", p.Config.Group)
-	base := withMetrics(p.Sink, m, p.Name)
-	return &Consumer{
-		cfg: p.Config, name: p.Name, signal: p.Signal, dlq: p.DLQ, group: group, log: log, m: m,
-		sink:     withRetry(base, p.Config.Backoff, m.retries.WithLabelValues(p.Name), log),
-		consumed: m.consumed.WithLabelValues(p.Name),
-		items:    m.items.WithLabelValues(p.Name),
-		delay:    m.delay.WithLabelValues(p.Name),
-	}, nil
+	c := &Consumer{
+		cfg: p.Config, name: p.Name, signal: p.Signal, dlq: p.DLQ, sc: sc, brokers: p.Kafka.BrokerList(),
+		log: log, warn: newLogLimiter(log, logEvery), m: m,
+		maxLag:     p.ReadyMaxLag,
+		kafkaStale: p.Kafka.Timeout + 2*kafkaCheckEvery,
+		parts:      map[int32]*partitionState{},
+		consumed:   m.consumed.WithLabelValues(p.Name),
+		items:      m.items.WithLabelValues(p.Name),
+		delay:      m.delay.WithLabelValues(p.Name),
+	}
+	if c.maxLag <= 0 {
+		c.maxLag = DefaultReadyMaxLag
+	}
+	attempts := p.Config.PoisonMaxAttempts
+	if attempts <= 0 {
+		attempts = DefaultPoisonMaxAttempts
+	}
+	prober, _ := p.Sink.(Prober)
+	c.w = &writer{
+		sink: withMetrics(p.Sink, m, p.Name), prober: prober,
+		backoff: p.Config.Backoff, maxAttempts: attempts,
+		retries: m.retries.WithLabelValues(p.Name), warn: c.warn,
+		written: c.written, deadLetter: c.deadLetter,
+	}
+	return c, nil
 }
 
-// Run consumes until ctx is cancelled, then flushes what it holds (bounded
-// by FlushTimeout), commits, and leaves the group.
+// Run connects to Kafka, retrying until it answers, and consumes until ctx
+// is cancelled, then flushes what it holds (bounded by FlushTimeout),
+// commits, and leaves the group.
 func (c *Consumer) Run(ctx context.Context) error {
+	client := c.connect(ctx)
+	if client == nil {
+		return nil // stopped before Kafka answered
+	}
+	defer client.Close()
+	group, err := sarama.NewConsumerGroupFromClient(c.cfg.Group, client)
+	if err != nil {
+		return fmt.Errorf("consumer group %s: %w", c.cfg.Group, err)
+	}
+	defer group.Close()
 	go func() {
-		for err := range c.group.Errors() {
-			c.log.Warn("consumer group error", "err", err)
+		for err := range group.Errors() {
+			c.kafkaError(err)
+			c.warn.Warn("consumer group error", "err", err)
 		}
 	}()
-	defer c.group.Close()
+	checkCtx, stopCheck := context.WithCancel(ctx)
+	defer stopCheck()
+	go c.checkKafka(checkCtx, client)
+
 	for ctx.Err() == nil {
-		c.joined.Store(true)
-		err := c.group.Consume(ctx, []string{c.cfg.Topic}, c)
-		c.joined.Store(false)
+		err := group.Consume(ctx, []string{c.cfg.Topic}, c)
+		c.setSession(false)
 		if errors.Is(err, sarama.ErrClosedConsumerGroup) {
 			return nil
 		}
 		if err != nil && ctx.Err() == nil {
-			c.log.Warn("consume", "err", err)
+			c.kafkaError(err)
+			c.warn.Warn("consume failed; joining again", "err", err)
 			select {
 			case <-ctx.Done():
 			case <-time.After(time.Second):
@@ -112,10 +191,111 @@ func (c *Consumer) Run(ctx context.Context) error {
 	return nil
 }
 
-// Ready reports whether the consumer is in a group session.
+// connect returns a client once Kafka answers, or nil when ctx ended
+// first. Until then the consumer is not ready and says why.
+func (c *Consumer) connect(ctx context.Context) sarama.Client {
+	for attempt := 0; ; attempt++ {
+		client, err := sarama.NewClient(c.brokers, c.sc)
+		if err == nil {
+			c.mu.Lock()
+			c.connected, c.connectErr, c.kafkaOK = true, nil, time.Now()
+			c.mu.Unlock()
+			if attempt > 0 {
+				c.log.Info("connected to kafka", "brokers", c.brokers, "attempts", attempt+1)
+			}
+			return client
+		}
+		c.mu.Lock()
+		c.connectErr = err
+		c.mu.Unlock()
+		d := connectBackoff.delay(attempt)
+		c.log.Warn("kafka not reachable; the consumer stays not ready and retries", "brokers", c.brokers, "in", d, "err", err)
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// checkKafka asks the cluster for the topic's metadata every
+// kafkaCheckEvery: readiness requires a recent answer, so a broker that is
+// down or frozen makes the consumer not ready even when no partition is
+// held (the fetch and heartbeat errors that would say so arrive late or
+// not at all without a session).
+func (c *Consumer) checkKafka(ctx context.Context, client sarama.Client) {
+	t := time.NewTicker(kafkaCheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := client.RefreshMetadata(c.cfg.Topic); err != nil {
+			c.kafkaError(err)
+			c.warn.Warn("kafka metadata request failed", "err", err)
+			continue
+		}
+		c.mu.Lock()
+		c.kafkaOK = time.Now()
+		c.mu.Unlock()
+	}
+}
+
+func (c *Consumer) kafkaError(err error) {
+	c.mu.Lock()
+	c.kafkaErrAt, c.kafkaErr = time.Now(), err
+	c.mu.Unlock()
+}
+
+func (c *Consumer) setSession(in bool) {
+	c.mu.Lock()
+	c.inSession = in
+	c.mu.Unlock()
+}
+
+// Ready reports why the consumer cannot consume and write now, or nil.
+// It reads state kept by the consumer's goroutines and never waits on
+// Kafka or the sink. The consumer is ready when all of these hold:
+//
+//   - Kafka answers: the client connected, a metadata request succeeded
+//     within the last kafka.timeout + 4 s (one runs every 2 s; a frozen
+//     broker never answers), and no consumer-group error (fetch,
+//     heartbeat, commit, join) or failed metadata request came after the
+//     last successful one.
+//   - It is in a consumer-group session: it joined and was assigned its
+//     partitions (sarama's Setup ran; during a rebalance it is not). A
+//     session with no partition counts as ready: sarama's assignors give
+//     each member at least one partition of the topic when there are
+//     enough, so an empty assignment means the group has more consumers
+//     than partitions and this one is a standby.
+//   - No held partition is stuck: none has a write failing for a record
+//     older than ReadyMaxLag (-ready.max-lag).
 func (c *Consumer) Ready() error {
-	if !c.joined.Load() {
-		return fmt.Errorf("sink %s: not in a consumer group session", c.name)
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case !c.connected:
+		return fmt.Errorf("sink %s: kafka %s not reachable yet: %v", c.name, strings.Join(c.brokers, ","), c.connectErr)
+	case now.Sub(c.kafkaOK) > c.kafkaStale:
+		return fmt.Errorf("sink %s: kafka has not answered for %s: %v", c.name, now.Sub(c.kafkaOK).Round(time.Second), c.kafkaErr)
+	case c.kafkaErrAt.After(c.kafkaOK):
+		return fmt.Errorf("sink %s: kafka consumer error %s ago: %v", c.name, now.Sub(c.kafkaErrAt).Round(time.Second), c.kafkaErr)
+	case !c.inSession:
+		return fmt.Errorf("sink %s: not in a consumer group session (joining or rebalancing)", c.name)
+	}
+	for p, ps := range c.parts {
+		if !ps.failing.Load() {
+			continue
+		}
+		if t := ps.oldest.Load(); t > 0 && now.Sub(time.Unix(0, t)) > c.maxLag {
+			return fmt.Errorf("sink %s: partition %d stuck: writes failing, oldest unwritten record %s old (more than -ready.max-lag %s)",
+				c.name, p, now.Sub(time.Unix(0, t)).Round(time.Second), c.maxLag)
+		}
 	}
 	return nil
 }
@@ -123,42 +303,72 @@ func (c *Consumer) Ready() error {
 // Setup implements sarama.ConsumerGroupHandler.
 func (c *Consumer) Setup(s sarama.ConsumerGroupSession) error {
 	c.log.Info("partitions assigned", "claims", s.Claims(), "generation", s.GenerationID())
+	c.setSession(true)
 	return nil
 }
 
 // Cleanup implements sarama.ConsumerGroupHandler: the last marks are
 // committed before the partitions are given up.
 func (c *Consumer) Cleanup(s sarama.ConsumerGroupSession) error {
+	c.setSession(false)
 	s.Commit()
 	return nil
 }
 
 // ConsumeClaim implements sarama.ConsumerGroupHandler for one partition:
 // records are batched and written in offset order, and an offset is marked
-// only when the sink acknowledged everything before it.
+// only when everything before it is settled (written or dead-lettered).
 func (c *Consumer) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	part := strconv.Itoa(int(claim.Partition()))
 	log := c.log.With("partition", claim.Partition())
-	lag := c.m.lag.WithLabelValues(c.name, part)
-	defer c.m.lag.DeleteLabelValues(c.name, part)
+	lagRecords := c.m.lag.WithLabelValues(c.name, part)
+	lagSeconds := c.m.lagSeconds.WithLabelValues(c.name, part)
+	ps := &partitionState{}
+	ps.next.Store(-1)
+	if o := claim.InitialOffset(); o >= 0 {
+		ps.next.Store(o)
+	}
+	c.mu.Lock()
+	c.parts[claim.Partition()] = ps
+	c.mu.Unlock()
 
 	// Writes go on for FlushTimeout after the session ends (rebalance or
-	// shutdown), so a batch in flight is finished rather than redone.
+	// shutdown), so a batch in flight is finished rather than redone. The
+	// same goroutine keeps the lag gauges current, also while a write
+	// blocks this one.
 	wctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	stop := make(chan struct{})
-	defer close(stop)
+	stop, exited := make(chan struct{}), make(chan struct{})
 	go func() {
-		select {
-		case <-sess.Context().Done():
-		case <-stop:
-			return
+		defer close(exited)
+		tick := time.NewTicker(lagEvery)
+		defer tick.Stop()
+		sessDone := sess.Context().Done()
+		var deadline <-chan time.Time
+		for {
+			select {
+			case <-stop:
+				return
+			case <-sessDone:
+				sessDone, deadline = nil, time.After(c.cfg.FlushTimeout)
+			case <-deadline:
+				cancel()
+			case <-tick.C:
+				setLag(claim, ps, lagRecords, lagSeconds)
+			}
 		}
-		select {
-		case <-time.After(c.cfg.FlushTimeout):
-			cancel()
-		case <-stop:
+	}()
+	defer func() {
+		close(stop)
+		<-exited
+		cancel()
+		c.mu.Lock()
+		if c.parts[claim.Partition()] == ps {
+			delete(c.parts, claim.Partition())
 		}
+		c.mu.Unlock()
+		// Given up: its lag is the next owner's to report.
+		c.m.lag.DeleteLabelValues(c.name, part)
+		c.m.lagSeconds.DeleteLabelValues(c.name, part)
 	}()
 
 	b := &batch{}
@@ -170,11 +380,13 @@ func (c *Consumer) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.C
 			return nil
 		}
 		last := b.recs[len(b.recs)-1]
-		if err := c.write(wctx, b.recs); err != nil {
+		if err := c.w.write(wctx, b.recs, &ps.failing); err != nil {
 			return err
 		}
 		sess.MarkOffset(last.Topic, last.Partition, last.Offset+1, "")
-		lag.Set(float64(claim.HighWaterMarkOffset() - last.Offset - 1))
+		ps.next.Store(last.Offset + 1)
+		ps.oldest.Store(0)
+		setLag(claim, ps, lagRecords, lagSeconds)
 		b.reset()
 		return nil
 	}
@@ -188,6 +400,9 @@ func (c *Consumer) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.C
 				return nil
 			}
 			c.consumed.Inc()
+			if ps.next.Load() < 0 {
+				ps.next.Store(msg.Offset)
+			}
 			rec, err := c.toRecord(msg)
 			if err != nil {
 				// Undecodable envelope: the records before it are written
@@ -199,6 +414,7 @@ func (c *Consumer) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.C
 					return nil
 				}
 				sess.MarkMessage(msg, "")
+				ps.next.Store(msg.Offset + 1)
 				continue
 			}
 			if len(b.recs) > 0 && b.recs[0].Envelope.GetTenant() != rec.Envelope.GetTenant() {
@@ -208,6 +424,7 @@ func (c *Consumer) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.C
 			}
 			if len(b.recs) == 0 {
 				timer.Reset(c.cfg.BatchMaxDelay)
+				ps.oldest.Store(recordTime(msg, rec.Envelope))
 			}
 			b.add(rec)
 			if b.bytes >= c.cfg.BatchMaxBytes || len(b.recs) >= c.cfg.BatchMaxRecords {
@@ -223,6 +440,30 @@ func (c *Consumer) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.C
 	}
 }
 
+// recordTime is when the gateway received the record, else when Kafka
+// stored it, in Unix nanoseconds.
+func recordTime(msg *sarama.ConsumerMessage, env *recordpb.Envelope) int64 {
+	if t := env.GetReceivedAtUnixNano(); t > 0 {
+		return t
+	}
+	if !msg.Timestamp.IsZero() {
+		return msg.Timestamp.UnixNano()
+	}
+	return time.Now().UnixNano()
+}
+
+// setLag sets a partition's lag gauges from its state.
+func setLag(claim sarama.ConsumerGroupClaim, ps *partitionState, records, seconds prometheus.Gauge) {
+	if next := ps.next.Load(); next >= 0 {
+		records.Set(float64(max(claim.HighWaterMarkOffset()-next, 0)))
+	}
+	age := 0.0
+	if t := ps.oldest.Load(); t > 0 {
+		age = max(time.Since(time.Unix(0, t)).Seconds(), 0)
+	}
+	seconds.Set(age)
+}
+
 type batch struct {
 	recs  []Record
 	bytes int
@@ -236,39 +477,6 @@ func (b *batch) add(r Record) {
 func (b *batch) reset() {
 	clear(b.recs) // drop references to the values
 	b.recs, b.bytes = b.recs[:0], 0
-}
-
-// write delivers recs to the sink. On a permanent refusal of a batch, each
-// record is retried alone so that only the refused ones are dead-lettered.
-// It returns an error only when ctx ended before everything was settled.
-func (c *Consumer) write(ctx context.Context, recs []Record) error {
-	err := c.sink.Write(ctx, recs)
-	if err == nil {
-		c.written(recs)
-		return nil
-	}
-	if !IsPermanent(err) {
-		return err
-	}
-	if len(recs) == 1 {
-		return c.deadLetter(ctx, recs[0], err, "rejected")
-	}
-	c.log.Info("sink refused a batch; writing its records one by one", "records", len(recs), "err", err)
-	for _, r := range recs {
-		one := []Record{r}
-		err := c.sink.Write(ctx, one)
-		switch {
-		case err == nil:
-			c.written(one)
-		case IsPermanent(err):
-			if err := c.deadLetter(ctx, r, err, "rejected"); err != nil {
-				return err
-			}
-		default:
-			return err
-		}
-	}
-	return nil
 }
 
 func (c *Consumer) written(recs []Record) {
@@ -303,11 +511,13 @@ func (c *Consumer) deadLetter(ctx context.Context, r Record, cause error, class 
 			return err
 		}
 		d := c.cfg.Backoff.delay(attempt)
-		c.log.Warn("dead-letter produce failed, retrying", "in", d, "err", err)
+		c.warn.Warn("dead-letter produce failed, retrying", "in", d, "err", err)
+		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return ctx.Err()
-		case <-time.After(d):
+		case <-t.C:
 		}
 		msg = &sarama.ProducerMessage{Topic: msg.Topic, Key: msg.Key, Value: msg.Value, Headers: msg.Headers}
 	}

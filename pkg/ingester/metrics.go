@@ -13,6 +13,7 @@ type Metrics struct {
 	retries       *prometheus.CounterVec
 	dlq           *prometheus.CounterVec
 	lag           *prometheus.GaugeVec
+	lagSeconds    *prometheus.GaugeVec
 	delay         *prometheus.HistogramVec
 }
 
@@ -43,7 +44,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"sink", "reason"}),
 		lag: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tributary_ingester_lag_records",
-			Help: "Records in the partition not yet acknowledged by the sink.",
+			Help: "Records of a held partition not yet settled (written or dead-lettered): high watermark minus the next offset to commit. Updated every second, also while a write is failing.",
+		}, []string{"sink", "partition"}),
+		lagSeconds: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tributary_ingester_lag_seconds",
+			Help: "Age of the oldest record of a held partition read but not yet written (from its envelope's received-at, else its Kafka timestamp); 0 when none is pending. Updated every second.",
 		}, []string{"sink", "partition"}),
 		delay: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tributary_ingester_end_to_end_delay_seconds",
