@@ -1,6 +1,7 @@
 package ingester
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
@@ -30,7 +31,7 @@ func HTTPResult(what string, resp *http.Response, msg string) error {
 	case MisconfiguredStatus(code):
 		target := ""
 		if r := resp.Request; r != nil && r.URL != nil {
-			target = " for " + r.Method + " " + r.URL.Path
+			target = " for " + r.Method + " " + cmp.Or(r.URL.Path, "/")
 		}
 		return fmt.Errorf("%s: %w: answered %s%s: %s", what, ErrMisconfigured, resp.Status, target, msg)
 	case code == http.StatusTooManyRequests || code/100 == 5:

@@ -56,6 +56,7 @@ package loki
 import (
 	"flag"
 	"net/http"
+	"strconv"
 
 	"github.com/tributary-io/tributary/pkg/sink/snappypush"
 )
@@ -67,9 +68,27 @@ type Config struct {
 
 // RegisterFlags registers the flags under prefix (e.g. "loki.").
 func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
-	c.Config.RegisterFlags(prefix, "Loki push URL, e.g. http://loki:3100/loki/api/v1/push.",
+	c.Config.RegisterFlags(prefix, "Loki push URL, e.g. "+exampleURL+".",
 		"X-Scope-OrgID for records without a tenant. Empty: no header (a Loki with auth_enabled: false stores everything as tenant \"fake\"; one with auth on refuses the push).", fs)
+	// Loki's distributor forwards a push to each ingester as one gRPC
+	// message, refused above the ingester's grpc_server_max_recv_msg_size
+	// (4 MiB by default) with a 500 that no retry cures. The message holds
+	// the streams plus what the distributor adds (a hash per stream and,
+	// with Loki 3's default limits, a service_name label and a
+	// detected_level field): entryOverhead per entry is counted for it, and
+	// 3 MiB leaves the last MiB for label normalisation and framing.
+	fs.IntVar(&c.MaxRequestDecodedBytes, prefix+"max-request-decoded-bytes", 3<<20,
+		"Largest push after decompression, plus "+strconv.Itoa(entryOverhead)+" bytes per entry: a batch, or a record, decoding to more is sent as several pushes. Keep it 1 MiB under the ingesters' grpc_server_max_recv_msg_size (4 MiB by default).")
 }
+
+// entryOverhead is what Loki's distributor may add per entry when it
+// forwards a push to an ingester: a stream hash (11 bytes), a
+// service_name="unknown_service" label (32) and a detected_level field
+// (~25), rounded up. Counting it per entry, not per stream, overestimates
+// streams of many entries, which only makes pushes smaller.
+const entryOverhead = 64
+
+const exampleURL = "http://loki:3100/loki/api/v1/push"
 
 // Validate checks the configuration. An empty URL (sink disabled) is valid.
 func (c *Config) Validate() error { return c.Config.Validate("loki.") }
@@ -83,5 +102,9 @@ type Sink struct {
 func New(cfg Config, client *http.Client) *Sink {
 	// Loki reads a protobuf body as snappy whatever Content-Encoding says
 	// ("" and "snappy" both work); like Promtail, send none.
-	return &Sink{snappypush.New(cfg.Config, "loki push", http.Header{"Content-Type": {"application/x-protobuf"}}, "X-Scope-OrgID", client)}
+	p := snappypush.New(cfg.Config, "loki push", http.Header{"Content-Type": {"application/x-protobuf"}}, "X-Scope-OrgID", client)
+	p.ItemOverhead, p.FlagPrefix, p.ExampleURL = entryOverhead, "loki.", exampleURL
+	// Loki refuses an empty push with 422 once the tenant is known.
+	p.EmptyRefusal = http.StatusUnprocessableEntity
+	return &Sink{p}
 }

@@ -84,7 +84,7 @@ func want(labels map[string]string, entries ...push.Entry) testenv.LokiStream {
 }
 
 func testConfig(url string) Config {
-	return Config{snappypush.Config{URL: url, Timeout: 10 * time.Second, MaxDecodedBytes: 64 << 20}}
+	return Config{snappypush.Config{URL: url, Timeout: 10 * time.Second, MaxDecodedBytes: 64 << 20, MaxRequestDecodedBytes: 3 << 20}}
 }
 
 // TestWriteLoki writes to a real Loki and reads the data back.
@@ -303,7 +303,10 @@ func TestWriteClassification(t *testing.T) {
 			name: "413 body too large", recs: []ingester.Record{valid}, status: 413, body: "request body too large",
 			wantErr: true, permanent: true, contains: "413", wantCalls: 1,
 		},
-		{name: "401", recs: []ingester.Record{valid}, status: 401, body: "no org id", wantErr: true, permanent: true, contains: "no org id", wantCalls: 1},
+		// A wrong URL or refused credentials: the sink is misconfigured,
+		// not the record bad; retried so that nothing is dead-lettered.
+		{name: "401", recs: []ingester.Record{valid}, status: 401, body: "no org id", wantErr: true, retryAfter: noRetryAfter, contains: "no org id", wantCalls: 1},
+		{name: "404", recs: []ingester.Record{valid}, status: 404, body: "404 page not found", wantErr: true, retryAfter: noRetryAfter, contains: "check -loki.url", wantCalls: 1},
 		{name: "undecodable record, no request", recs: []ingester.Record{valid, undecodable}, wantErr: true, permanent: true, contains: "snappy"},
 		{name: "record over max-decoded-bytes, no request", recs: []ingester.Record{huge}, wantErr: true, permanent: true, contains: "over the limit"},
 		{name: "only empty pushes, no request", recs: []ingester.Record{empty, empty}},
@@ -368,6 +371,7 @@ func TestConfigValidate(t *testing.T) {
 		{name: "password only", cfg: func(c *Config) { c.BasicAuthPass = "p" }, wantErr: "without a username"},
 		{name: "no timeout", cfg: func(c *Config) { c.Timeout = 0 }, wantErr: "timeout"},
 		{name: "no decoded limit", cfg: func(c *Config) { c.MaxDecodedBytes = 0 }, wantErr: "max-decoded-bytes"},
+		{name: "no request limit", cfg: func(c *Config) { c.MaxRequestDecodedBytes = 0 }, wantErr: "loki.max-request-decoded-bytes"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

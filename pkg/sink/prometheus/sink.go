@@ -20,9 +20,19 @@ type Config struct {
 
 // RegisterFlags registers the flags under prefix (e.g. "prometheus.").
 func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
-	c.Config.RegisterFlags(prefix, "Remote-write URL, e.g. http://prometheus:9090/api/v1/write.", "Tenant for records without one.", fs)
+	c.Config.RegisterFlags(prefix, "Remote-write URL, e.g. "+exampleURL+".", "Tenant for records without one.", fs)
 	fs.StringVar(&c.TenantHeader, prefix+"tenant-header", "X-Scope-OrgID", "Header that carries the record's tenant to multi-tenant backends. Empty: not sent.")
+	// Prometheus itself sets no limit; Mimir and Cortex refuse requests
+	// over 100 MiB decoded (distributor max_recv_msg_size), and
+	// VictoriaMetrics over 32 MiB (-maxInsertRequestSize). 16 MiB stays
+	// under all of them with room, and above what a default batch
+	// (-prometheus.batch.max-bytes of 1 MiB compressed, ~5-10 MiB decoded)
+	// holds, so batches are rarely split.
+	fs.IntVar(&c.MaxRequestDecodedBytes, prefix+"max-request-decoded-bytes", 16<<20,
+		"Largest remote-write request after decompression: a batch, or a record, decoding to more is sent as several requests. Keep it under the backend's limit (VictoriaMetrics: -maxInsertRequestSize, 32 MiB; Mimir: distributor max_recv_msg_size, 100 MiB).")
 }
+
+const exampleURL = "http://prometheus:9090/api/v1/write"
 
 // Validate checks the configuration. An empty URL (sink disabled) is valid.
 func (c *Config) Validate() error { return c.Config.Validate("prometheus.") }
@@ -34,9 +44,11 @@ type Sink struct {
 
 // New returns a sink posting to cfg.URL. A nil client means a default one.
 func New(cfg Config, client *http.Client) *Sink {
-	return &Sink{snappypush.New(cfg.Config, "remote write", http.Header{
+	p := snappypush.New(cfg.Config, "remote write", http.Header{
 		"Content-Encoding":                  {"snappy"},
 		"Content-Type":                      {"application/x-protobuf"},
 		"X-Prometheus-Remote-Write-Version": {"0.1.0"},
-	}, cfg.TenantHeader, client)}
+	}, cfg.TenantHeader, client)
+	p.FlagPrefix, p.ExampleURL = "prometheus.", exampleURL
+	return &Sink{p}
 }

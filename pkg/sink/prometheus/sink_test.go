@@ -56,7 +56,7 @@ func server(t *testing.T, status int, got *captured) *httptest.Server {
 func TestWriteConcatenatesRecords(t *testing.T) {
 	var got captured
 	srv := server(t, http.StatusNoContent, &got)
-	s := New(Config{Config: snappypush.Config{URL: srv.URL, Timeout: 5 * time.Second, BearerToken: "tok", MaxDecodedBytes: 1 << 20}, TenantHeader: "X-Scope-OrgID"}, nil)
+	s := New(Config{Config: snappypush.Config{URL: srv.URL, Timeout: 5 * time.Second, BearerToken: "tok", MaxDecodedBytes: 1 << 20, MaxRequestDecodedBytes: 16 << 20}, TenantHeader: "X-Scope-OrgID"}, nil)
 	err := s.Write(context.Background(), []ingester.Record{
 		testRecord(t, 1, "team", "a", "b"),
 		testRecord(t, 2, "team", "a"),
@@ -82,7 +82,7 @@ func TestWriteClassifies(t *testing.T) {
 		t.Run(fmt.Sprint(tc.status), func(t *testing.T) {
 			var got captured
 			srv := server(t, tc.status, &got)
-			s := New(Config{Config: snappypush.Config{URL: srv.URL, Timeout: 5 * time.Second, MaxDecodedBytes: 1 << 20}}, nil)
+			s := New(Config{Config: snappypush.Config{URL: srv.URL, Timeout: 5 * time.Second, MaxDecodedBytes: 1 << 20, MaxRequestDecodedBytes: 16 << 20}}, nil)
 			err := s.Write(context.Background(), []ingester.Record{testRecord(t, 1, "", "a")})
 			require.Error(t, err)
 			require.Equal(t, tc.permanent, ingester.IsPermanent(err))
@@ -90,7 +90,7 @@ func TestWriteClassifies(t *testing.T) {
 		})
 	}
 	// A record that is not snappy is refused without a request.
-	s := New(Config{Config: snappypush.Config{URL: "http://127.0.0.1:1", Timeout: time.Second, MaxDecodedBytes: 1 << 20}}, nil)
+	s := New(Config{Config: snappypush.Config{URL: "http://127.0.0.1:1", Timeout: time.Second, MaxDecodedBytes: 1 << 20, MaxRequestDecodedBytes: 16 << 20}}, nil)
 	err := s.Write(context.Background(), []ingester.Record{{Value: []byte("not snappy"), Envelope: &recordpb.Envelope{}}})
 	require.True(t, ingester.IsPermanent(err), "%v", err)
 }
@@ -103,7 +103,7 @@ func BenchmarkWrite(b *testing.B) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer srv.Close()
-	s := New(Config{Config: snappypush.Config{URL: srv.URL, Timeout: 5 * time.Second, MaxDecodedBytes: 1 << 20}}, nil)
+	s := New(Config{Config: snappypush.Config{URL: srv.URL, Timeout: 5 * time.Second, MaxDecodedBytes: 1 << 20, MaxRequestDecodedBytes: 16 << 20}}, nil)
 	var recs []ingester.Record
 	names := make([]string, 20)
 	for i := range names {

@@ -18,6 +18,9 @@ type Config struct {
 	BearerToken     string        `yaml:"bearer_token"`
 	DefaultTenant   string        `yaml:"default_tenant"`
 	MaxDecodedBytes int           `yaml:"max_decoded_bytes"`
+	// MaxRequestDecodedBytes bounds one request after decompression; each
+	// sink registers its flag with the default its backends need.
+	MaxRequestDecodedBytes int `yaml:"max_request_decoded_bytes"`
 }
 
 // RegisterFlags registers the flags under prefix (e.g. "loki."); urlHelp
@@ -53,6 +56,8 @@ func (c *Config) Validate(prefix string) error {
 		return errors.New(prefix + "timeout must be positive")
 	case c.MaxDecodedBytes <= 0:
 		return errors.New(prefix + "max-decoded-bytes must be positive")
+	case c.MaxRequestDecodedBytes <= 0:
+		return errors.New(prefix + "max-request-decoded-bytes must be positive")
 	}
 	return nil
 }
@@ -62,6 +67,6 @@ func (c *Config) pusher() *Pusher {
 	return &Pusher{
 		URL: c.URL, Timeout: c.Timeout, DefaultTenant: c.DefaultTenant,
 		BasicAuthUser: c.BasicAuthUser, BasicAuthPass: c.BasicAuthPass, BearerToken: c.BearerToken,
-		MaxDecodedBytes: c.MaxDecodedBytes,
+		MaxDecodedBytes: c.MaxDecodedBytes, MaxRequestDecodedBytes: c.MaxRequestDecodedBytes,
 	}
 }

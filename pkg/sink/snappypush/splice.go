@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/golang/snappy"
+	"google.golang.org/protobuf/encoding/protowire"
+
 	"github.com/tributary-io/tributary/pkg/ingester"
 )
 
@@ -109,24 +112,46 @@ func checkBlock(src []byte, n int) error {
 	return nil
 }
 
-// splice returns one snappy block that decodes to the concatenation of the
-// decoded record values, checking each value as snappy.Decode would. A
-// record that is not a valid block, or decodes to more than maxDecoded
-// bytes, is an error naming its offset. The result is nil when every
-// record decodes to nothing.
-func splice(recs []ingester.Record, maxDecoded int) ([]byte, error) {
-	total, size := 0, 0
+// check checks every record as snappy.Decode would: a record that is not
+// a valid block, or decodes to more than maxDecoded bytes, is an error
+// naming its offset.
+func check(recs []ingester.Record, maxDecoded int) error {
 	for _, r := range recs {
 		n, hdr, err := blockHeader(r.Value)
 		if err != nil {
-			return nil, fmt.Errorf("record %d: %w", r.Offset, err)
+			return fmt.Errorf("record %d: %w", r.Offset, err)
 		}
 		if n > maxDecoded {
-			return nil, fmt.Errorf("record %d decodes to %d bytes, over the limit of %d", r.Offset, n, maxDecoded)
+			return fmt.Errorf("record %d decodes to %d bytes, over the limit of %d", r.Offset, n, maxDecoded)
 		}
 		if err := checkBlock(r.Value[hdr:], n); err != nil {
-			return nil, fmt.Errorf("record %d: %w", r.Offset, err)
+			return fmt.Errorf("record %d: %w", r.Offset, err)
 		}
+	}
+	return nil
+}
+
+// decodedLen is the decoded length a checked record declares.
+func decodedLen(value []byte) int {
+	n, _, _ := blockHeader(value)
+	return n
+}
+
+// splice returns one snappy block that decodes to the concatenation of the
+// decoded record values, checking each record first (see check). The
+// result is nil when every record decodes to nothing.
+func splice(recs []ingester.Record, maxDecoded int) ([]byte, error) {
+	if err := check(recs, maxDecoded); err != nil {
+		return nil, err
+	}
+	return spliceChecked(recs)
+}
+
+// spliceChecked is splice of records that passed check.
+func spliceChecked(recs []ingester.Record) ([]byte, error) {
+	total, size := 0, 0
+	for _, r := range recs {
+		n, hdr, _ := blockHeader(r.Value)
 		total += n
 		size += len(r.Value) - hdr
 	}
@@ -143,4 +168,31 @@ func splice(recs []ingester.Record, maxDecoded int) ([]byte, error) {
 		body = append(body, r.Value[hdr:]...)
 	}
 	return body, nil
+}
+
+// cut splits the decoded protobuf message raw at the boundaries of its
+// top-level fields into parts of at most max bytes, counting overhead more
+// for each field, each part snappy-encoded. A request's top-level fields
+// are its repeated series, metadata or streams, so every part is a valid
+// request and together they hold what raw holds, in order. A single field
+// larger than max is a part of its own.
+func cut(raw []byte, max, overhead int) ([][]byte, error) {
+	var parts [][]byte
+	start, end, fields := 0, 0, 0
+	for end < len(raw) {
+		_, _, n := protowire.ConsumeField(raw[end:])
+		if n < 0 {
+			return nil, fmt.Errorf("protobuf at byte %d: %w", end, protowire.ParseError(n))
+		}
+		if end > start && end+n-start+(fields+1)*overhead > max {
+			parts = append(parts, snappy.Encode(nil, raw[start:end]))
+			start, fields = end, 0
+		}
+		end += n
+		fields++
+	}
+	if end > start {
+		parts = append(parts, snappy.Encode(nil, raw[start:end]))
+	}
+	return parts, nil
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/golang/snappy"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/tributary-io/tributary/pkg/ingester"
 )
@@ -89,6 +90,46 @@ func FuzzSplice(f *testing.F) {
 		}
 		if !bytes.Equal(got, expect) {
 			t.Fatalf("spliced body decodes to %q, want %q", got, expect)
+		}
+	})
+}
+
+// FuzzCut: cut either refuses a message or returns parts that are whole
+// messages, within the bound unless a part is a single field, whose
+// concatenation is the input.
+func FuzzCut(f *testing.F) {
+	f.Add(message(5, 300, 'a'), 1000, 0)
+	f.Add(message(3, 300, 'a'), 100, 10)
+	f.Add([]byte{0x0a, 0xff}, 10, 0)
+	f.Fuzz(func(t *testing.T, raw []byte, max, overhead int) {
+		if max <= 0 || overhead < 0 || overhead > 1<<20 {
+			return
+		}
+		parts, err := cut(raw, max, overhead)
+		if err != nil {
+			return
+		}
+		var got []byte
+		for _, p := range parts {
+			b, err := snappy.Decode(nil, p)
+			if err != nil {
+				t.Fatalf("part does not decode: %v", err)
+			}
+			fields := 0
+			for rest := b; len(rest) > 0; fields++ {
+				_, _, n := protowire.ConsumeField(rest)
+				if n < 0 {
+					t.Fatalf("part %x is not whole fields", b)
+				}
+				rest = rest[n:]
+			}
+			if fields > 1 && len(b)+fields*overhead > max {
+				t.Fatalf("part of %d bytes and %d fields over %d", len(b), fields, max)
+			}
+			got = append(got, b...)
+		}
+		if !bytes.Equal(got, raw) {
+			t.Fatalf("parts join to %x, want %x", got, raw)
 		}
 	})
 }
