@@ -197,6 +197,13 @@ func (c *Consumer) connect(ctx context.Context) sarama.Client {
 	for attempt := 0; ; attempt++ {
 		client, err := sarama.NewClient(c.brokers, c.sc)
 		if err == nil {
+			// Without full metadata sarama connects lazily: a client is
+			// returned even when no broker answers.
+			if err = client.RefreshMetadata(c.cfg.Topic); err != nil {
+				client.Close()
+			}
+		}
+		if err == nil {
 			c.mu.Lock()
 			c.connected, c.connectErr, c.kafkaOK = true, nil, time.Now()
 			c.mu.Unlock()
