@@ -36,7 +36,9 @@ func main() {
 	}
 }
 
-func runMain(args []string) error {
+// parseConfig reads flags, environment and -config.file; flag.ErrHelp
+// after -help and -version.
+func parseConfig(args []string) (config, error) {
 	var cfg config
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	cfg.Gateway.RegisterFlags(fs)
@@ -47,21 +49,33 @@ func runMain(args []string) error {
 	cfg.GC.RegisterFlags(fs, 400, "limits.max-inflight-bytes + 128 MiB")
 	fs.BoolVar(&cfg.Pprof, "debug.pprof", false, "Serve Go profiles under /debug/pprof/.")
 	if err := flagenv.Parse(fs, args, "TRIBUTARY_GATEWAY", &cfg); err != nil {
-		if err == flag.ErrHelp {
-			return nil
-		}
-		return err
+		return cfg, err
 	}
 	if err := cfg.Gateway.Validate(); err != nil {
-		return err
+		return cfg, err
 	}
-	if err := cfg.GC.Validate(); err != nil {
+	return cfg, cfg.GC.Validate()
+}
+
+func runMain(args []string) error {
+	cfg, err := parseConfig(args)
+	if err == flag.ErrHelp {
+		return nil
+	}
+	if err != nil {
 		return err
 	}
 	log, err := cfg.Log.Logger("gateway")
 	if err != nil {
 		return err
 	}
+	gc := cfg.Gateway
+	log.Info("starting", "version", server.Version(), "listen_addr", gc.ListenAddr,
+		"kafka_brokers", gc.Kafka.Brokers, "metrics_topic", gc.MetricsTopic, "logs_topic", gc.LogsTopic,
+		"default_cluster", gc.DefaultCluster, "max_body_bytes", gc.MaxBodyBytes,
+		"max_decoded_bytes", gc.RemoteWrite.MaxDecodedBytes, "max_inflight_bytes", gc.MaxInflightBytes,
+		"max_record_bytes", gc.RemoteWrite.MaxRecordBytes, "kafka_max_message_bytes", gc.Producer.MaxMessageBytes,
+		"kafka_ack_timeout", gc.Producer.AckTimeout, "overload_status", gc.OverloadStatus)
 	cfg.GC.Apply(cfg.Gateway.MaxInflightBytes+gcOverhead, log)
 	reg := server.Registry()
 

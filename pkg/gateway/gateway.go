@@ -22,6 +22,7 @@ import (
 	"github.com/tributary-io/tributary/pkg/record"
 	"github.com/tributary-io/tributary/pkg/reject"
 	"github.com/tributary-io/tributary/pkg/remotewrite"
+	"github.com/tributary-io/tributary/pkg/server"
 	recordpb "github.com/tributary-io/tributary/proto/record/v1"
 )
 
@@ -46,6 +47,7 @@ type Gateway struct {
 	cfg      Config
 	producer Producer
 	log      *slog.Logger
+	limited  *server.RateLimitedLogger // refusals and failures, per signal and status
 	metrics  *metrics
 	gatherer prometheus.Gatherer
 
@@ -64,7 +66,7 @@ type Gateway struct {
 // New builds a gateway writing through producer.
 func New(cfg Config, producer Producer, reg prometheus.Registerer, gatherer prometheus.Gatherer, log *slog.Logger) *Gateway {
 	g := &Gateway{
-		cfg: cfg, producer: producer, log: log, metrics: newMetrics(reg, cfg.MaxMetricClusters), gatherer: gatherer,
+		cfg: cfg, producer: producer, log: log, limited: server.NewRateLimitedLogger(log, logInterval), metrics: newMetrics(reg, cfg.MaxMetricClusters), gatherer: gatherer,
 		// Bodies are held until Kafka acknowledges, parsers only while
 		// parsing: a few per core are reused, more are allocated and dropped.
 		bodies:  newFreeList[[]byte](keptBodies),
@@ -74,6 +76,11 @@ func New(cfg Config, producer Producer, reg prometheus.Registerer, gatherer prom
 	g.checkErr.Store(&notChecked)
 	return g
 }
+
+// logInterval: at most one refusal or failure line per signal and status
+// code per interval; a bad client sending thousands of requests a second
+// leaves one line every 10 s with the count of the others.
+const logInterval = 10 * time.Second
 
 // Readiness timing. A check that has not answered within readyTimeout
 // counts as failed (a frozen broker holds a metadata request for the read
@@ -186,10 +193,11 @@ func (g *Gateway) instrument(signal string, h func(*http.Request) (int, error)) 
 			if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
 				w.Header().Set("Retry-After", strconv.Itoa(int(g.cfg.RetryAfter.Seconds()+0.5)))
 			}
+			class := signal + " " + strconv.Itoa(code)
 			if code >= 500 {
-				g.log.Warn("write failed", "signal", signal, "code", code, "err", err)
+				g.limited.Log(r.Context(), slog.LevelWarn, class, "write failed", "signal", signal, "code", code, "err", err)
 			} else {
-				g.log.Debug("write refused", "signal", signal, "code", code, "err", err)
+				g.limited.Log(r.Context(), slog.LevelInfo, class, "write refused", "signal", signal, "code", code, "tenant", r.Header.Get("X-Scope-OrgID"), "remote", r.RemoteAddr, "err", err)
 			}
 			http.Error(w, reason, code)
 		} else {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -333,4 +334,41 @@ func TestStartsBeforeKafka(t *testing.T) {
 	resp, body = f.post(t, writeRequest(t, []string{"__name__", "up", "cluster", "a"}))
 	require.Equal(t, http.StatusNoContent, resp.StatusCode, body)
 	require.Len(t, testenv.ReadTopic(t, k.Addr, "tributary.metrics"), 1)
+}
+
+func TestRefusalsLoggedAtInfoRateLimited(t *testing.T) {
+	var buf syncBuffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	reg := prometheus.NewRegistry()
+	gw := New(defaultConfig(t), nil, reg, reg, log) // refused before any produce
+	srv := httptest.NewServer(gw.Handler())
+	defer srv.Close()
+	f := &fixture{srv: srv, gw: gw}
+	for i := 0; i < 20; i++ {
+		resp, msg := f.post(t, writeRequest(t, []string{"__name__", "up", "cluster", "a"}), "X-Scope-OrgID", "a/b")
+		require.Equal(t, http.StatusBadRequest, resp.StatusCode, msg)
+		resp, msg = f.post(t, []byte("not snappy"), "Content-Encoding", "gzip")
+		require.Equal(t, http.StatusUnsupportedMediaType, resp.StatusCode, msg)
+	}
+	out := buf.String()
+	require.Equal(t, 2, strings.Count(out, "\n"), "one line per status code:\n%s", out)
+	require.Contains(t, out, `level=INFO msg="write refused" signal=metrics code=400 tenant=a/b`)
+	require.Contains(t, out, `level=INFO msg="write refused" signal=metrics code=415`)
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
