@@ -14,7 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/golang/snappy"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 
@@ -196,4 +199,103 @@ func requireNoDeadLetters(t *testing.T, kafkaAddr string) {
 		t.Logf("dead letter: %s", testenv.Header(m, "tributary-dlq-reason"))
 	}
 	require.Empty(t, dl)
+}
+
+// metricValue scrapes baseURL/metrics and returns the sum of the counter or
+// gauge samples of name whose labels include every pair of match (an
+// absent metric is 0).
+func metricValue(t *testing.T, baseURL, name string, match map[string]string) float64 {
+	t.Helper()
+	resp, err := http.Get(baseURL + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	require.NoError(t, err, "parse %s/metrics", baseURL)
+	sum := 0.0
+	mf := families[name]
+	if mf == nil {
+		return 0
+	}
+	for _, m := range mf.GetMetric() {
+		labels := map[string]string{}
+		for _, lp := range m.GetLabel() {
+			labels[lp.GetName()] = lp.GetValue()
+		}
+		ok := true
+		for k, v := range match {
+			ok = ok && labels[k] == v
+		}
+		if !ok {
+			continue
+		}
+		switch {
+		case m.GetCounter() != nil:
+			sum += m.GetCounter().GetValue()
+		case m.GetGauge() != nil:
+			sum += m.GetGauge().GetValue()
+		case m.GetUntyped() != nil:
+			sum += m.GetUntyped().GetValue()
+		}
+	}
+	return sum
+}
+
+// requireOutageMet asserts that the ingester at url retried writes to sink
+// (so the outage met at least one write) and dead-lettered nothing.
+func requireOutageMet(t *testing.T, url, sink string) {
+	t.Helper()
+	retries := metricValue(t, url, "tributary_ingester_sink_retries_total", map[string]string{"sink": sink})
+	require.Greater(t, retries, 0.0, "no write to sink %s was retried: the outage never met a write", sink)
+	require.Zero(t, metricValue(t, url, "tributary_ingester_dlq_records_total", map[string]string{"sink": sink}),
+		"records of sink %s were dead-lettered during a plain outage", sink)
+}
+
+// waitGroupAtEnd waits until consumer group has committed, for every
+// partition of topic, the partition's high watermark: it has consumed and
+// settled everything the topic held when the wait began or later.
+func waitGroupAtEnd(t *testing.T, kafkaAddr, group, topic string, timeout time.Duration) {
+	t.Helper()
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V2_8_0_0
+	client, err := sarama.NewClient([]string{kafkaAddr}, cfg)
+	require.NoError(t, err)
+	defer client.Close()
+	admin, err := sarama.NewClusterAdminFromClient(client)
+	require.NoError(t, err)
+	defer admin.Close()
+	parts, err := client.Partitions(topic)
+	require.NoError(t, err)
+	deadline := time.Now().Add(timeout)
+	var last string
+	for {
+		behind := []string{}
+		resp, err := admin.ListConsumerGroupOffsets(group, map[string][]int32{topic: parts})
+		if err != nil {
+			behind = append(behind, err.Error())
+		}
+		for _, p := range parts {
+			if err != nil {
+				break
+			}
+			hwm, herr := client.GetOffset(topic, p, sarama.OffsetNewest)
+			require.NoError(t, herr)
+			committed := int64(-1)
+			if b := resp.GetBlock(topic, p); b != nil {
+				committed = b.Offset
+			}
+			if committed != hwm {
+				behind = append(behind, fmt.Sprintf("partition %d: committed %d, high watermark %d", p, committed, hwm))
+			}
+		}
+		if len(behind) == 0 {
+			return
+		}
+		last = strings.Join(behind, "; ")
+		if time.Now().After(deadline) {
+			t.Fatalf("group %s never reached the end of %s within %s: %s", group, topic, timeout, last)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

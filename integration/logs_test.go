@@ -295,9 +295,10 @@ func TestLogsCrashAndReplayNoDuplicates(t *testing.T) {
 	verifyES(t, zinc, l, l.entries)
 	verifyLoki(t, loki, l, l.entries)
 
-	// Replay everything from the oldest offset into the same index.
+	// Replay everything from the oldest offset into the same index, and
+	// look only once the replaying group has written the whole topic.
 	startLogIngester(t, k.Addr, nil, zinc, "-elasticsearch.group=tributary-elasticsearch-replay")
-	time.Sleep(3 * time.Second)
+	waitGroupAtEnd(t, k.Addr, "tributary-elasticsearch-replay", "tributary.logs", 90*time.Second)
 	verifyES(t, zinc, l, l.entries)
 	requireNoDeadLetters(t, k.Addr)
 }
@@ -308,7 +309,7 @@ func TestLokiOutageLosesNothing(t *testing.T) {
 	k := testenv.Kafka(t, 2)
 	loki := testenv.Loki(t)
 	gw := startGateway(t, k.Addr)
-	startLogIngester(t, k.Addr, loki, nil)
+	ing := startLogIngester(t, k.Addr, loki, nil)
 
 	l := newLogLoad([]string{"o"}, 2, 150)
 	var wg sync.WaitGroup
@@ -321,5 +322,6 @@ func TestLokiOutageLosesNothing(t *testing.T) {
 	loki.Restart(t)
 	wg.Wait()
 	verifyLoki(t, loki, l, l.entries)
+	requireOutageMet(t, ing.URL, "loki")
 	requireNoDeadLetters(t, k.Addr)
 }

@@ -151,7 +151,7 @@ func TestSinkOutageLosesNothing(t *testing.T) {
 	k := testenv.Kafka(t, 2)
 	prom := testenv.Prometheus(t, testenv.SinkConfig)
 	gw := startGateway(t, k.Addr)
-	startIngester(t, k.Addr, prom.URL)
+	ing := startIngester(t, k.Addr, prom.URL)
 
 	l := newLoad("tributary_outage", []string{"o1"}, 20, 150)
 	stop := make(chan struct{})
@@ -167,6 +167,7 @@ func TestSinkOutageLosesNothing(t *testing.T) {
 	wg.Wait()
 	close(stop)
 	verify(t, prom, l, map[string]int{"o1": l.samples})
+	requireOutageMet(t, ing.URL, "prometheus")
 	requireNoDeadLetters(t, k.Addr)
 }
 
