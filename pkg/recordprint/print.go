@@ -20,6 +20,11 @@ import (
 	recordpb "github.com/tributary-io/tributary/proto/record/v1"
 )
 
+// maxDecoded bounds the memory one record may make Print allocate; the
+// gateway's records decode to at most -limits.max-decoded-bytes (32 MiB by
+// default).
+const maxDecoded = 64 << 20
+
 // Print writes m as text: a header line with its position and key, the
 // envelope, then the decoded payload. A record it cannot decode is printed
 // with its raw headers and the reason, not skipped; the error is only for
@@ -44,6 +49,10 @@ func Print(w io.Writer, m *sarama.ConsumerMessage) error {
 	p.printf("  content: %s, %s\n", env.GetContentType(), env.GetContentEncoding())
 	if env.GetContentEncoding() != record.EncodingSnappy {
 		p.printf("  payload: unknown encoding %q\n", env.GetContentEncoding())
+		return p.err
+	}
+	if n, err := snappy.DecodedLen(m.Value); err == nil && n > maxDecoded {
+		p.printf("  payload: declares %d decoded bytes, more than the %d this printer decodes\n", n, maxDecoded)
 		return p.err
 	}
 	raw, err := snappy.Decode(nil, m.Value)
