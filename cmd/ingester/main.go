@@ -135,6 +135,7 @@ func runMain(args []string) error {
 	if err != nil {
 		return err
 	}
+	log.Info("starting", "version", server.Version(), "listen_addr", cfg.ListenAddr, "kafka_brokers", cfg.Kafka.Brokers)
 	reg := server.Registry()
 	metrics := ingester.NewMetrics(reg)
 	// Kafka may not answer yet (pods start in any order): the producer and
