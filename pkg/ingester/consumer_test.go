@@ -534,6 +534,34 @@ func TestConsumerReadiness(t *testing.T) {
 	testenv.Eventually(t, 60*time.Second, c.Ready)
 	produce(t, k.Addr, 0, 2)
 	waitWritten(t, sink, 0, seq(0, 5))
+
+	// The broker freezes (SIGSTOP): requests are read and never answered.
+	thaw := make(chan struct{})
+	var thawOnce sync.Once
+	unfreeze := func() { thawOnce.Do(func() { close(thaw) }) }
+	t.Cleanup(unfreeze) // before the consumer stops, on failure too
+	k.Control(func(kmsg.Request) (kmsg.Response, error, bool) {
+		k.KeepControl()
+		select {
+		case <-thaw:
+			k.DropControl()
+		default:
+			k.SleepControl(func() { <-thaw })
+		}
+		return nil, nil, false
+	})
+	start = time.Now()
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if c.Ready() == nil {
+			return errors.New("ready while kafka is frozen")
+		}
+		return nil
+	})
+	t.Logf("not ready %s after kafka froze: %v", time.Since(start), c.Ready())
+	unfreeze()
+	testenv.Eventually(t, 60*time.Second, c.Ready)
+	produce(t, k.Addr, 0, 2)
+	waitWritten(t, sink, 0, seq(0, 7))
 }
 
 // The consumer starts before Kafka: it keeps retrying, is not ready and
