@@ -46,21 +46,22 @@ func TestEncode(t *testing.T) {
 	require.NoError(t, err)
 
 	type doc struct {
-		index, id string
-		src       map[string]any
+		index string
+		src   map[string]any
 	}
 	var got []doc
 	for _, d := range docs {
 		var src map[string]any
 		require.NoError(t, json.Unmarshal(d.body, &src), "%s", d.body)
-		got = append(got, doc{d.index, d.id, src})
+		got = append(got, doc{d.index, src})
+		require.Regexp(t, `^[A-Za-z0-9_-]{22}$`, d.id)
 	}
 	require.Equal(t, []doc{
-		{"tributary-logs-2024.05.01", "tributary.logs-2-9-0", map[string]any{"@timestamp": "2024-05-01T12:00:00.000000005Z", "message": "one", "cluster": "from-label",
+		{"tributary-logs-2024.05.01", map[string]any{"@timestamp": "2024-05-01T12:00:00.000000005Z", "message": "one", "cluster": "from-label",
 			"labels": map[string]any{"cluster": "from-label", "app": "x"}}},
-		{"tributary-logs-2024.05.02", "tributary.logs-2-9-1", map[string]any{"@timestamp": "2024-05-02T12:00:00.000000005Z", "message": "two", "cluster": "from-label",
+		{"tributary-logs-2024.05.02", map[string]any{"@timestamp": "2024-05-02T12:00:00.000000005Z", "message": "two", "cluster": "from-label",
 			"labels": map[string]any{"cluster": "from-label", "app": "x"}, "metadata": map[string]any{"k": "v"}}},
-		{"tributary-logs-2024.05.01", "tributary.logs-2-10-0", map[string]any{"@timestamp": "2024-05-01T12:00:00.000000005Z", "message": "three", "cluster": "env", "tenant": "t",
+		{"tributary-logs-2024.05.01", map[string]any{"@timestamp": "2024-05-01T12:00:00.000000005Z", "message": "three", "cluster": "env", "tenant": "t",
 			"labels": map[string]any{"cluster": "from-label"}}},
 	}, got)
 
@@ -71,6 +72,63 @@ func TestEncode(t *testing.T) {
 		require.Equal(t, docs[i].id, again[i].id)
 		require.Equal(t, string(docs[i].body), string(again[i].body))
 	}
+}
+
+// Document ids depend on the content only: the same entries at another
+// offset, partition or topic (a client's retry after a 503) get the same
+// ids; any change of content gives another id; identical entries within a
+// record are numbered, so none overwrites another.
+func TestDocumentIDs(t *testing.T) {
+	p, err := parseIndexPattern(DefaultIndex)
+	require.NoError(t, err)
+	ts := time.Date(2024, 5, 1, 12, 0, 0, 5, time.UTC)
+	const labels = `{app="api", cluster="eu-1"}`
+	ids := func(recs ...ingester.Record) []string {
+		docs, err := newEncoder(p, 1<<20).encode(nil, recs)
+		require.NoError(t, err)
+		var out []string
+		for _, d := range docs {
+			out = append(out, d.id)
+		}
+		return out
+	}
+	base := ids(logRecord(t, 0, 1, "eu-1", "team", stream(labels, entry(ts, "line", "k", "v", "k2", "v2"))))[0]
+
+	t.Run("where the record landed does not matter", func(t *testing.T) {
+		r := logRecord(t, 5, 999, "eu-1", "team", stream(labels, entry(ts, "line", "k", "v", "k2", "v2")))
+		r.Topic = "other"
+		require.Equal(t, base, ids(r)[0])
+		// Nor the order of label names or of metadata.
+		r = logRecord(t, 0, 1, "eu-1", "team", stream(`{cluster="eu-1", app="api"}`, entry(ts, "line", "k2", "v2", "k", "v")))
+		require.Equal(t, base, ids(r)[0])
+		// Nor the other entries of the record.
+		r = logRecord(t, 0, 1, "eu-1", "team", stream(`{app="other"}`, entry(ts, "x")), stream(labels, entry(ts, "line", "k", "v", "k2", "v2")))
+		require.Equal(t, base, ids(r)[1])
+	})
+
+	t.Run("any change of content changes the id", func(t *testing.T) {
+		for name, r := range map[string]ingester.Record{
+			"cluster":   logRecord(t, 0, 1, "eu-2", "team", stream(labels, entry(ts, "line", "k", "v", "k2", "v2"))),
+			"tenant":    logRecord(t, 0, 1, "eu-1", "other", stream(labels, entry(ts, "line", "k", "v", "k2", "v2"))),
+			"labels":    logRecord(t, 0, 1, "eu-1", "team", stream(`{app="web", cluster="eu-1"}`, entry(ts, "line", "k", "v", "k2", "v2"))),
+			"timestamp": logRecord(t, 0, 1, "eu-1", "team", stream(labels, entry(ts.Add(1), "line", "k", "v", "k2", "v2"))),
+			"line":      logRecord(t, 0, 1, "eu-1", "team", stream(labels, entry(ts, "line!", "k", "v", "k2", "v2"))),
+			"metadata":  logRecord(t, 0, 1, "eu-1", "team", stream(labels, entry(ts, "line", "k", "v", "k2", "v3"))),
+		} {
+			require.NotEqual(t, base, ids(r)[0], name)
+		}
+	})
+
+	t.Run("identical entries within a record are numbered", func(t *testing.T) {
+		e := entry(ts, "line", "k", "v", "k2", "v2")
+		got := ids(
+			logRecord(t, 0, 1, "eu-1", "team", stream(labels, e, e), stream(labels, e)),
+			logRecord(t, 0, 2, "eu-1", "team", stream(labels, e)),
+		)
+		// The second record is counted on its own: the same request
+		// stored twice overwrites, entry for entry.
+		require.Equal(t, []string{base, base + "-1", base + "-2", base}, got)
+	})
 }
 
 // FuzzEncode feeds arbitrary record values to the decoder: it must refuse

@@ -2,9 +2,11 @@
 // Elasticsearch 8.
 //
 // Each entry of a record's PushRequest becomes one document in the index
-// that Config.Index gives for the entry's own timestamp (UTC), with the _id
-// <topic>-<partition>-<offset>-<entry>: a replay after a crash overwrites
-// the documents instead of duplicating them. A document is
+// that Config.Index gives for the entry's own timestamp (UTC). Its _id is
+// derived from its content (see encoder.docID), not from the record's
+// Kafka offset: a replay after a crash and a client's retry that Kafka
+// stored a second time (the gateway answered 503 after a late ack) both
+// overwrite the documents instead of duplicating them. A document is
 //
 //	{"@timestamp": "2024-05-01T10:00:00.123456789Z", "message": "<line>",
 //	 "cluster": "<envelope cluster>", "tenant": "<envelope tenant>",

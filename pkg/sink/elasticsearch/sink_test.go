@@ -82,6 +82,26 @@ type wantDoc struct {
 	tenant   string
 	labels   map[string]any
 	metadata map[string]any // nil: no metadata field
+	copies   int            // documents expected with this content; 0 means 1
+}
+
+// key identifies a document's content in a test (messages repeat across
+// clusters and timestamps).
+func (w wantDoc) key() string { return docKey(w.cluster, w.message, w.ts) }
+
+func docKey(cluster, message string, ts time.Time) string {
+	// Zinc keeps timestamps as float64 nanoseconds (off by up to ~100 ns
+	// here): the test's timestamps of one cluster and message are
+	// milliseconds apart, and none is near a millisecond's edge.
+	return fmt.Sprintf("%s|%s|%d", cluster, message, ts.Round(time.Millisecond).UnixMilli())
+}
+
+func wantDocs(docs ...wantDoc) map[string]wantDoc {
+	m := map[string]wantDoc{}
+	for _, d := range docs {
+		m[d.key()] = d
+	}
+	return m
 }
 
 func TestZinc(t *testing.T) {
@@ -133,11 +153,14 @@ func TestZinc(t *testing.T) {
 			if i == 1 {
 				index = "tributary-logs-2024.05.02"
 			}
-			id := fmt.Sprintf("tributary.logs-%d-%d-", p, offset)
-			want[id+"0"] = wantDoc{index, ts, fmt.Sprintf(`GET /orders/%d 200 "ok" <b>&`, i), cluster, tenant, api,
-				map[string]any{"trace.id": fmt.Sprintf("%s-%d", cluster, i), "trace": "sampled"}}
-			want[id+"1"] = wantDoc{index, ts.Add(time.Microsecond), fmt.Sprintf("slow query %d ms", 10*i), cluster, tenant, api, nil}
-			want[id+"2"] = wantDoc{index, ts.Add(2 * time.Microsecond), "job done ünïcode", cluster, tenant, worker, nil}
+			for _, w := range []wantDoc{
+				{index, ts, fmt.Sprintf(`GET /orders/%d 200 "ok" <b>&`, i), cluster, tenant, api,
+					map[string]any{"trace.id": fmt.Sprintf("%s-%d", cluster, i), "trace": "sampled"}, 0},
+				{index, ts.Add(time.Microsecond), fmt.Sprintf("slow query %d ms", 10*i), cluster, tenant, api, nil, 0},
+				{index, ts.Add(2 * time.Microsecond), "job done ünïcode", cluster, tenant, worker, nil, 0},
+			} {
+				want[w.key()] = w
+			}
 		}
 		batches = append(batches, batch)
 	}
@@ -159,6 +182,33 @@ func TestZinc(t *testing.T) {
 		// Zinc makes writes searchable about a second later: wait well past
 		// that, so duplicates would have shown up.
 		time.Sleep(3 * time.Second)
+		testenv.Eventually(t, 10*time.Second, func() error { return checkIndexed(t, z, want) })
+	})
+
+	t.Run("a client's retry stored at other offsets overwrites", func(t *testing.T) {
+		// The gateway answered 503 but Kafka stored the request; the
+		// client's retry is stored again as new records, at other offsets
+		// (and here another partition). Identical entries within one
+		// record stay distinct documents.
+		twice := entry(midnight.Add(-time.Hour), "same line twice")
+		dup := func(offset int64) ingester.Record {
+			return logRecord(t, 0, offset, "eu-1", "team-eu-1", stream(`{app="api", cluster="eu-1"}`, twice, twice))
+		}
+		require.NoError(t, s.Write(ctx, []ingester.Record{dup(300)}))
+		for p, b := range batches {
+			var retry []ingester.Record
+			for _, r := range b {
+				r.Offset += 1000
+				r.Partition = int32(p + 1)
+				retry = append(retry, r)
+			}
+			require.NoError(t, s.Write(ctx, retry))
+		}
+		require.NoError(t, s.Write(ctx, []ingester.Record{dup(301)}))
+		w := wantDoc{"tributary-logs-2024.05.01", twice.Timestamp, twice.Line, "eu-1", "team-eu-1",
+			map[string]any{"app": "api", "cluster": "eu-1"}, nil, 2}
+		want[w.key()] = w
+		time.Sleep(3 * time.Second) // past Zinc's refresh, so duplicates would show
 		testenv.Eventually(t, 10*time.Second, func() error { return checkIndexed(t, z, want) })
 	})
 
@@ -199,21 +249,24 @@ func TestZinc(t *testing.T) {
 
 		z.Restart(t)
 		testenv.Eventually(t, 30*time.Second, func() error { return s.Write(ctx, []ingester.Record{r}) })
-		want["tributary.logs-0-200-0"] = wantDoc{"tributary-logs-2024.05.02", midnight.Add(time.Minute), "during outage", "eu-1", "team-eu-1",
-			map[string]any{"app": "api", "cluster": "eu-1"}, nil}
+		w := wantDoc{"tributary-logs-2024.05.02", midnight.Add(time.Minute), "during outage", "eu-1", "team-eu-1",
+			map[string]any{"app": "api", "cluster": "eu-1"}, nil, 0}
+		want[w.key()] = w
 		testenv.Eventually(t, 20*time.Second, func() error { return checkIndexed(t, z, want) })
 	})
 }
 
-// checkIndexed searches the daily indices and compares every document with
-// want: each present exactly once, in the right index, with its fields.
+// checkIndexed searches the indices of want and compares every document
+// with want: each content present exactly as often as wanted (once unless
+// copies says otherwise), in the right index, with its fields, and every
+// _id distinct.
 func checkIndexed(t *testing.T, z *testenv.ZincServer, want map[string]wantDoc) error {
 	byIndex := map[string]map[string]wantDoc{}
-	for id, w := range want {
+	for k, w := range want {
 		if byIndex[w.index] == nil {
 			byIndex[w.index] = map[string]wantDoc{}
 		}
-		byIndex[w.index][id] = w
+		byIndex[w.index][k] = w
 	}
 	query := map[string]any{"query": map[string]any{"match_all": map[string]any{}}, "size": 1000}
 	for index, wantHere := range byIndex {
@@ -221,19 +274,34 @@ func checkIndexed(t *testing.T, z *testenv.ZincServer, want map[string]wantDoc) 
 		if err != nil {
 			return err
 		}
-		if total != len(wantHere) || len(docs) != len(wantHere) {
-			return fmt.Errorf("%s: %d hits (%d returned), want %d", index, total, len(docs), len(wantHere))
+		n := 0
+		for _, w := range wantHere {
+			n += max(w.copies, 1)
 		}
-		seen := map[string]bool{}
+		if total != n || len(docs) != n {
+			return fmt.Errorf("%s: %d hits (%d returned), want %d", index, total, len(docs), n)
+		}
+		ids, seen := map[string]bool{}, map[string]int{}
 		for _, d := range docs {
 			id, _ := d["_id"].(string)
-			if seen[id] {
+			if ids[id] {
 				return fmt.Errorf("%s: _id %s twice", index, id)
 			}
-			seen[id] = true
-			w, ok := wantHere[id]
+			ids[id] = true
+			tsText, _ := d["@timestamp"].(string)
+			ts, err := time.Parse(time.RFC3339Nano, tsText)
+			if err != nil {
+				return fmt.Errorf("%s/%s: @timestamp %v: %w", index, id, d["@timestamp"], err)
+			}
+			cluster, _ := d["cluster"].(string)
+			message, _ := d["message"].(string)
+			k := docKey(cluster, message, ts)
+			w, ok := wantHere[k]
 			if !ok {
-				return fmt.Errorf("%s: unexpected _id %s: %v", index, id, d)
+				return fmt.Errorf("%s: unexpected document %s: %v", index, id, d)
+			}
+			if seen[k]++; seen[k] > max(w.copies, 1) {
+				return fmt.Errorf("%s: %q of %s stored %d times", index, message, cluster, seen[k])
 			}
 			if err := compareDoc(d, w); err != nil {
 				return fmt.Errorf("%s/%s: %w", index, id, err)
@@ -424,7 +492,7 @@ func TestWriteClassifiesBulkResults(t *testing.T) {
 				return 200, bulkResponse(ops, beforeEpoch(errDocumentParsing))
 			},
 			want: permanent,
-			msg: []string{"refused 1 of 3 documents", "record tributary.logs/0/11 entry 0", "_id tributary.logs-0-11-0", "400 document_parsing_exception",
+			msg: []string{"refused 1 of 3 documents", "record tributary.logs/0/11 entry 0", "_id ", "400 document_parsing_exception",
 				"before the epoch"},
 		},
 		{
@@ -439,7 +507,7 @@ func TestWriteClassifiesBulkResults(t *testing.T) {
 			name: "429 on one item is retried",
 			respond: func(ops []bulkOp) (int, string) {
 				return 200, bulkResponse(ops, func(op bulkOp) string {
-					if op.ID == "tributary.logs-0-10-1" {
+					if op.Doc["message"] == "b" {
 						return errRejected
 					}
 					return ""
@@ -452,10 +520,10 @@ func TestWriteClassifiesBulkResults(t *testing.T) {
 			name: "a refusal next to a 503 is retried first",
 			respond: func(ops []bulkOp) (int, string) {
 				return 200, bulkResponse(ops, func(op bulkOp) string {
-					switch op.ID {
-					case "tributary.logs-0-10-0":
+					switch op.Doc["message"] {
+					case "a":
 						return errUnavailable
-					case "tributary.logs-0-11-0":
+					case "before 1970":
 						return errDocumentParsing
 					}
 					return ""
@@ -485,7 +553,7 @@ func TestWriteClassifiesBulkResults(t *testing.T) {
 			respond: func(ops []bulkOp) (int, string) {
 				// The last document added is the last of its request:
 				// dropping its result keeps the others in place.
-				if ops[len(ops)-1].ID == "tributary.logs-0-11-0" {
+				if ops[len(ops)-1].Doc["message"] == "before 1970" {
 					ops = ops[:len(ops)-1]
 				}
 				return 200, bulkResponse(ops, func(bulkOp) string { return "" })
@@ -556,16 +624,24 @@ func TestWriteRequest(t *testing.T) {
 	for _, b := range f.sent() {
 		ops = append(ops, b...)
 	}
-	slices.SortFunc(ops, func(a, b bulkOp) int { return strings.Compare(a.ID, b.ID) })
+	// Ids are content hashes (TestDocumentIDs): distinct, then left out.
+	ids := map[string]bool{}
+	for i := range ops {
+		require.Regexp(t, `^[A-Za-z0-9_-]{22}$`, ops[i].ID)
+		ids[ops[i].ID] = true
+		ops[i].ID = ""
+	}
+	require.Len(t, ids, 3)
+	slices.SortFunc(ops, func(a, b bulkOp) int { return strings.Compare(a.Doc["message"].(string), b.Doc["message"].(string)) })
 	apiLabels := map[string]any{"app": "api", "app.kubernetes.io/name": "api-server", "cluster": "eu-1"}
 	require.Equal(t, []bulkOp{
-		{Action: "index", Index: "tributary-logs-2024.05.01", ID: "tributary.logs-3-42-0", Doc: map[string]any{
-			"@timestamp": "2024-05-01T23:59:59.999999999Z", "message": "last of the day", "cluster": "eu-1", "tenant": "team-a",
-			"labels": apiLabels, "metadata": map[string]any{"trace.id": "abc", "trace": "yes"}}},
-		{Action: "index", Index: "tributary-logs-2024.05.02", ID: "tributary.logs-3-42-1", Doc: map[string]any{
+		{Action: "index", Index: "tributary-logs-2024.05.02", Doc: map[string]any{
 			"@timestamp": "2024-05-02T00:00:00.000000000Z", "message": "first of the next", "cluster": "eu-1", "tenant": "team-a",
 			"labels": apiLabels}},
-		{Action: "index", Index: "tributary-logs-2024.05.01", ID: "tributary.logs-3-42-2", Doc: map[string]any{
+		{Action: "index", Index: "tributary-logs-2024.05.01", Doc: map[string]any{
+			"@timestamp": "2024-05-01T23:59:59.999999999Z", "message": "last of the day", "cluster": "eu-1", "tenant": "team-a",
+			"labels": apiLabels, "metadata": map[string]any{"trace.id": "abc", "trace": "yes"}}},
+		{Action: "index", Index: "tributary-logs-2024.05.01", Doc: map[string]any{
 			"@timestamp": "2024-05-01T23:59:59.999999999Z", "message": `quote " and <tag>`, "cluster": "eu-1", "tenant": "team-a",
 			"labels": map[string]any{"app": "db", "cluster": "eu-1"}}},
 	}, ops)
