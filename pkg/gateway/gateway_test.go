@@ -80,7 +80,7 @@ func (f *fixture) post(t *testing.T, body []byte, headers ...string) (*http.Resp
 func writeRequest(t *testing.T, series ...[]string) []byte {
 	req := &prompb.WriteRequest{}
 	for i, labels := range series {
-		ts := prompb.TimeSeries{Samples: []prompb.Sample{{Value: float64(i), Timestamp: 1000}}}
+		ts := prompb.TimeSeries{Samples: []prompb.Sample{{Value: float64(i), Timestamp: time.Now().UnixMilli()}}}
 		for j := 0; j < len(labels); j += 2 {
 			ts.Labels = append(ts.Labels, prompb.Label{Name: labels[j], Value: labels[j+1]})
 		}
@@ -143,7 +143,7 @@ func TestRefusesBadInput(t *testing.T) {
 		{"garbage", []byte("this is not snappy at all"), nil, 400, "snappy"},
 		{"gzip encoding", good, []string{"Content-Encoding", "gzip"}, 415, "content-encoding"},
 		{"json content type", good, []string{"Content-Type", "application/json"}, 415, "content-type"},
-		{"remote write 2.0", good, []string{"Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request"}, 415, "remote-write 1.0"},
+		{"unknown remote-write proto", good, []string{"Content-Type", "application/x-protobuf;proto=io.prometheus.write.v3.Request"}, 415, "want prometheus.WriteRequest (remote-write 1.0) or io.prometheus.write.v2.Request (2.0)"},
 		{"decompression bomb", bomb, nil, 413, "exceeds the limit"},
 		{"body too large", bytes.Repeat([]byte{0}, 100<<10), nil, 413, "exceeds the limit"},
 		{"invalid label name", writeRequest(t, []string{"__name__", "up", "bad.name", "x", "cluster", "a"}), nil, 400, "invalid label name"},
@@ -328,7 +328,13 @@ func TestStartsBeforeKafka(t *testing.T) {
 	require.Contains(t, body, "kafka")
 	require.Equal(t, "2", resp.Header.Get("Retry-After"))
 
-	time.Sleep(2 * time.Second) // a few failed attempts
+	// Kafka comes up only after an attempt failed: the gateway must retry.
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if _, msg, _ := f.ready(t); !strings.Contains(msg, "connection refused") {
+			return fmt.Errorf("no failed attempt yet: %s", msg)
+		}
+		return nil
+	})
 	k := testenv.Kafka(t, 2, kfake.Ports(port))
 	f.waitReady(t, http.StatusOK, 40*time.Second)
 	resp, body = f.post(t, writeRequest(t, []string{"__name__", "up", "cluster", "a"}))
