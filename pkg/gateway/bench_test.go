@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/golang/snappy"
@@ -51,7 +52,7 @@ func benchWriteRequest(b *testing.B, cluster bool) []byte {
 			prompb.Label{Name: "node", Value: fmt.Sprintf("node-%d", i%40)},
 			prompb.Label{Name: "pod", Value: fmt.Sprintf("app-%d-7c9f8d6b5-x2x4z", i)},
 		)
-		req.Timeseries = append(req.Timeseries, prompb.TimeSeries{Labels: ls, Samples: []prompb.Sample{{Value: 1, Timestamp: 1700000000000}}})
+		req.Timeseries = append(req.Timeseries, prompb.TimeSeries{Labels: ls, Samples: []prompb.Sample{{Value: 1, Timestamp: time.Now().UnixMilli()}}}) // inside -limits.metrics.max-sample-age
 	}
 	raw, err := req.Marshal()
 	if err != nil {

@@ -61,6 +61,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.RemoteWrite.MaxLabelsPerSeries, "limits.max-labels-per-series", c.RemoteWrite.MaxLabelsPerSeries, "Most labels a series may have.")
 	fs.IntVar(&c.RemoteWrite.MaxLabelNameLen, "limits.max-label-name-length", c.RemoteWrite.MaxLabelNameLen, "Longest label name.")
 	fs.IntVar(&c.RemoteWrite.MaxLabelValueLen, "limits.max-label-value-length", c.RemoteWrite.MaxLabelValueLen, "Longest label value.")
+	// Defaults and their reasoning: remotewrite.DefaultMaxSampleAge and
+	// DefaultMaxFuture (a Prometheus sink with out_of_order_time_window: 1d;
+	// Prometheus refuses samples more than 10m ahead).
+	fs.DurationVar(&c.RemoteWrite.MaxSampleAge, "limits.metrics.max-sample-age", c.RemoteWrite.MaxSampleAge, "Oldest sample, histogram or exemplar timestamp accepted, against the gateway's clock; older ones are refused (400, the rest of the request is written). Keep it below the sink's out-of-order window (Prometheus: storage.tsdb.out_of_order_time_window, 1d in the README's setup) minus the ingester lag you tolerate. 0: no bound.")
+	fs.DurationVar(&c.RemoteWrite.MaxFuture, "limits.metrics.max-future", c.RemoteWrite.MaxFuture, "How far ahead of the gateway's clock a timestamp may be (Prometheus refuses more than 10m); later ones are refused (400, the rest of the request is written). 0: no bound.")
+	fs.BoolVar(&c.RemoteWrite.UTF8Names, "limits.metrics.utf8-names", false, "Accept any UTF-8 metric and label name, as Prometheus 3 does. Off: names must match [a-zA-Z_:][a-zA-Z0-9_:]*. Only turn it on if every sink accepts them: a Prometheus 2.x sink refuses such series, and the ingester dead-letters them.")
 	// Bodies and their decoded copies of all requests being served; beyond
 	// this the gateway answers 503 (or -limits.overload-status) instead of
 	// growing without bound.

@@ -159,7 +159,7 @@ func (g *Gateway) readiness() error {
 // Handler is the gateway's HTTP API.
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("POST /api/v1/write", g.instrument("metrics", g.remoteWrite))
+	mux.Handle("POST /api/v1/write", g.remoteWriteHandler())
 	mux.Handle("POST /loki/api/v1/push", g.instrument("logs", g.lokiPush))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {

@@ -15,6 +15,9 @@ type metrics struct {
 	records   *prometheus.CounterVec
 	lineBytes *clusterCounterVec
 	inflight  prometheus.Gauge
+
+	refusedSamples  *prometheus.CounterVec // remote-write, by reason
+	metadataDropped prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, maxClusters int) *metrics {
@@ -52,6 +55,14 @@ func newMetrics(reg prometheus.Registerer, maxClusters int) *metrics {
 		inflight: f.NewGauge(prometheus.GaugeOpts{
 			Name: "tributary_gateway_inflight_bytes",
 			Help: "Request bytes (compressed and decoded) currently held.",
+		}),
+		refusedSamples: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "tributary_gateway_refused_samples_total",
+			Help: "Remote-write samples, histogram samples and exemplars left out of accepted requests (answered 400 with the rest written), by reason: too_old, too_new, invalid_labels, label_limit, no_cluster, invalid_series.",
+		}, []string{"reason"}),
+		metadataDropped: f.NewCounter(prometheus.CounterOpts{
+			Name: "tributary_gateway_metadata_dropped_total",
+			Help: "Remote-write metadata entries acknowledged and dropped: metadata-only requests without a cluster label, cluster header or -default-cluster.",
 		}),
 	}
 }

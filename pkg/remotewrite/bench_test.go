@@ -17,6 +17,7 @@ import (
 // series with 10 labels and one sample each.
 func benchBody(b *testing.B, withCluster bool) ([]byte, int) {
 	req := &prompb.WriteRequest{}
+	now := time.Now().UnixMilli() // inside the time window
 	for i := 0; i < 2000; i++ {
 		ts := prompb.TimeSeries{Labels: []prompb.Label{{Name: "__name__", Value: fmt.Sprintf("http_requests_total_%d", i%50)}}}
 		if withCluster {
@@ -34,7 +35,7 @@ func benchBody(b *testing.B, withCluster bool) ([]byte, int) {
 		if !withCluster {
 			ts.Labels = append(ts.Labels, prompb.Label{Name: "zone", Value: "eu-1a"})
 		}
-		ts.Samples = []prompb.Sample{{Value: float64(i), Timestamp: 1700000000000}}
+		ts.Samples = []prompb.Sample{{Value: float64(i), Timestamp: now}}
 		req.Timeseries = append(req.Timeseries, ts)
 	}
 	raw, err := req.Marshal()

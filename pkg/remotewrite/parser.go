@@ -1,23 +1,37 @@
-// Package remotewrite is the gateway side of Prometheus remote-write 1.0:
-// it validates a snappy-compressed prometheus.WriteRequest without building
-// prompb objects and turns it into Kafka record values keyed by cluster.
+// Package remotewrite is the gateway side of Prometheus remote-write: it
+// validates a snappy-compressed prometheus.WriteRequest (1.0) without
+// building prompb objects and turns it into Kafka record values keyed by
+// cluster. Remote-write 2.0 requests are converted to the same 1.0 records
+// (ParseV2), so nothing downstream changes.
 //
 // When a request needs no rewriting (every series already carries the same
-// cluster label, labels are sorted, and it fits one record), the record value
-// is the request body exactly as received. Otherwise the request is
-// re-encoded: split by cluster, the default cluster label inserted, labels
-// sorted, and cut into records no larger than Limits.MaxRecordBytes.
+// cluster label, labels are sorted, nothing is refused, and it fits one
+// record), the record value is the request body exactly as received.
+// Otherwise the request is re-encoded: split by cluster, the default cluster
+// label inserted, labels sorted, refused series and samples left out, and
+// cut into records no larger than Limits.MaxRecordBytes.
+//
+// Like Prometheus's own receiver, a request is accepted in part: series
+// with invalid labels and samples outside the time window are left out and
+// counted (Parser.Refused), the rest is written. A request that is not a
+// WriteRequest as a whole (bad snappy, malformed protobuf, wrong wire
+// types, too many clusters) is refused whole.
 package remotewrite
 
 import (
 	"bytes"
+	"errors"
 	"sort"
 	"strconv"
+	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/golang/snappy"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/tributary-io/tributary/pkg/reject"
+	"github.com/tributary-io/tributary/pkg/split"
 )
 
 // ClusterLabel is the label that names the sending cluster.
@@ -35,17 +49,50 @@ const (
 	fLabelValue             = 2
 	fSampleValue            = 1
 	fSampleTimestamp        = 2
+	fExemplarLabels         = 1
+	fExemplarTimestamp      = 3
+	fHistogramNegSpans      = 8
+	fHistogramPosSpans      = 11
+	fHistogramTimestamp     = 15
 )
 
-// Limits bound what one request may cost. Sizes are checked before the
-// corresponding allocation.
+// Limits bound what one request may cost and what it may contain. Sizes
+// are checked before the corresponding allocation.
 type Limits struct {
 	MaxDecodedBytes    int `yaml:"max_decoded_bytes"`
 	MaxRecordBytes     int `yaml:"max_record_bytes"`
 	MaxLabelsPerSeries int `yaml:"max_labels_per_series"`
 	MaxLabelNameLen    int `yaml:"max_label_name_length"`
 	MaxLabelValueLen   int `yaml:"max_label_value_length"`
+	// MaxSampleAge and MaxFuture bound sample, histogram and exemplar
+	// timestamps against the gateway's clock; 0 turns a bound off.
+	MaxSampleAge time.Duration `yaml:"max_sample_age"`
+	MaxFuture    time.Duration `yaml:"max_future"`
+	// UTF8Names accepts any valid UTF-8 metric and label name, as
+	// Prometheus 3 does; off, names must match the classic
+	// [a-zA-Z_:][a-zA-Z0-9_:]* (labels without ':'), which Prometheus 2.x
+	// sinks require.
+	UTF8Names bool `yaml:"utf8_names"`
+	// MaxClusters bounds the distinct clusters of one request (the
+	// gateway's -limits.max-clusters-per-request); <= 0:
+	// split.DefaultMaxClusters.
+	MaxClusters int `yaml:"-"`
 }
+
+// Defaults of the time window.
+//
+// A Prometheus sink configured as the README says (out_of_order_time_window:
+// 1d) refuses for ever a sample older than its head's newest timestamp
+// minus one day ("too old sample": 500 from Prometheus 2.x, 400 from 3.x),
+// and Prometheus 3 refuses one more than 10 minutes ahead of its clock
+// (maxAheadTime in storage/remote/write_handler.go). The head's newest
+// timestamp can itself be up to MaxFuture ahead, and records wait in Kafka
+// while the ingester catches up, so the age bound stays an hour inside the
+// sink's day: 24h - 10m future - ~50m of ingester lag.
+const (
+	DefaultMaxSampleAge = 23 * time.Hour
+	DefaultMaxFuture    = 10 * time.Minute
+)
 
 // DefaultLimits are generous for stock Prometheus senders (a default
 // remote_write request is 2000 samples, ~100-300 KiB decoded).
@@ -56,40 +103,55 @@ func DefaultLimits() Limits {
 		MaxLabelsPerSeries: 64,        // Mimir's default is 30; allow more, the sink decides
 		MaxLabelNameLen:    1024,
 		MaxLabelValueLen:   4096,
+		MaxSampleAge:       DefaultMaxSampleAge,
+		MaxFuture:          DefaultMaxFuture,
 	}
 }
 
 // Batch is one Kafka record's worth of a request: a snappy-compressed
 // WriteRequest whose series all belong to Cluster.
 type Batch struct {
-	Cluster string
-	Value   []byte
-	Series  int
-	Samples int // float samples + histogram samples
+	Cluster    string
+	Value      []byte
+	Series     int
+	Samples    int // float samples + histogram samples
+	Histograms int // of which histogram samples
+	Exemplars  int
 }
 
 type seriesInfo struct {
 	start, end int // TimeSeries payload in the decoded request
-	cluster    string
+	group      int // cluster: index into the Grouper's names
 	hasCluster bool
 	sorted     bool
-	samples    int
-	group      int
+	partial    bool // some samples are outside the time window
+	samples    int  // kept float samples
+	histograms int  // kept histogram samples
+	exemplars  int  // kept exemplars
 }
 
 // Parser validates and splits requests. It keeps its buffers between calls;
 // it is not safe for concurrent use (pool it).
 type Parser struct {
-	decoded     []byte
-	series      []seriesInfo
-	metadata    [][2]int
-	batches     []Batch
-	clusters    map[string]string // interned cluster names
-	lastCluster string
-	names       [][]byte // scratch for sorting label names
-	raw         []byte   // scratch for re-encoding
-	labels      []labelSpan
-	order       []int
+	decoded          []byte
+	series           []seriesInfo
+	metadata         [][2]int
+	batches          []Batch
+	groups           split.Grouper
+	names            [][]byte // scratch for sorting label names
+	raw              []byte   // scratch for re-encoding
+	labels           []labelSpan
+	order            []int // series indexes ordered by group (rewrite)
+	groupStart, fill []int
+	refused          Refusal
+	lim              Limits
+	minT             int64  // oldest timestamp accepted, ms
+	maxT             int64  // newest timestamp accepted, ms
+	lastCluster      []byte // the last series' cluster label, and its group
+	lastGroup        int
+
+	metadataDropped int
+	now             func() time.Time // tests
 }
 
 // maxKeptBuffer bounds the decode buffer a pooled Parser keeps, so one huge
@@ -100,54 +162,114 @@ const maxKeptBuffer = 4 << 20
 // records. The returned slice and the Batch values are valid until the next
 // call; Value may alias body. defaultCluster is used for series without a
 // cluster label; if it is empty such series are refused.
+//
+// An error refuses the whole request. Otherwise the records hold what was
+// accepted, and Refused says what was left out.
 func (p *Parser) Parse(body []byte, defaultCluster string, lim Limits) ([]Batch, error) {
-	if len(defaultCluster) > lim.MaxLabelValueLen || !utf8.ValidString(defaultCluster) {
-		return nil, reject.BadRequest("invalid default cluster %q", defaultCluster)
+	p.reset()
+	dec, err := p.decode(body, lim)
+	if err != nil {
+		return nil, err
 	}
+	defer p.trim()
+	return p.parseDecoded(dec, body, defaultCluster, lim)
+}
+
+func (p *Parser) reset() {
+	p.refused = Refusal{}
+	p.metadataDropped = 0
+	p.batches = p.batches[:0]
+}
+
+func (p *Parser) trim() {
+	if cap(p.decoded) > maxKeptBuffer {
+		p.decoded = nil
+	}
+	if cap(p.raw) > maxKeptBuffer {
+		p.raw = nil
+	}
+}
+
+func (p *Parser) decode(body []byte, lim Limits) ([]byte, error) {
 	n, err := snappy.DecodedLen(body)
 	if err != nil {
-		return nil, reject.BadRequest("snappy: %v", err)
+		return nil, snappyError(err)
 	}
 	if n > lim.MaxDecodedBytes {
-		return nil, reject.TooLarge("decoded body of %d bytes exceeds the limit of %d", n, lim.MaxDecodedBytes)
+		return nil, reject.TooLarge("decoded body of %d bytes exceeds the limit of %d (-limits.max-decoded-bytes)", n, lim.MaxDecodedBytes)
 	}
 	if cap(p.decoded) < n {
 		p.decoded = make([]byte, n)
 	}
 	dec, err := snappy.Decode(p.decoded[:cap(p.decoded)], body)
 	if err != nil {
-		return nil, reject.BadRequest("snappy: %v", err)
+		return nil, snappyError(err)
 	}
-	defer func() {
-		if cap(p.decoded) > maxKeptBuffer {
-			p.decoded = nil
-		}
-		if cap(p.raw) > maxKeptBuffer {
-			p.raw = nil
-		}
-	}()
+	return dec, nil
+}
+
+// snappyError words a snappy failure once: the package's own errors already
+// start with "snappy: ".
+func snappyError(err error) error {
+	return reject.BadRequest("body is not a snappy block: %s", strings.TrimPrefix(err.Error(), "snappy: "))
+}
+
+// Refused describes what the last Parse left out of its records, or nil
+// when it kept everything. Valid until the next call.
+func (p *Parser) Refused() *Refusal {
+	if p.refused.Items() == 0 && p.refused.Series == 0 {
+		return nil
+	}
+	return &p.refused
+}
+
+// MetadataDropped is the number of metadata entries the last Parse dropped
+// because the request had no series and no default cluster to carry them.
+func (p *Parser) MetadataDropped() int { return p.metadataDropped }
+
+// parseDecoded walks dec and builds the records. body, when not nil, is the
+// compressed form of dec, forwarded as is when nothing needs rewriting.
+func (p *Parser) parseDecoded(dec, body []byte, defaultCluster string, lim Limits) ([]Batch, error) {
+	if len(defaultCluster) > lim.MaxLabelValueLen || !utf8.ValidString(defaultCluster) {
+		return nil, reject.BadRequest("invalid default cluster %q", defaultCluster)
+	}
 	if err := p.walk(dec, defaultCluster, lim); err != nil {
+		var m *malformedError
+		if errors.As(err, &m) {
+			return nil, reject.BadRequest("%s", m.Error())
+		}
 		return nil, err
 	}
-	p.batches = p.batches[:0]
 	if len(p.series) == 0 && len(p.metadata) == 0 {
 		return p.batches, nil
 	}
-	if p.forwardable(body, lim) {
-		b := Batch{Cluster: p.series[0].cluster, Value: body, Series: len(p.series)}
+	if body != nil && p.forwardable(body, lim) {
+		b := Batch{Cluster: p.groups.Names()[0], Value: body, Series: len(p.series)}
 		for i := range p.series {
-			b.Samples += p.series[i].samples
+			s := &p.series[i]
+			b.Samples += s.samples + s.histograms
+			b.Histograms += s.histograms
+			b.Exemplars += s.exemplars
 		}
 		p.batches = append(p.batches, b)
 		return p.batches, nil
 	}
 	if len(p.series) == 0 {
-		// Metadata only: it belongs to no series, so to the default cluster.
+		// Metadata without series: it belongs to no series, so to the
+		// default cluster. Without one it is dropped, not refused: stock
+		// Prometheus sends metadata-only requests every minute, external
+		// labels never reach them, and its own receiver ignores 1.0
+		// metadata anyway (write_handler.go never reads
+		// WriteRequest.Metadata).
 		if defaultCluster == "" {
-			return nil, reject.BadRequest("metadata-only request without a %s and no default cluster", ClusterLabel)
+			p.metadataDropped = len(p.metadata)
+			return p.batches, nil
+		}
+		if _, err := p.groups.GroupString(defaultCluster); err != nil {
+			return nil, err
 		}
 	}
-	if err := p.rewrite(dec, defaultCluster, lim); err != nil {
+	if err := p.rewrite(dec, lim); err != nil {
 		return nil, err
 	}
 	return p.batches, nil
@@ -155,13 +277,12 @@ func (p *Parser) Parse(body []byte, defaultCluster string, lim Limits) ([]Batch,
 
 // forwardable reports whether body can be the record value unchanged.
 func (p *Parser) forwardable(body []byte, lim Limits) bool {
-	if len(body) > lim.MaxRecordBytes || len(p.series) == 0 {
+	if len(body) > lim.MaxRecordBytes || len(p.series) == 0 || p.groups.Len() != 1 || p.Refused() != nil {
 		return false
 	}
-	c := p.series[0].cluster
 	for i := range p.series {
 		s := &p.series[i]
-		if !s.hasCluster || !s.sorted || s.cluster != c {
+		if !s.hasCluster || !s.sorted {
 			return false
 		}
 	}
@@ -169,41 +290,73 @@ func (p *Parser) forwardable(body []byte, lim Limits) bool {
 }
 
 // walk validates the decoded WriteRequest and records per-series facts.
+// Series it refuses are counted in p.refused and not kept.
 func (p *Parser) walk(b []byte, defaultCluster string, lim Limits) error {
 	p.series = p.series[:0]
 	p.metadata = p.metadata[:0]
+	p.groups.Reset(lim.MaxClusters)
+	p.lastCluster, p.lastGroup = nil, -1
+	p.lim = lim
+	p.setWindow(lim)
+	index := 0
 	for i := 0; i < len(b); {
 		num, typ, start, end, next := field(b, i)
 		if next < 0 {
-			return reject.BadRequest("malformed protobuf WriteRequest at byte %d", i)
+			return fieldError(b, i, 0)
 		}
-		switch {
-		case num == fWriteRequestTimeseries && typ == wireBytes:
-			s, err := p.walkSeries(b[start:end], lim)
+		switch num {
+		case fWriteRequestTimeseries:
+			if typ != protowire.BytesType {
+				return wrongType(i, "WriteRequest.timeseries", typ)
+			}
+			s, keep, err := p.walkSeries(b[start:end], start, index, defaultCluster)
 			if err != nil {
-				return reject.BadRequest("series %d: %v", len(p.series), err)
+				return err
 			}
-			s.start, s.end = start, end
-			if !s.hasCluster {
-				if defaultCluster == "" {
-					return reject.BadRequest("series %d has no %s label and no default cluster is set", len(p.series), ClusterLabel)
-				}
-				s.cluster = defaultCluster
+			if keep {
+				s.start, s.end = start, end
+				p.series = append(p.series, s)
 			}
-			p.series = append(p.series, s)
-		case num == fWriteRequestMetadata && typ == wireBytes:
+			index++
+		case fWriteRequestMetadata:
+			if typ != protowire.BytesType {
+				return wrongType(i, "WriteRequest.metadata", typ)
+			}
+			if err := checkFields(b[start:end], start); err != nil {
+				return err
+			}
 			p.metadata = append(p.metadata, [2]int{i, next})
-		case num == fWriteRequestTimeseries || num == fWriteRequestMetadata:
-			return reject.BadRequest("WriteRequest field %d has wire type %d", num, typ)
 		}
 		i = next
 	}
 	return nil
 }
 
-type walkError string
+func (p *Parser) setWindow(lim Limits) {
+	now := time.Now
+	if p.now != nil {
+		now = p.now
+	}
+	t := now()
+	p.minT, p.maxT = -1<<63, 1<<63-1
+	if lim.MaxSampleAge > 0 {
+		p.minT = t.Add(-lim.MaxSampleAge).UnixMilli()
+	}
+	if lim.MaxFuture > 0 {
+		p.maxT = t.Add(lim.MaxFuture).UnixMilli()
+	}
+}
 
-func (e walkError) Error() string { return string(e) }
+// inWindow is 0 for a timestamp the sinks accept, else the refusal reason.
+func (p *Parser) inWindow(ts int64) reason {
+	switch {
+	case ts < p.minT:
+		return reasonTooOld
+	case ts > p.maxT:
+		return reasonTooNew
+	}
+	return 0
+}
 
 var (
 	nameChar   [256]bool
@@ -222,36 +375,60 @@ func init() {
 
 var clusterLabel = []byte(ClusterLabel)
 
-func (p *Parser) walkSeries(b []byte, lim Limits) (seriesInfo, error) {
-	s := seriesInfo{sorted: true}
-	var prev []byte
-	labels, unsorted := 0, false
-	hasName := false
+// walkSeries validates one TimeSeries at b (offset base in the request, the
+// index-th series). A malformed series refuses the request (error); a
+// series with invalid labels is counted as refused and not kept;
+// samples outside the time window are counted and the series is kept,
+// marked partial, when anything of it remains.
+func (p *Parser) walkSeries(b []byte, base, index int, defaultCluster string) (s seriesInfo, keep bool, err error) {
+	lim := &p.lim
+	s.sorted = true
+	var (
+		prev, cluster []byte
+		labels        int
+		unsorted      bool
+		hasName       bool
+		bad           reason // why the series is refused
+		badMsg        string
+		outside       [3]int // samples, histograms, exemplars outside the window
+		firstOutside  reason
+		firstTs       int64
+	)
+	refuse := func(r reason, msg string) {
+		if bad == 0 {
+			bad, badMsg = r, msg
+		}
+	}
 	for i := 0; i < len(b); {
 		num, typ, start, end, next := field(b, i)
 		if next < 0 {
-			return s, errTruncated
+			return s, false, fieldError(b, i, base)
 		}
 		switch num {
 		case fSeriesLabels:
-			if typ != wireBytes {
-				return s, walkError("label with wrong wire type")
+			if typ != protowire.BytesType {
+				return s, false, wrongType(base+i, "TimeSeries.labels", typ)
 			}
-			name, value, err := label(b[start:end])
+			name, value, err := label(b[start:end], base+start)
 			if err != nil {
-				return s, err
+				return s, false, err
 			}
 			labels++
-			if labels > lim.MaxLabelsPerSeries {
-				return s, walkError("more than " + strconv.Itoa(lim.MaxLabelsPerSeries) + " labels")
+			if bad != 0 {
+				break
 			}
-			if err := checkLabel(name, value, lim); err != nil {
-				return s, err
+			if labels > lim.MaxLabelsPerSeries {
+				refuse(reasonLimit, "more than "+strconv.Itoa(lim.MaxLabelsPerSeries)+" labels (-limits.max-labels-per-series)")
+				break
+			}
+			if r, msg := p.checkLabel(name, value); r != 0 {
+				refuse(r, msg)
+				break
 			}
 			if prev != nil {
 				switch c := bytes.Compare(prev, name); {
 				case c == 0:
-					return s, walkError("duplicate label name " + quote(name))
+					refuse(reasonLabels, "duplicate label name "+quote(name))
 				case c > 0:
 					unsorted = true
 				}
@@ -260,62 +437,191 @@ func (p *Parser) walkSeries(b []byte, lim Limits) (seriesInfo, error) {
 			switch {
 			case len(name) == len("__name__") && string(name) == "__name__":
 				if len(value) == 0 {
-					return s, walkError("empty metric name")
-				}
-				if !validMetricName(value) {
-					return s, walkError("invalid metric name " + quote(value))
+					refuse(reasonLabels, "empty metric name")
+				} else if !p.validMetricName(value) {
+					refuse(reasonLabels, "invalid metric name "+quote(value)+p.utf8Hint())
 				}
 				hasName = true
 			case len(name) == len(ClusterLabel) && string(name) == ClusterLabel:
 				if len(value) == 0 {
-					return s, walkError("empty " + ClusterLabel + " label")
+					refuse(reasonLabels, "empty "+ClusterLabel+" label")
 				}
 				s.hasCluster = true
-				s.cluster = p.intern(value)
+				cluster = value
 			}
 		case fSeriesSamples:
-			if typ != wireBytes {
-				return s, walkError("sample with wrong wire type")
+			if typ != protowire.BytesType {
+				return s, false, wrongType(base+i, "TimeSeries.samples", typ)
 			}
-			if err := checkSample(b[start:end]); err != nil {
-				return s, err
+			ts, err := sampleTimestamp(b[start:end], base+start)
+			if err != nil {
+				return s, false, err
+			}
+			if r := p.inWindow(ts); r != 0 {
+				if firstOutside == 0 {
+					firstOutside, firstTs = r, ts
+				}
+				outside[0]++
+				break
 			}
 			s.samples++
 		case fSeriesHistograms:
-			if typ != wireBytes {
-				return s, walkError("histogram with wrong wire type")
+			if typ != protowire.BytesType {
+				return s, false, wrongType(base+i, "TimeSeries.histograms", typ)
 			}
-			s.samples++
+			ts, err := histogramTimestamp(b[start:end], base+start)
+			if err != nil {
+				return s, false, err
+			}
+			if r := p.inWindow(ts); r != 0 {
+				if firstOutside == 0 {
+					firstOutside, firstTs = r, ts
+				}
+				outside[1]++
+				break
+			}
+			s.histograms++
 		case fSeriesExemplars:
-			if typ != wireBytes {
-				return s, walkError("exemplar with wrong wire type")
+			if typ != protowire.BytesType {
+				return s, false, wrongType(base+i, "TimeSeries.exemplars", typ)
 			}
+			ts, err := exemplarTimestamp(b[start:end], base+start)
+			if err != nil {
+				return s, false, err
+			}
+			if r := p.inWindow(ts); r != 0 {
+				if firstOutside == 0 {
+					firstOutside, firstTs = r, ts
+				}
+				outside[2]++
+				break
+			}
+			s.exemplars++
 		}
 		i = next
 	}
-	if labels == 0 {
-		return s, walkError("no labels")
-	}
-	if !hasName {
-		return s, walkError("no __name__ label")
-	}
-	if unsorted {
-		s.sorted = false
-		if err := p.checkUnique(b); err != nil {
-			return s, err
+	if bad == 0 {
+		switch {
+		case labels == 0:
+			refuse(reasonLabels, "no labels")
+		case !hasName:
+			refuse(reasonLabels, "no __name__ label")
+		case unsorted:
+			s.sorted = false
+			if name := p.duplicateName(b); name != nil {
+				refuse(reasonLabels, "duplicate label name "+quote(name))
+			}
 		}
 	}
-	return s, nil
+	if bad == 0 && !s.hasCluster && defaultCluster == "" {
+		refuse(reasonNoCluster, "no "+ClusterLabel+" label, and neither the cluster header nor -default-cluster is set")
+	}
+	if bad != 0 {
+		p.refused.count(s.samples+outside[0], s.histograms+outside[1], s.exemplars+outside[2])
+		p.refused.byReason[bad] += s.samples + outside[0] + s.histograms + outside[1] + s.exemplars + outside[2]
+		p.refused.Series++
+		if p.refused.first == "" {
+			p.refused.first = "series " + strconv.Itoa(index) + " " + p.describe(b) + ": " + badMsg
+		}
+		return s, false, nil
+	}
+	if firstOutside != 0 {
+		p.refused.count(outside[0], outside[1], outside[2])
+		p.recountOutside(b)
+		if p.refused.first == "" {
+			p.refused.first = "series " + strconv.Itoa(index) + " " + p.describe(b) + ": " + p.windowMessage(firstOutside, firstTs)
+		}
+		if s.samples+s.histograms+s.exemplars == 0 {
+			return s, false, nil // nothing of it left to write
+		}
+		s.partial = true
+	}
+	switch {
+	case s.hasCluster && p.lastGroup >= 0 && bytes.Equal(cluster, p.lastCluster):
+		s.group = p.lastGroup // most requests carry one cluster: no map lookup
+	case s.hasCluster:
+		s.group, err = p.groups.Group(cluster)
+		p.lastCluster, p.lastGroup = cluster, s.group
+	default:
+		s.group, err = p.groups.GroupString(defaultCluster)
+	}
+	if err != nil {
+		return s, false, err
+	}
+	return s, true, nil
 }
 
-// checkUnique finds duplicate label names in a series whose labels are not
-// sorted (rare: stock senders sort). The series will be re-encoded sorted.
-func (p *Parser) checkUnique(b []byte) error {
+// recountOutside counts b's timestamps outside the window by reason (too
+// old, too new). Only for series that have some: the walk keeps one
+// counter per kind.
+func (p *Parser) recountOutside(b []byte) {
+	for i := 0; i < len(b); {
+		num, _, start, end, next := field(b, i)
+		var ts int64
+		switch num {
+		case fSeriesSamples:
+			ts, _ = sampleTimestamp(b[start:end], 0)
+		case fSeriesHistograms:
+			ts, _ = histogramTimestamp(b[start:end], 0)
+		case fSeriesExemplars:
+			ts, _ = exemplarTimestamp(b[start:end], 0)
+		default:
+			i = next
+			continue
+		}
+		if r := p.inWindow(ts); r != 0 {
+			p.refused.byReason[r]++
+		}
+		i = next
+	}
+}
+
+func (p *Parser) windowMessage(r reason, ts int64) string {
+	at := time.UnixMilli(ts).UTC().Format(time.RFC3339Nano)
+	if r == reasonTooOld {
+		return "timestamp " + at + " is older than " + p.lim.MaxSampleAge.String() + " (-limits.metrics.max-sample-age)"
+	}
+	return "timestamp " + at + " is more than " + p.lim.MaxFuture.String() + " ahead of the gateway's clock (-limits.metrics.max-future)"
+}
+
+// describe renders the labels of series b for an error message.
+func (p *Parser) describe(b []byte) string {
+	var sb strings.Builder
+	sb.WriteByte('{')
+	n := 0
+	for i := 0; i < len(b) && sb.Len() < 200; {
+		num, _, start, end, next := field(b, i)
+		if next < 0 {
+			break
+		}
+		if num == fSeriesLabels {
+			name, value, _ := label(b[start:end], 0)
+			if n > 0 {
+				sb.WriteString(", ")
+			}
+			sb.WriteString(truncate(name))
+			sb.WriteByte('=')
+			sb.WriteString(quote(value))
+			n++
+		}
+		i = next
+	}
+	if sb.Len() >= 200 {
+		sb.WriteString(", ...")
+	}
+	sb.WriteByte('}')
+	return sb.String()
+}
+
+// duplicateName finds a duplicate label name in a series whose labels are
+// not sorted (rare: stock senders sort). The series will be re-encoded
+// sorted.
+func (p *Parser) duplicateName(b []byte) []byte {
 	p.names = p.names[:0]
 	for i := 0; i < len(b); {
-		num, typ, start, end, next := field(b, i)
-		if num == fSeriesLabels && typ == wireBytes {
-			name, _, _ := label(b[start:end])
+		num, _, start, end, next := field(b, i)
+		if num == fSeriesLabels {
+			name, _, _ := label(b[start:end], 0)
 			p.names = append(p.names, name)
 		}
 		i = next
@@ -323,56 +629,61 @@ func (p *Parser) checkUnique(b []byte) error {
 	sort.Slice(p.names, func(i, j int) bool { return bytes.Compare(p.names[i], p.names[j]) < 0 })
 	for i := 1; i < len(p.names); i++ {
 		if bytes.Equal(p.names[i-1], p.names[i]) {
-			return walkError("duplicate label name " + quote(p.names[i]))
+			return p.names[i]
 		}
 	}
 	return nil
 }
 
-func label(b []byte) (name, value []byte, err error) {
+// label reads a Label message at b (offset base in the request).
+func label(b []byte, base int) (name, value []byte, err error) {
 	// Fast path: name then value, each shorter than 128 bytes, as every
-	// encoder writes them.
-	if len(b) >= 4 && b[0] == fLabelName<<3|wireBytes && b[1] < 0x80 {
+	// encoder writes them (the same one-byte case as field's).
+	const nameTag, valueTag = fLabelName<<3 | byte(protowire.BytesType), fLabelValue<<3 | byte(protowire.BytesType)
+	if len(b) >= 4 && b[0] == nameTag && b[1] < 0x80 {
 		j := 2 + int(b[1])
-		if j+2 <= len(b) && b[j] == fLabelValue<<3|wireBytes && b[j+1] < 0x80 && j+2+int(b[j+1]) == len(b) {
+		if j+2 <= len(b) && b[j] == valueTag && b[j+1] < 0x80 && j+2+int(b[j+1]) == len(b) {
 			return b[2:j], b[j+2:], nil
 		}
 	}
 	for i := 0; i < len(b); {
 		num, typ, start, end, next := field(b, i)
 		if next < 0 {
-			return nil, nil, errTruncated
+			return nil, nil, fieldError(b, i, base)
 		}
-		switch {
-		case num == fLabelName && typ == wireBytes:
-			name = b[start:end]
-		case num == fLabelValue && typ == wireBytes:
-			value = b[start:end]
-		case num == fLabelName || num == fLabelValue:
-			return nil, nil, walkError("label field with wrong wire type")
+		switch num {
+		case fLabelName, fLabelValue:
+			if typ != protowire.BytesType {
+				return nil, nil, wrongType(base+i, "Label field", typ)
+			}
+			if num == fLabelName {
+				name = b[start:end]
+			} else {
+				value = b[start:end]
+			}
 		}
 		i = next
 	}
 	return name, value, nil
 }
 
-func checkLabel(name, value []byte, lim Limits) error {
+func (p *Parser) checkLabel(name, value []byte) (reason, string) {
+	lim := &p.lim
 	if len(name) == 0 {
-		return walkError("empty label name")
+		return reasonLabels, "empty label name"
 	}
 	if len(name) > lim.MaxLabelNameLen {
-		return walkError("label name longer than " + strconv.Itoa(lim.MaxLabelNameLen) + " bytes")
+		return reasonLimit, "label name longer than " + strconv.Itoa(lim.MaxLabelNameLen) + " bytes (-limits.max-label-name-length)"
 	}
-	if !nameStart[name[0]] {
-		return walkError("invalid label name " + quote(name))
-	}
-	for _, c := range name[1:] {
-		if !nameChar[c] {
-			return walkError("invalid label name " + quote(name))
+	if lim.UTF8Names {
+		if !utf8.Valid(name) {
+			return reasonLabels, "label name " + quote(name) + " is not valid UTF-8"
 		}
+	} else if !legacyName(name) {
+		return reasonLabels, "invalid label name " + quote(name) + p.utf8Hint()
 	}
 	if len(value) > lim.MaxLabelValueLen {
-		return walkError("value of label " + quote(name) + " longer than " + strconv.Itoa(lim.MaxLabelValueLen) + " bytes")
+		return reasonLimit, "value of label " + quote(name) + " longer than " + strconv.Itoa(lim.MaxLabelValueLen) + " bytes (-limits.max-label-value-length)"
 	}
 	// Label values are short and nearly always ASCII: one OR over the bytes
 	// is cheaper than utf8.Valid's call and chunking.
@@ -381,12 +692,34 @@ func checkLabel(name, value []byte, lim Limits) error {
 		or |= c
 	}
 	if or >= utf8.RuneSelf && !utf8.Valid(value) {
-		return walkError("value of label " + quote(name) + " is not valid UTF-8")
+		return reasonLabels, "value of label " + quote(name) + " is not valid UTF-8"
 	}
-	return nil
+	return 0, ""
 }
 
-func validMetricName(v []byte) bool {
+func (p *Parser) utf8Hint() string {
+	if p.lim.UTF8Names {
+		return ""
+	}
+	return " (other UTF-8 names need -limits.metrics.utf8-names)"
+}
+
+func legacyName(name []byte) bool {
+	if !nameStart[name[0]] {
+		return false
+	}
+	for _, c := range name[1:] {
+		if !nameChar[c] {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *Parser) validMetricName(v []byte) bool {
+	if p.lim.UTF8Names {
+		return utf8.Valid(v)
+	}
 	if v[0] >= '0' && v[0] <= '9' {
 		return false
 	}
@@ -398,35 +731,103 @@ func validMetricName(v []byte) bool {
 	return true
 }
 
-func checkSample(b []byte) error {
-	for i := 0; i < len(b); {
-		num, typ, _, _, next := field(b, i)
-		if next < 0 {
-			return errTruncated
+// sampleTimestamp checks a Sample message at b (offset base) and returns
+// its timestamp.
+func sampleTimestamp(b []byte, base int) (int64, error) {
+	// Fast path: value then timestamp, as every encoder writes them.
+	if len(b) >= 10 && b[0] == fSampleValue<<3|byte(protowire.Fixed64Type) && b[9] == fSampleTimestamp<<3|byte(protowire.VarintType) {
+		if v, n := protowire.ConsumeVarint(b[10:]); n == len(b)-10 {
+			return int64(v), nil
 		}
-		if (num == fSampleValue && typ != wireFixed64) || (num == fSampleTimestamp && typ != wireVarint) {
-			return walkError("sample field with wrong wire type")
+	}
+	var ts int64
+	for i := 0; i < len(b); {
+		num, typ, start, _, next := field(b, i)
+		if next < 0 {
+			return 0, fieldError(b, i, base)
+		}
+		switch {
+		case num == fSampleValue && typ != protowire.Fixed64Type:
+			return 0, wrongType(base+i, "Sample.value", typ)
+		case num == fSampleTimestamp && typ != protowire.VarintType:
+			return 0, wrongType(base+i, "Sample.timestamp", typ)
+		case num == fSampleTimestamp:
+			v, _ := protowire.ConsumeVarint(b[start:])
+			ts = int64(v)
+		}
+		i = next
+	}
+	return ts, nil
+}
+
+// histogramTimestamp checks a Histogram message's structure, bucket spans
+// included, and returns its timestamp.
+func histogramTimestamp(b []byte, base int) (int64, error) {
+	var ts int64
+	for i := 0; i < len(b); {
+		num, typ, start, end, next := field(b, i)
+		if next < 0 {
+			return 0, fieldError(b, i, base)
+		}
+		switch num {
+		case fHistogramTimestamp:
+			if typ != protowire.VarintType {
+				return 0, wrongType(base+i, "Histogram.timestamp", typ)
+			}
+			v, _ := protowire.ConsumeVarint(b[start:])
+			ts = int64(v)
+		case fHistogramNegSpans, fHistogramPosSpans:
+			if typ != protowire.BytesType {
+				return 0, wrongType(base+i, "Histogram spans", typ)
+			}
+			if err := checkFields(b[start:end], base+start); err != nil {
+				return 0, err
+			}
+		}
+		i = next
+	}
+	return ts, nil
+}
+
+// exemplarTimestamp checks an Exemplar message, its labels included, and
+// returns its timestamp.
+func exemplarTimestamp(b []byte, base int) (int64, error) {
+	var ts int64
+	for i := 0; i < len(b); {
+		num, typ, start, end, next := field(b, i)
+		if next < 0 {
+			return 0, fieldError(b, i, base)
+		}
+		switch num {
+		case fExemplarTimestamp:
+			if typ != protowire.VarintType {
+				return 0, wrongType(base+i, "Exemplar.timestamp", typ)
+			}
+			v, _ := protowire.ConsumeVarint(b[start:])
+			ts = int64(v)
+		case fExemplarLabels:
+			if typ != protowire.BytesType {
+				return 0, wrongType(base+i, "Exemplar.labels", typ)
+			}
+			if _, _, err := label(b[start:end], base+start); err != nil {
+				return 0, err
+			}
+		}
+		i = next
+	}
+	return ts, nil
+}
+
+// checkFields checks that b is a sequence of legal fields.
+func checkFields(b []byte, base int) error {
+	for i := 0; i < len(b); {
+		_, _, _, _, next := field(b, i)
+		if next < 0 {
+			return fieldError(b, i, base)
 		}
 		i = next
 	}
 	return nil
-}
-
-func (p *Parser) intern(v []byte) string {
-	if string(v) == p.lastCluster { // most requests carry one cluster
-		return p.lastCluster
-	}
-	if s, ok := p.clusters[string(v)]; ok {
-		p.lastCluster = s
-		return s
-	}
-	if p.clusters == nil || len(p.clusters) > 10000 {
-		p.clusters = make(map[string]string)
-	}
-	s := string(v)
-	p.clusters[s] = s
-	p.lastCluster = s
-	return s
 }
 
 func quote(b []byte) string {
@@ -435,4 +836,12 @@ func quote(b []byte) string {
 		return strconv.Quote(string(b[:max])) + "..."
 	}
 	return strconv.Quote(string(b))
+}
+
+// truncate renders a label name: as is when it is a classic name.
+func truncate(b []byte) string {
+	if len(b) > 0 && len(b) <= 64 && legacyName(b) {
+		return string(b)
+	}
+	return quote(b)
 }

@@ -5,10 +5,12 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/tributary-io/tributary/pkg/reject"
 )
@@ -21,9 +23,13 @@ func series(labels ...string) prompb.TimeSeries {
 	return ts
 }
 
+// base is an hour ago: withSamples' timestamps are offsets from it, inside
+// the default time window.
+var base = time.Now().Add(-time.Hour).UnixMilli()
+
 func withSamples(ts prompb.TimeSeries, n int, t0 int64) prompb.TimeSeries {
 	for i := 0; i < n; i++ {
-		ts.Samples = append(ts.Samples, prompb.Sample{Timestamp: t0 + int64(i), Value: float64(i)})
+		ts.Samples = append(ts.Samples, prompb.Sample{Timestamp: base + t0 + int64(i), Value: float64(i)})
 	}
 	return ts
 }
@@ -187,46 +193,195 @@ func TestSplitsOversizedRequests(t *testing.T) {
 	}
 }
 
-func TestRefusesBadInput(t *testing.T) {
-	good := func(ts ...prompb.TimeSeries) []byte {
-		return encode(t, &prompb.WriteRequest{Timeseries: ts})
+// TestRefusesWhole: a request that is not a WriteRequest as a whole is
+// refused whole, with the offset of the faulty byte.
+func TestRefusesWhole(t *testing.T) {
+	good := encode(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{withSamples(series("__name__", "up", "cluster", "a"), 1, 1)}})
+	raw, err := snappy.Decode(nil, good)
+	require.NoError(t, err)
+	// A valid series followed by a field that is malformed at a known byte.
+	deep := func(tail ...byte) ([]byte, int) {
+		return snappy.Encode(nil, append(append([]byte(nil), raw...), tail...)), len(raw)
 	}
+	field29, at29 := deep(protowire.AppendTag(nil, 1<<29, protowire.VarintType)...)
+	field0, at0 := deep(0x00, 0x01)
+	truncated, atTrunc := deep(0x0a, 0x05, 0x01) // timeseries of 5 bytes, 1 present: the length is wrong
+	// Field 2^29 nested inside a label.
+	lbl := protowire.AppendTag(nil, 1<<29, protowire.BytesType)
+	lbl = protowire.AppendBytes(lbl, []byte("x"))
+	ts := protowire.AppendTag(nil, fSeriesLabels, protowire.BytesType)
+	ts = protowire.AppendBytes(ts, lbl)
+	req := protowire.AppendTag(nil, fWriteRequestTimeseries, protowire.BytesType)
+	req = protowire.AppendBytes(req, ts)
+	nested := snappy.Encode(nil, req)
+	wrongWire := snappy.Encode(nil, append(append([]byte(nil), raw...), protowire.AppendTag(nil, fWriteRequestTimeseries, protowire.VarintType)[0], 0x01))
 	huge := snappy.Encode(nil, make([]byte, 1<<20))
 	for _, tc := range []struct {
 		name   string
 		body   []byte
-		def    string
 		status int
 		reason string
 	}{
-		{"not snappy", []byte("hello world, definitely not snappy"), "", 400, "snappy"},
-		{"declared length too large", huge, "", 413, "exceeds the limit"},
-		{"snappy of garbage", snappy.Encode(nil, []byte{0x0a, 0xff, 0xff, 0xff}), "", 400, "malformed"},
-		{"no cluster, no default", good(withSamples(series("__name__", "up"), 1, 1)), "", 400, "no cluster label"},
-		{"invalid label name", good(series("__name__", "up", "cluster", "a", "bad-name", "x")), "", 400, `invalid label name "bad-name"`},
-		{"label name starts with digit", good(series("0a", "x", "__name__", "up", "cluster", "a")), "", 400, "invalid label name"},
-		{"duplicate label", good(series("__name__", "up", "cluster", "a", "job", "x", "job", "y")), "", 400, `duplicate label name "job"`},
-		{"unsorted duplicate", good(series("job", "x", "__name__", "up", "job", "y", "cluster", "a")), "", 400, `duplicate label name "job"`},
-		{"empty metric name", good(series("__name__", "", "cluster", "a")), "", 400, "empty metric name"},
-		{"no metric name", good(series("cluster", "a", "job", "x")), "", 400, "no __name__"},
-		{"invalid metric name", good(series("__name__", "a-b", "cluster", "a")), "", 400, "invalid metric name"},
-		{"no labels", good(withSamples(prompb.TimeSeries{}, 1, 1)), "x", 400, "no labels"},
-		{"invalid utf8", good(series("__name__", "up", "cluster", "a", "v", "\xff\xfe")), "", 400, "not valid UTF-8"},
-		{"empty cluster", good(series("__name__", "up", "cluster", "")), "x", 400, "empty cluster label"},
-		{"too many labels", good(series(manyLabels(70)...)), "x", 400, "more than 64 labels"},
+		{"not snappy", []byte("hello world, definitely not snappy"), 400, "body is not a snappy block: corrupt input"},
+		{"declared length too large", huge, 413, "exceeds the limit"},
+		{"snappy of garbage", snappy.Encode(nil, []byte{0x0a, 0xff, 0xff, 0xff}), 400, "malformed protobuf WriteRequest at byte 1"},
+		{"field number 2^29", field29, 400, fmt.Sprintf("at byte %d: field number 536870912 is outside the legal range", at29)},
+		{"field number 0", field0, 400, fmt.Sprintf("at byte %d: field number 0 is outside the legal range", at0)},
+		{"truncated after a valid series", truncated, 400, fmt.Sprintf("at byte %d: field 1 (wire type 2): unexpected EOF", atTrunc+1)},
+		{"field 2^29 inside a label", nested, 400, "at byte 4: field number 536870912"},
+		{"wrong wire type", wrongWire, 400, fmt.Sprintf("at byte %d: WriteRequest.timeseries has wire type 0", len(raw))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			lim := DefaultLimits()
 			lim.MaxDecodedBytes = 1 << 19
 			var p Parser
-			_, err := p.Parse(tc.body, tc.def, lim)
+			_, err := p.Parse(tc.body, "d", lim)
 			require.Error(t, err)
 			status, ok := reject.Status(err)
 			require.True(t, ok, "not a refusal: %v", err)
 			require.Equal(t, tc.status, status, "%v", err)
 			require.Contains(t, err.Error(), tc.reason)
+			require.NotContains(t, err.Error(), "snappy: snappy")
 			require.NotContains(t, err.Error(), "\n")
 		})
+	}
+}
+
+// TestRefusesSeries: a series with invalid labels is left out and counted,
+// the valid series of the same request are written, like Prometheus's
+// remote-write 2.0 receiver.
+func TestRefusesSeries(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		bad    prompb.TimeSeries
+		def    string
+		reason string
+	}{
+		{"no cluster, no default", series("__name__", "up"), "", "no cluster label"},
+		{"invalid label name", series("__name__", "up", "bad-name", "x", "cluster", "a"), "", `invalid label name "bad-name"`},
+		{"label name starts with digit", series("0a", "x", "__name__", "up", "cluster", "a"), "", "invalid label name"},
+		{"duplicate label", series("__name__", "up", "cluster", "a", "job", "x", "job", "y"), "", `duplicate label name "job"`},
+		{"unsorted duplicate", series("job", "x", "__name__", "up", "job", "y", "cluster", "a"), "", `duplicate label name "job"`},
+		{"empty metric name", series("__name__", "", "cluster", "a"), "", "empty metric name"},
+		{"no metric name", series("cluster", "a", "job", "x"), "", "no __name__"},
+		{"invalid metric name", series("__name__", "a-b", "cluster", "a"), "", "invalid metric name"},
+		{"no labels", prompb.TimeSeries{}, "x", "no labels"},
+		{"invalid utf8", series("__name__", "up", "cluster", "a", "v", "\xff\xfe"), "", "not valid UTF-8"},
+		{"empty cluster", series("__name__", "up", "cluster", ""), "x", "empty cluster label"},
+		{"too many labels", series(manyLabels(70)...), "a", "more than 64 labels (-limits.max-labels-per-series)"},
+		{"utf8 name while off", series("__name__", "up", "cluster", "a", "équipe", "x"), "", "-limits.metrics.utf8-names"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			good := withSamples(series("__name__", "up", "cluster", "a", "job", "ok"), 2, 1)
+			req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{good, withSamples(tc.bad, 3, 1), good}}
+			var p Parser
+			bs, err := p.Parse(encode(t, req), tc.def, DefaultLimits())
+			require.NoError(t, err)
+			r := p.Refused()
+			require.NotNil(t, r)
+			require.Equal(t, 1, r.Series)
+			require.Equal(t, 3, r.Samples)
+			require.Contains(t, r.Error(), "refused 3 samples, 1 series")
+			require.Contains(t, r.Error(), "first: series 1 {")
+			require.Contains(t, r.Error(), tc.reason)
+			require.Len(t, bs, 1)
+			require.Equal(t, 4, bs[0].Samples)
+			out := decode(t, bs[0].Value)
+			require.Len(t, out.Timeseries, 2)
+			for _, ts := range out.Timeseries {
+				require.Equal(t, "__name__=up,cluster=a,job=ok", labelsOf(ts))
+			}
+		})
+	}
+}
+
+func TestUTF8Names(t *testing.T) {
+	req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		withSamples(series("__name__", "http.requests", "cluster", "a", "équipe", "x"), 1, 1),
+	}}
+	lim := DefaultLimits()
+	lim.UTF8Names = true
+	var p Parser
+	bs, err := p.Parse(encode(t, req), "", lim)
+	require.NoError(t, err)
+	require.Nil(t, p.Refused())
+	require.Len(t, bs, 1)
+	require.Equal(t, 1, bs[0].Samples)
+
+	bad := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{withSamples(series("__name__", "up", "cluster", "a", "\xff", "x"), 1, 1)}}
+	_, err = p.Parse(encode(t, bad), "", lim)
+	require.NoError(t, err)
+	require.Contains(t, p.Refused().Error(), "is not valid UTF-8")
+}
+
+// TestTimeWindow: samples, histogram samples and exemplars outside the
+// window are left out one by one; the rest of their series is written.
+func TestTimeWindow(t *testing.T) {
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	ms := func(d time.Duration) int64 { return now.Add(d).UnixMilli() }
+	ts := series("__name__", "m", "cluster", "a")
+	ts.Samples = []prompb.Sample{{Timestamp: 1, Value: 1}, {Timestamp: ms(-time.Hour), Value: 2}, {Timestamp: ms(11 * time.Minute), Value: 3}, {Timestamp: ms(9 * time.Minute), Value: 4}}
+	ts.Histograms = []prompb.Histogram{{Timestamp: ms(-24 * time.Hour), Count: &prompb.Histogram_CountInt{CountInt: 1}}, {Timestamp: ms(0), Count: &prompb.Histogram_CountInt{CountInt: 2}}}
+	ts.Exemplars = []prompb.Exemplar{{Timestamp: ms(time.Hour), Value: 1}, {Timestamp: ms(-time.Minute), Value: 2, Labels: []prompb.Label{{Name: "trace_id", Value: "x"}}}}
+	old := series("__name__", "old", "cluster", "a")
+	old.Samples = []prompb.Sample{{Timestamp: ms(-48 * time.Hour), Value: 1}}
+	req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{old, ts}}
+
+	p := Parser{now: func() time.Time { return now }}
+	bs, err := p.Parse(encode(t, req), "", DefaultLimits())
+	require.NoError(t, err)
+	r := p.Refused()
+	require.NotNil(t, r)
+	require.Equal(t, Refusal{Samples: 3, Histograms: 1, Exemplars: 1, byReason: r.byReason, first: r.first}, *r)
+	require.Equal(t, 3, r.byReason[reasonTooOld])
+	require.Equal(t, 2, r.byReason[reasonTooNew])
+	require.Equal(t, "refused 3 samples, 1 histogram sample, 1 exemplar (3 too old, 2 too far in the future); first: series 0 {__name__=\"old\", cluster=\"a\"}: timestamp 2026-11-27T12:00:00Z is older than 23h0m0s (-limits.metrics.max-sample-age)", r.Error())
+	require.Len(t, bs, 1)
+	require.Equal(t, Batch{Cluster: "a", Value: bs[0].Value, Series: 1, Samples: 3, Histograms: 1, Exemplars: 1}, bs[0])
+	out := decode(t, bs[0].Value)
+	require.Len(t, out.Timeseries, 1)
+	got := out.Timeseries[0]
+	require.Equal(t, []prompb.Sample{{Timestamp: ms(-time.Hour), Value: 2}, {Timestamp: ms(9 * time.Minute), Value: 4}}, got.Samples)
+	require.Len(t, got.Histograms, 1)
+	require.Equal(t, ms(0), got.Histograms[0].Timestamp)
+	require.Len(t, got.Exemplars, 1)
+	require.Equal(t, 2.0, got.Exemplars[0].Value)
+
+	// Bounds off: everything is kept, and forwarded as is.
+	lim := DefaultLimits()
+	lim.MaxSampleAge, lim.MaxFuture = 0, 0
+	body := encode(t, req)
+	bs, err = p.Parse(body, "", lim)
+	require.NoError(t, err)
+	require.Nil(t, p.Refused())
+	require.Same(t, &body[0], &bs[0].Value[0])
+}
+
+// TestClusterBound: the split by cluster is bounded and keeps first-seen
+// order.
+func TestClusterBound(t *testing.T) {
+	build := func(n int) []byte {
+		req := &prompb.WriteRequest{}
+		for i := 0; i < n; i++ {
+			req.Timeseries = append(req.Timeseries, withSamples(series("__name__", "up", "cluster", fmt.Sprintf("c%06d", n-i)), 1, 1))
+		}
+		return encode(t, req)
+	}
+	var p Parser
+	lim := DefaultLimits()
+	lim.MaxClusters = 64
+	_, err := p.Parse(build(128000), "", lim)
+	require.Error(t, err)
+	status, _ := reject.Status(err)
+	require.Equal(t, 400, status)
+	require.Contains(t, err.Error(), "more than 64 distinct clusters")
+
+	bs, err := p.Parse(build(64), "", lim)
+	require.NoError(t, err)
+	require.Len(t, bs, 64)
+	for i, b := range bs {
+		require.Equal(t, fmt.Sprintf("c%06d", 64-i), b.Cluster)
+		require.Equal(t, 1, b.Samples)
 	}
 }
 
@@ -250,12 +405,18 @@ func TestEmptyRequest(t *testing.T) {
 	require.Empty(t, bs)
 }
 
+// TestMetadataOnly: stock Prometheus sends metadata-only requests, which
+// external labels never reach: without a default cluster they are dropped
+// and counted, not refused.
 func TestMetadataOnly(t *testing.T) {
 	req := &prompb.WriteRequest{Metadata: []prompb.MetricMetadata{{MetricFamilyName: "m", Type: prompb.MetricMetadata_COUNTER}}}
 	var p Parser
-	_, err := p.Parse(encode(t, req), "", DefaultLimits())
-	require.Error(t, err)
-	bs, err := p.Parse(encode(t, req), "d", DefaultLimits())
+	bs, err := p.Parse(encode(t, req), "", DefaultLimits())
+	require.NoError(t, err)
+	require.Empty(t, bs)
+	require.Equal(t, 1, p.MetadataDropped())
+	bs, err = p.Parse(encode(t, req), "d", DefaultLimits())
+	require.Equal(t, 0, p.MetadataDropped())
 	require.NoError(t, err)
 	require.Len(t, bs, 1)
 	require.Equal(t, "d", bs[0].Cluster)

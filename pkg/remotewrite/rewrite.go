@@ -4,6 +4,7 @@ import (
 	"sort"
 
 	"github.com/golang/snappy"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/tributary-io/tributary/pkg/reject"
 )
@@ -15,32 +16,31 @@ type labelSpan struct {
 
 // rewrite re-encodes the request: one or more records per cluster, in the
 // order clusters first appear, series order kept within a cluster, labels
-// sorted and the cluster label added where it was missing.
-func (p *Parser) rewrite(dec []byte, defaultCluster string, lim Limits) error {
+// sorted, the cluster label added where it was missing, and samples outside
+// the time window left out.
+func (p *Parser) rewrite(dec []byte, lim Limits) error {
 	// snappy.MaxEncodedLen(maxRaw) <= MaxRecordBytes: a record never exceeds
 	// the limit, whatever the data compresses to.
 	maxRaw := (lim.MaxRecordBytes - 32) * 6 / 7
 	if maxRaw < 64 {
 		return reject.TooLarge("record limit of %d bytes is too small", lim.MaxRecordBytes)
 	}
-	var clusters []string
-	if len(p.series) == 0 {
-		clusters = append(clusters, defaultCluster)
-	}
+	// Order the series by group with a counting sort: linear in series
+	// and clusters, series order kept within a group.
+	clusters := p.groups.Names()
+	p.groupStart = append(p.groupStart[:0], make([]int, len(clusters)+1)...)
 	for i := range p.series {
-		c := p.series[i].cluster
-		g := -1
-		for j, name := range clusters {
-			if name == c {
-				g = j
-				break
-			}
-		}
-		if g < 0 {
-			g = len(clusters)
-			clusters = append(clusters, c)
-		}
-		p.series[i].group = g
+		p.groupStart[p.series[i].group+1]++
+	}
+	for g := 1; g <= len(clusters); g++ {
+		p.groupStart[g] += p.groupStart[g-1]
+	}
+	p.fill = append(p.fill[:0], p.groupStart[:len(clusters)]...)
+	p.order = append(p.order[:0], make([]int, len(p.series))...)
+	for i := range p.series {
+		g := p.series[i].group
+		p.order[p.fill[g]] = i
+		p.fill[g]++
 	}
 	for g, cluster := range clusters {
 		p.raw = p.raw[:0]
@@ -64,12 +64,8 @@ func (p *Parser) rewrite(dec []byte, defaultCluster string, lim Limits) error {
 				p.raw = append(p.raw, dec[m[0]:m[1]]...)
 			}
 		}
-		for i := range p.series {
-			s := &p.series[i]
-			if s.group != g {
-				continue
-			}
-			if err := p.appendSeries(dec, s, maxRaw, &cur, flush); err != nil {
+		for _, i := range p.order[p.groupStart[g]:p.groupStart[g+1]] {
+			if err := p.appendSeries(dec, &p.series[i], clusters[g], maxRaw, &cur, flush); err != nil {
 				return err
 			}
 		}
@@ -80,15 +76,16 @@ func (p *Parser) rewrite(dec []byte, defaultCluster string, lim Limits) error {
 
 // appendSeries appends s to p.raw as one TimeSeries, or as several with the
 // same labels when it alone is larger than a record, calling flush first
-// whenever the next piece would not fit.
-func (p *Parser) appendSeries(dec []byte, s *seriesInfo, maxRaw int, cur *Batch, flush func()) error {
+// whenever the next piece would not fit. Samples outside the time window
+// are left out.
+func (p *Parser) appendSeries(dec []byte, s *seriesInfo, cluster string, maxRaw int, cur *Batch, flush func()) error {
 	b := dec[s.start:s.end]
 	p.labels = p.labels[:0]
 	labelsLen := 0
 	for i := 0; i < len(b); {
 		num, _, start, end, next := field(b, i)
 		if num == fSeriesLabels {
-			name, _, _ := label(b[start:end])
+			name, _, _ := label(b[start:end], 0)
 			p.labels = append(p.labels, labelSpan{start: i, end: next, name: name})
 			labelsLen += next - i
 		}
@@ -99,23 +96,24 @@ func (p *Parser) appendSeries(dec []byte, s *seriesInfo, maxRaw int, cur *Batch,
 	}
 	var clusterField []byte
 	if !s.hasCluster {
-		inner := bytesFieldLen(fLabelName, len(ClusterLabel)) + bytesFieldLen(fLabelValue, len(s.cluster))
+		inner := bytesFieldLen(fLabelName, len(ClusterLabel)) + bytesFieldLen(fLabelValue, len(cluster))
 		clusterField = make([]byte, 0, bytesFieldLen(fSeriesLabels, inner))
-		clusterField = appendUvarint(clusterField, fSeriesLabels<<3|wireBytes)
-		clusterField = appendUvarint(clusterField, uint64(inner))
+		clusterField = protowire.AppendTag(clusterField, fSeriesLabels, protowire.BytesType)
+		clusterField = protowire.AppendVarint(clusterField, uint64(inner))
 		clusterField = appendBytesField(clusterField, fLabelName, clusterLabel)
-		clusterField = appendBytesField(clusterField, fLabelValue, []byte(s.cluster))
+		clusterField = appendBytesField(clusterField, fLabelValue, []byte(cluster))
 		labelsLen += len(clusterField)
 	}
 
 	// Cut the non-label fields into pieces that fit one record each.
 	const header = 11 // tag + the longest length varint we can need
-	emit := func(from, to, payload, samples int) {
+	var piece Batch   // counts of the piece being cut
+	emit := func(from, to, payload int) {
 		if len(p.raw)+header+payload > maxRaw {
 			flush()
 		}
-		p.raw = appendUvarint(p.raw, fWriteRequestTimeseries<<3|wireBytes)
-		p.raw = appendUvarint(p.raw, uint64(payload))
+		p.raw = protowire.AppendTag(p.raw, fWriteRequestTimeseries, protowire.BytesType)
+		p.raw = protowire.AppendVarint(p.raw, uint64(payload))
 		inserted := clusterField == nil
 		for _, l := range p.labels {
 			if !inserted && string(l.name) > ClusterLabel {
@@ -128,34 +126,63 @@ func (p *Parser) appendSeries(dec []byte, s *seriesInfo, maxRaw int, cur *Batch,
 			p.raw = append(p.raw, clusterField...)
 		}
 		for i := from; i < to; {
-			num, _, _, _, next := field(b, i)
-			if num != fSeriesLabels {
+			num, _, start, end, next := field(b, i)
+			if num != fSeriesLabels && p.keep(s, num, b[start:end]) {
 				p.raw = append(p.raw, b[i:next]...)
 			}
 			i = next
 		}
 		cur.Series++
-		cur.Samples += samples
+		cur.Samples += piece.Samples
+		cur.Histograms += piece.Histograms
+		cur.Exemplars += piece.Exemplars
+		piece = Batch{}
 	}
-	from, payload, samples := 0, labelsLen, 0
+	from, payload := 0, labelsLen
 	for i := 0; i < len(b); {
-		num, _, _, _, next := field(b, i)
-		if num != fSeriesLabels {
+		num, _, start, end, next := field(b, i)
+		if num != fSeriesLabels && p.keep(s, num, b[start:end]) {
 			size := next - i
 			if labelsLen+size+header > maxRaw {
-				return reject.TooLarge("one series field of %d bytes does not fit a record of %d bytes", size, maxRaw)
+				return reject.TooLarge("one series field of %d bytes does not fit a record of %d bytes (-limits.max-record-bytes)", size, maxRaw)
 			}
 			if payload+size+header > maxRaw {
-				emit(from, i, payload, samples)
-				from, payload, samples = i, labelsLen, 0
+				emit(from, i, payload)
+				from, payload = i, labelsLen
 			}
 			payload += size
-			if num == fSeriesSamples || num == fSeriesHistograms {
-				samples++
+			switch num {
+			case fSeriesSamples:
+				piece.Samples++
+			case fSeriesHistograms:
+				piece.Samples++
+				piece.Histograms++
+			case fSeriesExemplars:
+				piece.Exemplars++
 			}
 		}
 		i = next
 	}
-	emit(from, len(b), payload, samples)
+	emit(from, len(b), payload)
 	return nil
+}
+
+// keep reports whether field num of series s, with payload v, goes into
+// the records: false only for samples outside the time window.
+func (p *Parser) keep(s *seriesInfo, num protowire.Number, v []byte) bool {
+	if !s.partial {
+		return true
+	}
+	var ts int64
+	switch num {
+	case fSeriesSamples:
+		ts, _ = sampleTimestamp(v, 0)
+	case fSeriesHistograms:
+		ts, _ = histogramTimestamp(v, 0)
+	case fSeriesExemplars:
+		ts, _ = exemplarTimestamp(v, 0)
+	default:
+		return true
+	}
+	return p.inWindow(ts) == 0
 }

@@ -1,108 +1,89 @@
 package remotewrite
 
-import "errors"
+import (
+	"fmt"
 
-// Protobuf wire-format primitives for the zero-allocation walk. Hand-written
-// because the generated prompb (gogo) Unmarshal allocates every label string
-// and costs ~4x the whole validation budget (see DESIGN.md, "Kafka records").
-
-const (
-	wireVarint  = 0
-	wireFixed64 = 1
-	wireBytes   = 2
-	wireFixed32 = 5
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
-var errTruncated = errors.New("truncated protobuf")
+// The protobuf wire layer of the zero-allocation walk is protowire; this
+// file adds what the walk needs on top of it: payload bounds in one call,
+// the legal field number range (protowire accepts MessageSet's larger
+// numbers), and errors that name the offset of the faulty byte.
 
-// uvarint reads a varint at b[i:]; it returns the value and the index after
-// it, or -1 if the varint is malformed or truncated.
-func uvarint(b []byte, i int) (uint64, int) {
-	if i < len(b) && b[i] < 0x80 {
-		return uint64(b[i]), i + 1
-	}
-	var v uint64
-	for shift := uint(0); shift < 64; shift += 7 {
-		if i >= len(b) {
-			return 0, -1
+// field reads the field at b[i:]: its number and wire type, for a
+// length-delimited field the bounds of its payload (otherwise start == end
+// == the index after the tag), and next, the index after the field. next <
+// 0 means b[i:] does not start with a legal field; fieldError explains.
+func field(b []byte, i int) (num protowire.Number, typ protowire.Type, start, end, next int) {
+	// Fast path for the fields that make up nearly all of a request
+	// (labels, their names and values, samples): a one-byte tag of a
+	// length-delimited field (number 1 to 15, always legal) and a one-byte
+	// length. It halves the walk's cost against protowire alone (see the
+	// commit that introduced it for the numbers).
+	if i+1 < len(b) {
+		if t, l := b[i], b[i+1]; t < 0x80 && t&7 == byte(protowire.BytesType) && t >= 8 && l < 0x80 {
+			if end = i + 2 + int(l); end <= len(b) {
+				return protowire.Number(t >> 3), protowire.BytesType, i + 2, end, end
+			}
 		}
-		c := b[i]
-		i++
-		v |= uint64(c&0x7f) << shift
-		if c < 0x80 {
-			return v, i
-		}
 	}
-	return 0, -1
-}
-
-// field reads a field header and, for length-delimited fields, the bounds of
-// its payload. For other wire types start==end==index after the value. next
-// is the index after the whole field; next<0 means malformed input.
-func field(b []byte, i int) (num int, typ int, start, end, next int) {
-	// Fast path: a one-byte key of a length-delimited field shorter than
-	// 128 bytes (labels, samples).
-	if i+1 < len(b) && b[i] < 0x80 && b[i]&7 == wireBytes && b[i] >= 8 && b[i+1] < 0x80 {
-		start = i + 2
-		end = start + int(b[i+1])
-		if end > len(b) {
-			return 0, 0, 0, 0, -1
-		}
-		return int(b[i] >> 3), wireBytes, start, end, end
-	}
-	key, i := uvarint(b, i)
-	if i < 0 || key>>3 == 0 || key>>3 > 1<<29 {
+	num, typ, n := protowire.ConsumeTag(b[i:])
+	if n < 0 || num > protowire.MaxValidNumber {
 		return 0, 0, 0, 0, -1
 	}
-	num, typ = int(key>>3), int(key&7)
-	switch typ {
-	case wireVarint:
-		_, i = uvarint(b, i)
-		return num, typ, i, i, i
-	case wireFixed64:
-		if i+8 > len(b) {
+	j := i + n
+	if typ == protowire.BytesType {
+		v, m := protowire.ConsumeBytes(b[j:])
+		if m < 0 {
 			return 0, 0, 0, 0, -1
 		}
-		return num, typ, i, i, i + 8
-	case wireFixed32:
-		if i+4 > len(b) {
-			return 0, 0, 0, 0, -1
-		}
-		return num, typ, i, i, i + 4
-	case wireBytes:
-		n, j := uvarint(b, i)
-		if j < 0 || n > uint64(len(b)-j) {
-			return 0, 0, 0, 0, -1
-		}
-		return num, typ, j, j + int(n), j + int(n)
+		return num, typ, j + m - len(v), j + m, j + m
 	}
-	return 0, 0, 0, 0, -1
+	m := protowire.ConsumeFieldValue(num, typ, b[j:])
+	if m < 0 {
+		return 0, 0, 0, 0, -1
+	}
+	return num, typ, j, j, j + m
 }
 
-func appendUvarint(b []byte, v uint64) []byte {
-	for v >= 0x80 {
-		b = append(b, byte(v)|0x80)
-		v >>= 7
-	}
-	return append(b, byte(v))
+// malformedError is a request that is not protobuf as a whole; it is
+// refused whole.
+type malformedError struct {
+	off int // of the faulty byte within the decoded request
+	msg string
 }
 
-func uvarintLen(v uint64) int {
-	n := 1
-	for v >= 0x80 {
-		v >>= 7
-		n++
+func (e *malformedError) Error() string {
+	return fmt.Sprintf("malformed protobuf WriteRequest at byte %d: %s", e.off, e.msg)
+}
+
+// fieldError explains why field(b, i) failed; base is the offset of b in
+// the decoded request.
+func fieldError(b []byte, i, base int) *malformedError {
+	num, typ, n := protowire.ConsumeTag(b[i:])
+	if n < 0 || num > protowire.MaxValidNumber {
+		tag, m := protowire.ConsumeVarint(b[i:])
+		if m < 0 {
+			return &malformedError{base + i, "field tag: " + protowire.ParseError(m).Error()}
+		}
+		return &malformedError{base + i, fmt.Sprintf("field number %d is outside the legal range 1 to %d", tag>>3, protowire.MaxValidNumber)}
 	}
-	return n
+	m := protowire.ConsumeFieldValue(num, typ, b[i+n:])
+	return &malformedError{base + i + n, fmt.Sprintf("field %d (wire type %d): %v", num, typ, protowire.ParseError(m))}
+}
+
+// wrongType is a known field with a wire type its schema does not allow.
+func wrongType(off int, what string, typ protowire.Type) *malformedError {
+	return &malformedError{off, fmt.Sprintf("%s has wire type %d", what, typ)}
 }
 
 // appendBytesField appends field num as a length-delimited field.
-func appendBytesField(b []byte, num int, payload []byte) []byte {
-	b = appendUvarint(b, uint64(num)<<3|wireBytes)
-	b = appendUvarint(b, uint64(len(payload)))
-	return append(b, payload...)
+func appendBytesField(b []byte, num protowire.Number, payload []byte) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendBytes(b, payload)
 }
 
-func bytesFieldLen(num int, n int) int {
-	return uvarintLen(uint64(num)<<3|wireBytes) + uvarintLen(uint64(n)) + n
+func bytesFieldLen(num protowire.Number, n int) int {
+	return protowire.SizeTag(num) + protowire.SizeBytes(n)
 }
