@@ -37,3 +37,17 @@ func TestConfigLinger(t *testing.T) {
 	require.Equal(t, 10*time.Second, cfg.Producer.Linger)
 	require.ErrorContains(t, cfg.Validate(), "kafka.linger")
 }
+
+func TestConfigOverloadAndMetricClusters(t *testing.T) {
+	cfg := defaultConfig(t)
+	require.Equal(t, 503, cfg.OverloadStatus, "stock Prometheus retries 503, not 429")
+	require.Equal(t, 1000, cfg.MaxMetricClusters)
+	require.NoError(t, cfg.Validate())
+
+	cfg = defaultConfig(t, "-limits.overload-status=429")
+	require.NoError(t, cfg.Validate())
+	cfg = defaultConfig(t, "-limits.overload-status=500")
+	require.ErrorContains(t, cfg.Validate(), "limits.overload-status")
+	cfg = defaultConfig(t, "-metrics.max-clusters=0")
+	require.ErrorContains(t, cfg.Validate(), "metrics.max-clusters")
+}
