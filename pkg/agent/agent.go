@@ -125,4 +125,3 @@ func (a *Agent) Handler() http.Handler {
 	})
 	return mux
 }
-
