@@ -2,9 +2,11 @@ package remotewrite
 
 import (
 	"testing"
+	"time"
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 
 	"github.com/tributary-io/tributary/pkg/reject"
 )
@@ -72,6 +74,72 @@ func FuzzParse(f *testing.F) {
 		}
 		if again != total {
 			t.Fatalf("samples: %d after re-parse, %d before", again, total)
+		}
+	})
+}
+
+// FuzzParseV2 feeds arbitrary bodies to the remote-write 2.0 decoder. It
+// must never panic, must refuse only with a 4xx reject error, and what it
+// accepts must be 1.0 records that Parse forwards as is, with the same
+// counts.
+func FuzzParseV2(f *testing.F) {
+	now := time.Now().UnixMilli()
+	seed := func(req *writev2.Request) {
+		raw, _ := req.Marshal()
+		f.Add(snappy.Encode(nil, raw), "d")
+	}
+	seed(&writev2.Request{
+		Symbols: []string{"", "__name__", "up", "cluster", "a", "trace_id", "x", "help"},
+		Timeseries: []writev2.TimeSeries{{
+			LabelsRefs: []uint32{1, 2, 3, 4},
+			Samples:    []writev2.Sample{{Value: 1, Timestamp: now, StartTimestamp: now - 1}},
+			Exemplars:  []writev2.Exemplar{{LabelsRefs: []uint32{5, 6}, Value: 1, Timestamp: now}},
+			Metadata:   writev2.Metadata{Type: writev2.Metadata_METRIC_TYPE_GAUGE, HelpRef: 7},
+		}},
+	})
+	seed(&writev2.Request{
+		Symbols: []string{"", "__name__", "h", "job", "j"},
+		Timeseries: []writev2.TimeSeries{
+			{LabelsRefs: []uint32{1, 2, 3, 4}, Histograms: []writev2.Histogram{{
+				Count: &writev2.Histogram_CountInt{CountInt: 2}, Schema: 1,
+				PositiveSpans: []writev2.BucketSpan{{Offset: 1, Length: 1}}, PositiveDeltas: []int64{2},
+				Timestamp: now, StartTimestamp: now - 1,
+			}}},
+			{LabelsRefs: []uint32{1, 9}, Samples: []writev2.Sample{{Value: 1, Timestamp: 1}}},
+		},
+	})
+	f.Add([]byte{0x05, 0x10, 0x2a, 0x03, 0x00}, "")
+	f.Fuzz(func(t *testing.T, body []byte, def string) {
+		lim := DefaultLimits()
+		lim.MaxDecodedBytes = 1 << 20
+		lim.MaxRecordBytes = 512
+		var p Parser
+		bs, err := p.ParseV2(body, def, lim)
+		if err != nil {
+			if status, ok := reject.Status(err); !ok || status < 400 || status > 499 {
+				t.Fatalf("error is not a 4xx refusal: %v", err)
+			}
+			return
+		}
+		for i, b := range bs {
+			if len(b.Value) > lim.MaxRecordBytes {
+				t.Fatalf("record %d of %d bytes over the limit", i, len(b.Value))
+			}
+			var q Parser
+			lim2 := lim
+			lim2.MaxRecordBytes = 1 << 20
+			out, err := q.Parse(b.Value, b.Cluster, lim2)
+			if err != nil {
+				t.Fatalf("record %d does not re-parse: %v", i, err)
+			}
+			if q.Refused() != nil {
+				t.Fatalf("record %d holds refused data: %v", i, q.Refused())
+			}
+			for _, o := range out {
+				if o.Cluster != b.Cluster || o.Samples != b.Samples || o.Exemplars != b.Exemplars || o.Histograms != b.Histograms {
+					t.Fatalf("record %d: re-parsed as %+v, was %+v", i, o, b)
+				}
+			}
 		}
 	})
 }

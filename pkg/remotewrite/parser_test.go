@@ -9,6 +9,7 @@ import (
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -421,4 +422,51 @@ func TestMetadataOnly(t *testing.T) {
 	require.Len(t, bs, 1)
 	require.Equal(t, "d", bs[0].Cluster)
 	require.Len(t, decode(t, bs[0].Value).Metadata, 1)
+}
+
+// TestParseV2Refuses: the 2.0 decoder refuses illegal field numbers
+// anywhere, and leaves out series with dangling symbol references or
+// without samples, as Prometheus's 2.0 receiver does.
+func TestParseV2Refuses(t *testing.T) {
+	now := time.Now().UnixMilli()
+	req := &writev2.Request{
+		Symbols: []string{"", "__name__", "up", "cluster", "a"},
+		Timeseries: []writev2.TimeSeries{
+			{LabelsRefs: []uint32{1, 2, 3, 4}, Samples: []writev2.Sample{{Value: 1, Timestamp: now}}},
+			{LabelsRefs: []uint32{1, 99}, Samples: []writev2.Sample{{Value: 2, Timestamp: now}}},
+			{LabelsRefs: []uint32{1, 2, 3, 4}},
+		},
+	}
+	raw, err := req.Marshal()
+	require.NoError(t, err)
+	var p Parser
+	bs, err := p.ParseV2(snappy.Encode(nil, raw), "", DefaultLimits())
+	require.NoError(t, err)
+	require.Len(t, bs, 1)
+	require.Equal(t, 1, bs[0].Samples)
+	require.Equal(t, "refused 1 sample, 2 series (1 in invalid series); first: series 1: labels: labelRefs 1 (name) = 99 (value) outside of symbols table (size 5)", p.Refused().Error())
+
+	// Field 2^29 at the top level and inside a sample (a series holding
+	// one Sample that holds only the illegal field).
+	sample := []byte{0x80, 0x80, 0x80, 0x80, 0x10, 0x01}
+	ts := protowire.AppendTag(nil, 2, protowire.BytesType)
+	ts = protowire.AppendBytes(ts, sample)
+	nested := protowire.AppendTag(nil, 5, protowire.BytesType)
+	nested = protowire.AppendBytes(nested, ts)
+	for _, tc := range []struct {
+		name string
+		body []byte
+		want string
+	}{
+		{"top level", append(append([]byte(nil), raw...), 0x80, 0x80, 0x80, 0x80, 0x10, 0x01), fmt.Sprintf("malformed protobuf io.prometheus.write.v2.Request at byte %d: field number 536870912", len(raw))},
+		{"inside a sample", nested, "malformed protobuf io.prometheus.write.v2.Request at byte 4: field number 536870912"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := p.ParseV2(snappy.Encode(nil, tc.body), "", DefaultLimits())
+			require.Error(t, err)
+			status, _ := reject.Status(err)
+			require.Equal(t, 400, status)
+			require.Contains(t, err.Error(), tc.want)
+		})
+	}
 }
