@@ -1,0 +1,131 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+func TestStartKube(t *testing.T) {
+	var k *Kube
+	t.Run("cluster", func(t *testing.T) {
+		k = StartKube(t)
+		checkKube(t, k)
+	})
+	if k == nil {
+		return
+	}
+	// Cleanup of the subtest stopped both processes.
+	for _, p := range []*Process{k.Etcd, k.APIServer} {
+		if !p.Exited() {
+			t.Errorf("%s (pid %d) still runs after the test that started it ended", p.Name, p.PID())
+		}
+	}
+}
+
+func checkKube(t *testing.T, k *Kube) {
+	ctx := context.Background()
+
+	// The kubeconfig works on its own (as a user of it would load it).
+	cfg, err := clientcmd.BuildConfigFromFlags("", k.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := client.Discovery().ServerVersion()
+	if err != nil {
+		t.Fatalf("server version through the kubeconfig: %v", err)
+	}
+	if v.Major != "1" || v.Minor == "" {
+		t.Fatalf("server version %+v, want a 1.x release", v)
+	}
+
+	// Token auth: a wrong token is refused, so the right one is what let
+	// us in above.
+	bad := rest.CopyConfig(cfg)
+	bad.BearerToken = "wrong"
+	badClient, err := kubernetes.NewForConfig(bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := badClient.CoreV1().Namespaces().List(ctx, metav1.ListOptions{}); err == nil {
+		t.Fatal("a wrong token was accepted")
+	}
+
+	n := k.CreateNode(t, "node-a", 10250)
+	if n.Status.DaemonEndpoints.KubeletEndpoint.Port != 10250 || n.Status.Addresses[0].Address != "127.0.0.1" {
+		t.Fatalf("node status not kept: %+v", n.Status)
+	}
+	p := k.RunPod(t, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: corev1.PodSpec{
+			NodeName:   "node-a",
+			Containers: []corev1.Container{{Name: "app", Image: "none"}},
+		},
+	})
+	got, err := k.Client.CoreV1().Pods("default").Get(ctx, p.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.Phase != corev1.PodRunning || got.Status.PodIP != "127.0.0.1" || len(got.Status.ContainerStatuses) != 1 || !got.Status.ContainerStatuses[0].Ready {
+		t.Fatalf("pod status not kept: %+v", got.Status)
+	}
+
+	// The apiserver publishes itself as default/kubernetes, which the
+	// agent's apiserver job discovers.
+	port := k.URL[len("https://127.0.0.1:"):]
+	Eventually(t, 30*time.Second, func() error {
+		slices, err := k.Client.DiscoveryV1().EndpointSlices("default").List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=kubernetes"})
+		if err != nil {
+			return err
+		}
+		for _, s := range slices.Items {
+			for _, e := range s.Endpoints {
+				for _, p := range s.Ports {
+					if len(e.Addresses) > 0 && e.Addresses[0] == "127.0.0.1" && p.Port != nil && strconv.Itoa(int(*p.Port)) == port {
+						return nil
+					}
+				}
+			}
+		}
+		return fmt.Errorf("no EndpointSlice of default/kubernetes points at 127.0.0.1:%s: %+v", port, slices.Items)
+	})
+
+	// The processes are ours and die with the test.
+	for _, p := range []*Process{k.Etcd, k.APIServer} {
+		if p.Exited() {
+			t.Fatalf("%s exited: %s", p.Name, p.Output())
+		}
+	}
+	if _, err := os.Stat(k.CAFile); err != nil {
+		t.Fatal(err)
+	}
+	// /readyz answers anonymous callers too (what a probe would use), over
+	// TLS that the CA file verifies.
+	tlsClient, err := rest.HTTPClientFor(&rest.Config{Host: k.URL, TLSClientConfig: rest.TLSClientConfig{CAFile: k.CAFile}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := tlsClient.Get(k.URL + "/readyz")
+	if err != nil {
+		t.Fatalf("readyz with the CA file: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("readyz: HTTP %d", resp.StatusCode)
+	}
+}
