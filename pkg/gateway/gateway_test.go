@@ -216,7 +216,7 @@ func TestReadyAnswersAtOnceWhileKafkaIsFrozen(t *testing.T) {
 	f.waitReady(t, http.StatusOK, 10*time.Second)
 	thaw := freeze(f.kafka, kmsg.Metadata)
 	frozen := time.Now()
-	msg := f.waitReady(t, http.StatusServiceUnavailable, 3*time.Second)
+	msg := f.waitReady(t, http.StatusServiceUnavailable, 4*time.Second) // ~2 s: readyInterval + readyTimeout
 	require.Contains(t, msg, "metadata")
 	t.Logf("unready %s after the freeze: %s", time.Since(frozen), msg)
 	thaw()

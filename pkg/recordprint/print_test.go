@@ -72,7 +72,11 @@ func TestPrintsRecordsWrittenByTheGateway(t *testing.T) {
 		`    2023-11-14T22:13:35Z 12.5`,
 		``,
 	}, "\n"), read("tributary.metrics"))
-	logs := read("tributary.logs")
+	var viaCommand bytes.Buffer
+	require.NoError(t, Command(context.Background(), []string{"-kafka.brokers=" + k.Addr, "-topic=tributary.logs", "-n=1"}, &viaCommand))
+	logs := regexp.MustCompile(`(time|received)=\S+`).ReplaceAllString(viaCommand.String(), "$1=T")
+	require.Equal(t, read("tributary.logs"), logs)
+	require.ErrorContains(t, Command(context.Background(), []string{"-from=latest"}, io.Discard), "want oldest or newest")
 	require.Regexp(t, `^record tributary.logs/0@0 key="eu-1" time=T bytes=\d+\n`, logs)
 	require.Equal(t, strings.Join([]string{
 		`  envelope: signal=logs cluster="eu-1" tenant="" items=2 received=T schema=1`,
