@@ -31,6 +31,7 @@ import (
 	"sync/atomic"
 
 	"github.com/elastic/go-elasticsearch/v8"
+	"github.com/elastic/go-elasticsearch/v8/esapi"
 	"github.com/elastic/go-elasticsearch/v8/esutil"
 
 	"github.com/tributary-io/tributary/pkg/ingester"
@@ -97,7 +98,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Sink, error) {
 		if errors.As(err, &refused) {
 			return nil, fmt.Errorf("%w (set the template skip option if this server has no composable index templates or you install one yourself)", err)
 		}
-		s.log.Warn("index template not installed yet; writes wait for it", "err", err)
+		if errors.Is(err, ingester.ErrMisconfigured) {
+			s.log.Error("elasticsearch sink misconfigured; writes wait until it is fixed", "err", err)
+		} else {
+			s.log.Warn("index template not installed yet; writes wait for it", "err", err)
+		}
 	}
 
 	s.bulk, err = esutil.NewBulkIndexer(esutil.BulkIndexerConfig{
@@ -200,6 +205,9 @@ type results struct {
 	nretry  int
 	refused []string
 	nrefuse int
+	// misconfigured is the status of an answer saying the sink is set up
+	// wrongly (credentials, URL), 0 if none came.
+	misconfigured int
 }
 
 const maxReasons = 3
@@ -220,9 +228,17 @@ func (r *results) failed(d *document, item esutil.BulkIndexerResponseItem, err e
 		if len(r.retry) == 0 {
 			r.retry = append(r.retry, err.Error())
 		}
+		if code := flushStatus(err); ingester.MisconfiguredStatus(code) {
+			r.misconfigured = code
+		}
 		return
 	}
 	reason := fmt.Sprintf("record %s entry %d (index %s, _id %s): %d %s", d.rec, d.entry, d.index, d.id, item.Status, itemError(item))
+	if ingester.MisconfiguredStatus(item.Status) {
+		// Index-level security refusing this user, or an index that may
+		// not be created: the same for every document, so retried.
+		r.misconfigured = item.Status
+	}
 	if permanentStatus(item.Status) {
 		r.nrefuse++
 		if len(r.refused) < maxReasons {
@@ -237,9 +253,31 @@ func (r *results) failed(d *document, item esutil.BulkIndexerResponseItem, err e
 }
 
 // permanentStatus tells a refusal of the document (400 mapping errors and
-// the like) from a failure of the moment (429 rejected execution, 5xx).
+// the like) from a failure of the moment (429 rejected execution, 5xx) or
+// of the sink's configuration (ingester.MisconfiguredStatus).
 func permanentStatus(code int) bool {
-	return code >= 400 && code < 500 && code != http.StatusTooManyRequests && code != http.StatusRequestTimeout
+	return code >= 400 && code < 500 && code != http.StatusTooManyRequests && code != http.StatusRequestTimeout &&
+		!ingester.MisconfiguredStatus(code)
+}
+
+// flushStatus is the HTTP status of a failed _bulk request in the error
+// the bulk indexer reports for it ("flush: [401 Unauthorized] {...}"), 0
+// if err names none.
+func flushStatus(err error) int {
+	var code int
+	if _, scanErr := fmt.Sscanf(err.Error(), "flush: [%d ", &code); scanErr != nil {
+		return 0
+	}
+	return code
+}
+
+// misconfigured wraps ingester.ErrMisconfigured with what to check.
+func misconfigured(what string, code int, detail string) error {
+	check := "check -elasticsearch.username, -elasticsearch.password or -elasticsearch.api-key and the user's privileges"
+	if code == http.StatusNotFound || code == http.StatusMethodNotAllowed {
+		check = "check -elasticsearch.addresses (the node URL, e.g. https://es:9200, with no path)"
+	}
+	return fmt.Errorf("%s: %w: answered %d %s: %s", check, ingester.ErrMisconfigured, code, what, detail)
 }
 
 func itemError(item esutil.BulkIndexerResponseItem) string {
@@ -262,6 +300,9 @@ func (r *results) err() error {
 		}
 		if len(r.retry) > 0 {
 			msg += ": " + strings.Join(r.retry, "; ")
+		}
+		if r.misconfigured != 0 {
+			return misconfigured("to _bulk", r.misconfigured, msg)
 		}
 		return errors.New(msg)
 	}
@@ -322,6 +363,13 @@ func (s *Sink) ensureTemplate(ctx context.Context) error {
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 	if resp.IsError() {
+		if ingester.MisconfiguredStatus(resp.StatusCode) {
+			detail := strings.TrimSpace(string(msg))
+			if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed {
+				detail += " (a server without composable index templates: set -elasticsearch.template.skip)"
+			}
+			return misconfigured("to PUT _index_template/"+s.cfg.TemplateName, resp.StatusCode, detail)
+		}
 		err := fmt.Errorf("install index template %s: %s: %s", s.cfg.TemplateName, resp.Status(), strings.TrimSpace(string(msg)))
 		if permanentStatus(resp.StatusCode) {
 			return &refusedError{err}
@@ -331,4 +379,39 @@ func (s *Sink) ensureTemplate(ctx context.Context) error {
 	s.installed.Store(true)
 	s.log.Info("index template installed", "template", s.cfg.TemplateName, "index_patterns", s.index.wildcard())
 	return nil
+}
+
+// Probe implements ingester.Prober: a cluster info call, an empty _bulk
+// request (authenticated like a write; Elasticsearch refuses its empty
+// body with 400 after checking the credentials) and the index template
+// install (unless done or skipped) write nothing. It fails when a write
+// would for reasons other than the data; a refused login or a wrong
+// address wraps ingester.ErrMisconfigured. Call it at start-up to report a
+// misconfigured sink before the first record arrives.
+func (s *Sink) Probe(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	info, bulk := s.client.Info, s.client.Bulk
+	for _, call := range []struct {
+		what string
+		do   func() (*esapi.Response, error)
+	}{
+		{"GET /", func() (*esapi.Response, error) { return info(info.WithContext(ctx)) }},
+		{"POST /_bulk", func() (*esapi.Response, error) { return bulk(strings.NewReader(""), bulk.WithContext(ctx)) }},
+	} {
+		resp, err := call.do()
+		if err != nil {
+			return fmt.Errorf("elasticsearch %s: %w", call.what, err)
+		}
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		resp.Body.Close()
+		detail := strings.TrimSpace(string(msg))
+		switch {
+		case ingester.MisconfiguredStatus(resp.StatusCode):
+			return misconfigured("to "+call.what, resp.StatusCode, detail)
+		case resp.IsError() && !(call.what == "POST /_bulk" && resp.StatusCode == http.StatusBadRequest):
+			return fmt.Errorf("elasticsearch %s: %s: %s", call.what, resp.Status(), detail)
+		}
+	}
+	return s.ensureTemplate(ctx)
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -126,6 +127,23 @@ func TestZinc(t *testing.T) {
 
 	cfg.SkipTemplate = true
 	s := newSink(t, cfg)
+
+	t.Run("wrong credentials are misconfigured: retried, and Probe says so", func(t *testing.T) {
+		require.NoError(t, s.Probe(ctx))
+		c := cfg
+		c.Password = "expired"
+		bad := newSink(t, c)
+		err := bad.Probe(ctx)
+		require.True(t, errors.Is(err, ingester.ErrMisconfigured), "%v", err)
+		require.ErrorContains(t, err, "-elasticsearch.password")
+		t.Logf("probe with a wrong password: %v", err)
+		r := logRecord(t, 0, 1, "eu-1", "", stream(`{app="api"}`, entry(time.Now(), "refused login")))
+		err = bad.Write(ctx, []ingester.Record{r})
+		require.Error(t, err)
+		require.False(t, ingester.IsPermanent(err), "refused credentials must not dead-letter: %v", err)
+		require.True(t, errors.Is(err, ingester.ErrMisconfigured), "%v", err)
+		t.Logf("write with a wrong password: %v", err)
+	})
 
 	// Three clusters, one partition each (the gateway keys by cluster).
 	// Entries straddle midnight UTC, so they land in two daily indices.
@@ -446,6 +464,7 @@ const (
 	// 8.0-8.7: an object field given a concrete value.
 	errMapperParsing = `"status":400,"error":{"type":"mapper_parsing_exception","reason":"object mapping for [labels] tried to parse field [labels] as object, but found a concrete value"}`
 	errRejected      = `"status":429,"error":{"type":"es_rejected_execution_exception","reason":"rejected execution of coordinating operation [coordinating_and_primary_bytes=0, replica_bytes=0, all_bytes=0, coordinating_operation_bytes=52428800, max_coordinating_and_primary_bytes=53687091]"}`
+	errForbidden     = `"status":403,"error":{"type":"security_exception","reason":"action [indices:data/write/bulk[s]] is unauthorized for user [tributary] with effective roles [viewer] on indices [tributary-logs-2024.05.01], this action is granted by the index privileges [create_doc,create,delete,index,write,all]"}`
 	errUnavailable   = `"status":503,"error":{"type":"unavailable_shards_exception","reason":"[tributary-logs-2024.05.01][0] primary shard is not active Timeout: [1m], request: [BulkShardRequest [[tributary-logs-2024.05.01][0]] containing [3] requests]"}`
 )
 
@@ -475,6 +494,7 @@ func TestWriteClassifiesBulkResults(t *testing.T) {
 		ok = iota
 		permanent
 		retry
+		misconfigured
 	)
 	for _, tc := range []struct {
 		name    string
@@ -533,6 +553,25 @@ func TestWriteClassifiesBulkResults(t *testing.T) {
 			msg:  []string{"503 unavailable_shards_exception"},
 		},
 		{
+			// Index-level security: the user may not write these indices.
+			// Every document would be refused alike: retry, do not
+			// dead-letter.
+			name: "403 on items is a misconfigured sink, retried",
+			respond: func(ops []bulkOp) (int, string) {
+				return 200, bulkResponse(ops, func(bulkOp) string { return errForbidden })
+			},
+			want: misconfigured,
+			msg:  []string{"3 of 3 documents not indexed", "403 security_exception", "-elasticsearch.password"},
+		},
+		{
+			name: "request-level 401",
+			respond: func([]bulkOp) (int, string) {
+				return 401, `{"error":{"type":"security_exception","reason":"unable to authenticate user [tributary]"},"status":401}`
+			},
+			want: misconfigured,
+			msg:  []string{"3 of 3 documents not indexed", "401", "unable to authenticate"},
+		},
+		{
 			name: "request-level 429 (circuit breaker)",
 			respond: func([]bulkOp) (int, string) {
 				return 429, `{"error":{"root_cause":[{"type":"circuit_breaking_exception","reason":"[parent] Data too large","bytes_wanted":1,"bytes_limit":1,"durability":"TRANSIENT"}],"type":"circuit_breaking_exception","reason":"[parent] Data too large","bytes_wanted":1,"bytes_limit":1,"durability":"TRANSIENT"},"status":429}`
@@ -581,9 +620,10 @@ func TestWriteClassifiesBulkResults(t *testing.T) {
 			case permanent:
 				require.Error(t, err)
 				require.True(t, ingester.IsPermanent(err), "want permanent: %v", err)
-			case retry:
+			case retry, misconfigured:
 				require.Error(t, err)
 				require.False(t, ingester.IsPermanent(err), "want retryable: %v", err)
+				require.Equal(t, tc.want == misconfigured, errors.Is(err, ingester.ErrMisconfigured), "%v", err)
 			}
 			for _, m := range tc.msg {
 				require.ErrorContains(t, err, m)
