@@ -60,8 +60,8 @@ func BenchmarkConsumeDiscard(b *testing.B) {
 				BatchMaxBytes: 1 << 20, BatchMaxRecords: 500, BatchMaxDelay: 200 * time.Millisecond,
 				Backoff: Backoff{Min: 100 * time.Millisecond, Max: time.Second}, FlushTimeout: 5 * time.Second,
 				FetchBytes: 1 << 20, BufferedRecords: DefaultBufferedRecords},
-			Kafka:  kafka.Config{Brokers: k.Addr, ClientID: "bench", Version: "2.8.0", Timeout: 5 * time.Second},
-			Name:   "discard", Signal: recordpb.Signal_SIGNAL_METRICS, Sink: sink,
+			Kafka: kafka.Config{Brokers: k.Addr, ClientID: "bench", Version: "2.8.0", Timeout: 5 * time.Second},
+			Name:  "discard", Signal: recordpb.Signal_SIGNAL_METRICS, Sink: sink,
 			Metrics: NewMetrics(prometheus.NewRegistry()), Log: log,
 		})
 		if err != nil {
