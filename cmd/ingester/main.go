@@ -160,6 +160,15 @@ func runMain(args []string) error {
 			return err
 		}
 		consumers = append(consumers, consumer)
+		if p, ok := sink.(ingester.Prober); ok { // say at start-up what a misconfigured sink is; writes retry anyway
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				if err := p.Probe(ctx); err != nil {
+					log.Error("sink check at start-up failed; writes wait and retry", "sink", name, "err", err)
+				}
+			}()
+		}
 		return nil
 	}
 	if cfg.Prometheus.Sink.URL != "" {
