@@ -55,9 +55,12 @@ demo-stop:
 	@bash scripts/demo.sh stop
 
 # Load tool against the real pieces; table plus one JSON line (last).
-# BENCH_SECONDS sets each phase's length (default 20: under 5 minutes).
+# BENCH_SECONDS sets each phase's length (default 20: under 5 minutes),
+# BENCH_CONCURRENCY the load tool's senders (default 8).
+BENCH_SECONDS ?= 20
+BENCH_CONCURRENCY ?= 8
 bench: deps build
-	@bash scripts/bench.sh
+	@$(BIN)/loadgen bench -bin=$(BIN) -root=$(CURDIR) -seconds=$(BENCH_SECONDS) -concurrency=$(BENCH_CONCURRENCY)
 
 # Regenerates proto/ Go code with pinned generators (protoc from Debian).
 proto:

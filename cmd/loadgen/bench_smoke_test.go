@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -29,12 +28,12 @@ var benchFields = []string{
 	"ingester_discard_vs_bare_consumer", "ingester_prometheus_vs_direct",
 }
 
-// TestBenchSmoke runs scripts/bench.sh (make bench) for a few seconds per
+// TestBenchSmoke runs `loadgen bench` (make bench) for a few seconds per
 // phase on freshly built binaries, so that it cannot rot. It asserts only
 // that every field is present and positive, never how fast anything is.
 func TestBenchSmoke(t *testing.T) {
 	root := testenv.RepoRoot(t)
-	prometheus := testenv.PrometheusBinary(t)
+	testenv.PrometheusBinary(t) // installed if missing; the bench finds it on PATH
 	bin := t.TempDir()
 	build := exec.Command("go", "build", "-o", bin+string(filepath.Separator), "./cmd/...")
 	build.Dir = root
@@ -43,12 +42,11 @@ func TestBenchSmoke(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, "scripts", "bench.sh"))
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "loadgen"), "bench", "-seconds=2", "-bin="+bin, "-root="+root)
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "BENCH_SECONDS=2", "BIN="+bin, "PROMETHEUS="+prometheus)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	// The script kills what it started on exit; on a timeout it gets SIGTERM
+	// The bench kills what it started on exit; on a timeout it gets SIGTERM
 	// to do so, and its whole process group SIGKILL if it does not.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(cmd.Process.Pid, syscall.SIGTERM) }
@@ -56,7 +54,7 @@ func TestBenchSmoke(t *testing.T) {
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
 	err = cmd.Wait()
-	require.NoError(t, err, "bench.sh failed\nstdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	require.NoError(t, err, "loadgen bench failed\nstdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
 	var res map[string]any
@@ -66,5 +64,5 @@ func TestBenchSmoke(t *testing.T) {
 		require.True(t, ok, "field %s missing or not a number in %v", f, res)
 		require.Positive(t, v, "field %s", f)
 	}
-	t.Logf("bench.sh with BENCH_SECONDS=2:\n%s", stdout.String())
+	t.Logf("loadgen bench -seconds=2:\n%s", stdout.String())
 }

@@ -1,0 +1,60 @@
+// Package bench is `make bench` (`loadgen bench`): it starts the dev broker,
+// the gateway, ingesters and real Prometheus servers on loopback (through
+// internal/testenv), drives them with the load tool in process, reads the
+// servers' /metrics with expfmt, and prints a table and, as its last line,
+// one JSON object with every result. Every number of a run is set against
+// ceilings measured in the same run (issue 11's targets).
+//
+// Phases:
+//
+//	a  ceilings of the decode path (go test -bench Ceiling, one core)
+//	b  the load tool's own ceiling (discard mode), and the producer ceiling:
+//	   load tool kafka-produce → devbroker (no gateway)
+//	c  gateway: remote-write → gateway → devbroker, in 6 rounds (3 below 18 s
+//	   windows, 1 below 6), each between two runs of the validate ceiling
+//	d  bare sarama consumer vs. ingester -discard.enabled, on the topic of c
+//	e  Prometheus: load tool straight into a fresh one vs. ingester → a fresh
+//	   one, topic of c, in 3 rounds (1 below 9 s windows)
+//	f  latency: half the sustained rate → gateway → ingester → Prometheus
+//	g  logs: loki-proto and loki-json → gateway → devbroker
+//
+// A phase that fails is reported (its fields are null) and the others still
+// run; Run then returns an error.
+package bench
+
+import (
+	"errors"
+	"flag"
+)
+
+// Config of a bench run.
+type Config struct {
+	// Seconds is each measured window; the whole run takes about
+	// 10 × Seconds + 60 s.
+	Seconds     int    `yaml:"seconds"`
+	Concurrency int    `yaml:"concurrency"`
+	Bin         string `yaml:"bin"`
+	// Root is the module root, where phase a compiles its benchmark.
+	Root string `yaml:"root"`
+}
+
+// RegisterFlags registers the flags.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.IntVar(&c.Seconds, "seconds", 20, "Each measured window, in seconds (20: the whole run takes under 5 minutes).")
+	fs.IntVar(&c.Concurrency, "concurrency", 8, "Concurrent senders of the load tool (issue 11's 8).")
+	fs.StringVar(&c.Bin, "bin", "bin", "Directory with the devbroker, gateway and ingester binaries (make build).")
+	fs.StringVar(&c.Root, "root", ".", "Module root, where phase a compiles ./pkg/remotewrite's ceiling benchmarks.")
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	switch {
+	case c.Seconds < 1:
+		return errors.New("seconds must be at least 1")
+	case c.Concurrency < 1:
+		return errors.New("concurrency must be positive")
+	case c.Bin == "":
+		return errors.New("bin is required")
+	}
+	return nil
+}
