@@ -11,25 +11,44 @@ import (
 )
 
 // lokiPush serves POST /loki/api/v1/push: snappy protobuf or JSON
-// (optionally gzip), exactly as Loki accepts it.
+// (optionally gzip), exactly as Loki accepts it. Like Loki, it writes the
+// valid streams and entries of a push and answers 400 for the rest.
 func (g *Gateway) lokiPush(r *http.Request) (int, error) {
 	enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))
-	// Only an unencoded body is snappy protobuf (or JSON, which has no
-	// snappy header to read); gzip and JSON are bounded while decoding.
-	req, err := g.receive(r, "logs", g.cfg.Logs.MaxDecodedBytes, enc == "")
+	// The decoder reserves what it decompresses and decodes itself, before
+	// allocating it; receive reserves only the body.
+	req, err := g.receive(r, "logs", g.cfg.Logs.MaxDecodedBytes, false)
 	if err != nil {
 		return 0, err
 	}
 	defer req.release()
+	var releases []func()
+	defer func() {
+		for _, release := range releases {
+			release()
+		}
+	}()
+	opt := lokipush.Options{
+		DefaultCluster: req.cluster,
+		MaxClusters:    g.cfg.MaxClustersPerRequest,
+		Reserve: func(n int) error {
+			release, err := g.reserve(int64(n))
+			if err != nil {
+				return err
+			}
+			releases = append(releases, release)
+			return nil
+		},
+	}
 	body := req.body
 	ct := r.Header.Get("Content-Type")
 	if mt, _, err := mime.ParseMediaType(ct); err == nil {
 		ct = mt
 	}
-	batches, err := lokipush.Parse(body, ct, enc, req.cluster, g.cfg.Logs)
-	if err != nil {
+	batches, refused := lokipush.Parse(body, ct, enc, g.cfg.Logs, opt)
+	if refused != nil && len(batches) == 0 {
 		g.putBody(body)
-		return 0, err
+		return 0, refused
 	}
 	recs := make([]outRecord, len(batches))
 	lineBytes := make(map[string]int, 1)
@@ -47,6 +66,9 @@ func (g *Gateway) lokiPush(r *http.Request) (int, error) {
 	}
 	for c, n := range lineBytes {
 		g.metrics.lineBytes.WithLabelValues(c).Add(float64(n))
+	}
+	if refused != nil {
+		return 0, refused // the valid part is written; the 400 names the rest
 	}
 	return http.StatusNoContent, nil
 }

@@ -109,7 +109,7 @@ func TestLokiBodiesAcceptedByGateway(t *testing.T) {
 	proto, err := LokiProtoBodies(testStreams)
 	require.NoError(t, err)
 	for _, b := range proto {
-		batches, err := lokipush.Parse(b.Data, b.ContentType, b.Encoding, "", lim)
+		batches, err := lokipush.Parse(b.Data, b.ContentType, b.Encoding, lim, lokipush.Options{})
 		require.NoError(t, err)
 		require.Len(t, batches, 1)
 		require.Equal(t, b.Cluster, batches[0].Cluster)
@@ -119,7 +119,7 @@ func TestLokiBodiesAcceptedByGateway(t *testing.T) {
 	js, err := LokiJSONBodies(testStreams)
 	require.NoError(t, err)
 	for _, b := range js {
-		batches, err := lokipush.Parse(b.Data, b.ContentType, b.Encoding, "", lim)
+		batches, err := lokipush.Parse(b.Data, b.ContentType, b.Encoding, lim, lokipush.Options{})
 		require.NoError(t, err)
 		require.Len(t, batches, 1)
 		require.Equal(t, b.Items, batches[0].Entries)

@@ -65,12 +65,12 @@ func lineBytes(streams []push.Stream) int64 {
 }
 
 func benchParse(b *testing.B, body []byte, ct string, lines int64, wantRecords int) {
-	lim := DefaultLimits()
+	lim := testLimits()
 	b.SetBytes(lines)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		bs, err := Parse(body, ct, "", "eu-west-1", lim)
+		bs, err := Parse(body, ct, "", lim, Options{DefaultCluster: "eu-west-1"})
 		if err != nil || len(bs) != wantRecords {
 			b.Fatal(err, len(bs))
 		}

@@ -1,12 +1,13 @@
 package lokipush
 
 import (
-	"math/bits"
 	"strings"
 
 	"github.com/golang/snappy"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/tributary-io/tributary/pkg/reject"
+	"github.com/tributary-io/tributary/pkg/split"
 )
 
 // request is a validated push ready for re-encoding: streams in request
@@ -35,32 +36,49 @@ type piece struct{ stream, from, to int }
 
 // batches groups streams by cluster (clusters in order of first appearance,
 // streams and entries in request order) and encodes each group into as few
-// records as fit Limits.MaxRecordBytes.
-func (r *request) batches(lim Limits) ([]Batch, error) {
-	var order []string
-	groups := map[string][]piece{}
+// records as fit Limits.MaxRecordBytes and MaxRecordDecodedBytes. More
+// distinct clusters than opt.MaxClusters refuse the request.
+func (r *request) batches(lim Limits, opt *Options) ([]Batch, error) {
+	var g split.Grouper
+	g.Reset(opt.MaxClusters)
+	var groups [][]piece
 	for i, s := range r.streams {
-		if _, ok := groups[s.cluster]; !ok {
-			order = append(order, s.cluster)
+		n, err := g.GroupString(s.cluster)
+		if err != nil {
+			return nil, err
 		}
-		groups[s.cluster] = append(groups[s.cluster], piece{stream: i, from: s.from, to: s.to})
+		if n == len(groups) {
+			groups = append(groups, nil)
+		}
+		groups[n] = append(groups[n], piece{stream: i, from: s.from, to: s.to})
 	}
 	var out []Batch
 	var scratch []byte
-	for _, cluster := range order {
-		all := groups[cluster]
-		var value []byte
-		value, scratch = r.encode(all, scratch)
-		if lim.MaxRecordBytes <= 0 || len(value) <= lim.MaxRecordBytes {
-			out = append(out, r.batch(cluster, all, value))
-			continue
+	for n, cluster := range g.Names() {
+		all := groups[n]
+		raw := r.size(all)
+		// Pack by uncompressed size, aiming at 90% of each limit: of the
+		// compressed one at this request's compression ratio, when the
+		// whole group was encoded to find it. emit halves any record
+		// still too large.
+		budget := raw
+		if lim.MaxRecordDecodedBytes > 0 && raw > lim.MaxRecordDecodedBytes {
+			budget = lim.MaxRecordDecodedBytes * 9 / 10
+		} else {
+			value, s, err := r.encode(all, scratch, opt)
+			if err != nil {
+				return nil, err
+			}
+			scratch = s
+			if fits(lim, len(value), raw) {
+				out = append(out, r.batch(cluster, all, value))
+				continue
+			}
+			budget = int(float64(lim.MaxRecordBytes) * 0.9 * float64(raw) / float64(len(value)))
 		}
-		// Pack by uncompressed size, aiming at 90% of the limit at this
-		// request's compression ratio; emit halves any record still too large.
-		budget := int(float64(lim.MaxRecordBytes) * 0.9 * float64(r.size(all)) / float64(len(value)))
 		for _, chunk := range r.pack(all, budget) {
 			var err error
-			if out, scratch, err = r.emit(out, cluster, chunk, lim, scratch); err != nil {
+			if out, scratch, err = r.emit(out, cluster, chunk, lim, opt, scratch); err != nil {
 				return nil, err
 			}
 		}
@@ -68,23 +86,36 @@ func (r *request) batches(lim Limits) ([]Batch, error) {
 	return out, nil
 }
 
+// fits reports whether a record of raw bytes before and value bytes after
+// compression is within the limits (value 0: not encoded yet).
+func fits(lim Limits, value, raw int) bool {
+	return (lim.MaxRecordBytes <= 0 || value <= lim.MaxRecordBytes) &&
+		(lim.MaxRecordDecodedBytes <= 0 || raw <= lim.MaxRecordDecodedBytes)
+}
+
 // emit encodes one chunk, halving it until each half fits a record.
-func (r *request) emit(out []Batch, cluster string, chunk []piece, lim Limits, scratch []byte) ([]Batch, []byte, error) {
-	var value []byte
-	value, scratch = r.encode(chunk, scratch)
-	if len(value) <= lim.MaxRecordBytes {
-		return append(out, r.batch(cluster, chunk, value)), scratch, nil
+func (r *request) emit(out []Batch, cluster string, chunk []piece, lim Limits, opt *Options, scratch []byte) ([]Batch, []byte, error) {
+	raw := r.size(chunk)
+	if fits(lim, 0, raw) {
+		value, s, err := r.encode(chunk, scratch, opt)
+		if err != nil {
+			return nil, nil, err
+		}
+		if scratch = s; fits(lim, len(value), raw) {
+			return append(out, r.batch(cluster, chunk, value)), scratch, nil
+		}
 	}
 	if entries(chunk) == 1 {
 		s := r.streams[chunk[0].stream]
-		return nil, nil, reject.TooLarge("stream %s: an entry of %d bytes does not fit one record of %d bytes", streamName(s.labels), r.entries[chunk[0].from].n, lim.MaxRecordBytes)
+		return nil, nil, reject.TooLarge("stream %s: an entry of %d bytes does not fit one record (limits: %d bytes compressed, %d bytes decoded)",
+			streamName(s.labels), r.entries[chunk[0].from].n, lim.MaxRecordBytes, lim.MaxRecordDecodedBytes)
 	}
 	a, b := halve(chunk)
-	out, scratch, err := r.emit(out, cluster, a, lim, scratch)
+	out, scratch, err := r.emit(out, cluster, a, lim, opt, scratch)
 	if err != nil {
 		return nil, nil, err
 	}
-	return r.emit(out, cluster, b, lim, scratch)
+	return r.emit(out, cluster, b, lim, opt, scratch)
 }
 
 func (r *request) batch(cluster string, chunk []piece, value []byte) Batch {
@@ -184,47 +215,43 @@ func (r *request) formatSize() int {
 }
 
 // encode writes the pieces as a PushRequest into scratch and returns it
-// snappy-compressed in a new slice, with scratch for reuse.
-func (r *request) encode(pieces []piece, scratch []byte) ([]byte, []byte) {
-	if n := r.size(pieces); cap(scratch) < n {
+// snappy-compressed in a new slice, with scratch for reuse. Both
+// allocations are reserved first.
+func (r *request) encode(pieces []piece, scratch []byte, opt *Options) ([]byte, []byte, error) {
+	n := r.size(pieces)
+	if cap(scratch) < n {
+		if err := opt.reserve(n); err != nil {
+			return nil, scratch, err
+		}
 		scratch = make([]byte, 0, n)
 	}
 	b := scratch[:0]
 	for _, p := range pieces {
 		s := r.streams[p.stream]
-		b = appendTag(b, fPushStreams, wireBytes)
-		b = appendVarint(b, uint64(r.streamSize(p)))
+		b = protowire.AppendTag(b, fPushStreams, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(r.streamSize(p)))
 		b = appendString(b, fStreamLabels, s.labels)
 		for _, e := range r.entries[p.from:p.to] {
-			b = appendTag(b, fStreamEntries, wireBytes)
-			b = appendVarint(b, uint64(e.n))
+			b = protowire.AppendTag(b, fStreamEntries, protowire.BytesType)
+			b = protowire.AppendVarint(b, uint64(e.n))
 			b = append(b, r.buf[e.off:e.off+e.n]...)
 		}
 	}
 	if r.format != "" {
 		b = appendString(b, fPushFormat, r.format)
 	}
-	return snappy.Encode(nil, b), b
+	if err := opt.reserve(snappy.MaxEncodedLen(len(b))); err != nil {
+		return nil, b, err
+	}
+	return snappy.Encode(nil, b), b, nil
 }
 
 // fieldSize is the encoded size of a length-delimited field of n bytes with
 // a one-byte tag (all field numbers here are below 16).
-func fieldSize(n int) int { return 1 + varintSize(uint64(n)) + n }
+func fieldSize(n int) int { return 1 + protowire.SizeVarint(uint64(n)) + n }
 
-func varintSize(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }
-
-func appendTag(b []byte, num, typ int) []byte { return append(b, byte(num<<3|typ)) }
-
-func appendVarint(b []byte, v uint64) []byte {
-	for v >= 0x80 {
-		b = append(b, byte(v)|0x80)
-		v >>= 7
-	}
-	return append(b, byte(v))
-}
-
-func appendString(b []byte, num int, s string) []byte {
-	b = appendTag(b, num, wireBytes)
-	b = appendVarint(b, uint64(len(s)))
+func appendString(b []byte, num protowire.Number, s string) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(len(s)))
 	return append(b, s...)
 }

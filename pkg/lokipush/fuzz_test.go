@@ -12,7 +12,7 @@ import (
 )
 
 func fuzzLimits() Limits {
-	lim := DefaultLimits()
+	lim := testLimits()
 	lim.MaxDecodedBytes = 1 << 20
 	lim.MaxRecordBytes = 400 // small, so that splitting is exercised
 	lim.MaxLabelNamesPerStream = 4
@@ -40,7 +40,7 @@ func FuzzParseProtobuf(f *testing.F) {
 			body = snappy.Encode(nil, data)
 		}
 		lim := fuzzLimits()
-		got, err := Parse(body, ctProto, "", "dflt", lim)
+		got, err := Parse(body, ctProto, "", lim, Options{DefaultCluster: "dflt"})
 		if err != nil {
 			mustBe4xx(t, err)
 			return
@@ -73,7 +73,7 @@ func FuzzParseJSON(f *testing.F) {
 	f.Add([]byte(`{"streams": [], "x": [1, -2.5e+3, true, false, null, {"y": "\ud83d\ude00"}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		lim := fuzzLimits()
-		got, err := Parse(body, ctJSON, "", "dflt", lim)
+		got, err := Parse(body, ctJSON, "", lim, Options{DefaultCluster: "dflt"})
 		if err != nil {
 			mustBe4xx(t, err)
 			return
@@ -150,7 +150,7 @@ func checkBatches(t *testing.T, got []Batch, lim Limits, want []string) {
 		}
 
 		// A record is itself acceptable input, needing no rewrite.
-		again, err := Parse(b.Value, ctProto, "", "", lim)
+		again, err := Parse(b.Value, ctProto, "", lim, Options{})
 		if err != nil {
 			t.Fatalf("record refused: %v", err)
 		}

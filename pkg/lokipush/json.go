@@ -9,6 +9,8 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
+	"google.golang.org/protobuf/encoding/protowire"
+
 	"github.com/tributary-io/tributary/pkg/reject"
 )
 
@@ -31,14 +33,30 @@ import (
 const maxJSONDepth = 10000
 
 type jsonParser struct {
-	b []byte
-	i int
+	b   []byte
+	i   int
+	opt *Options // reserves memory before the slices below grow
 
 	streams []jsonStream
 	labels  []labelPair // stream labels, all streams
 	entries []jsonEntry // all streams
 	meta    []labelPair // structured metadata, all entries
 	arena   []byte      // current chunk for strings that needed unescaping
+}
+
+// room makes room for one more element in s, reserving the new array
+// before allocating it: a body of tiny entries costs more memory parsed
+// than as text.
+func room[T any](p *jsonParser, s []T) ([]T, error) {
+	if len(s) < cap(s) {
+		return s, nil
+	}
+	var zero T
+	n := max(2*cap(s), 64)
+	if err := p.opt.reserve(n * int(unsafe.Sizeof(zero))); err != nil {
+		return s, err
+	}
+	return slices.Grow(s, n-len(s)), nil
 }
 
 // arenaChunk is the least the arena allocates at once.
@@ -57,22 +75,27 @@ type jsonEntry struct {
 	hasTimestamp     bool
 }
 
-func parseJSON(body []byte, defaultCluster string, lim Limits) ([]Batch, error) {
-	p := jsonParser{b: body}
+func parseJSON(body []byte, v *validator) ([]Batch, error) {
+	p := jsonParser{b: body, opt: &v.opt}
 	if err := p.parse(); err != nil {
 		return nil, err
 	}
 	if len(p.streams) == 0 {
 		return nil, errNoStreams()
 	}
-	r, err := p.request(defaultCluster, lim)
+	r, err := p.request(v)
 	if err != nil {
 		return nil, err
 	}
+	refused := v.err(len(r.entries) + v.refusedEntries)
 	if len(r.streams) == 0 {
-		return nil, nil // only empty streams: Loki accepts and writes nothing
+		return nil, refused // nil if only empty streams: Loki accepts and writes nothing
 	}
-	return r.batches(lim)
+	batches, err := r.batches(v.lim, &v.opt)
+	if err != nil {
+		return nil, err
+	}
+	return batches, refused
 }
 
 func (p *jsonParser) errorf(format string, args ...any) error {
@@ -148,6 +171,9 @@ func (p *jsonParser) stream() error {
 	if err != nil {
 		return err
 	}
+	if p.streams, err = room(p, p.streams); err != nil {
+		return err
+	}
 	p.streams = append(p.streams, s)
 	return nil
 }
@@ -206,6 +232,9 @@ func (p *jsonParser) entry(stream, n int) error {
 	if err != nil {
 		return err
 	}
+	if p.entries, err = room(p, p.entries); err != nil {
+		return err
+	}
 	p.entries = append(p.entries, e)
 	return nil
 }
@@ -230,20 +259,27 @@ func (p *jsonParser) stringObject(dst []labelPair, stream, entry int) ([]labelPa
 		if err != nil {
 			return dst, err
 		}
+		if dst, err = room(p, dst); err != nil {
+			return dst, err
+		}
 		dst = append(dst, labelPair{name: k, value: v})
 	}
 	return dst, err
 }
 
 // request validates the parsed streams as Loki would and encodes their
-// entries as EntryAdapter messages.
-func (p *jsonParser) request(defaultCluster string, lim Limits) (*request, error) {
+// accepted entries as EntryAdapter messages. Refused streams and entries
+// are counted in v.
+func (p *jsonParser) request(v *validator) (*request, error) {
 	size := 0
 	for _, e := range p.entries {
 		size += len(e.line) + 24
 		for _, m := range p.meta[e.metaFrom:e.metaTo] {
 			size += len(m.name) + len(m.value) + 8
 		}
+	}
+	if err := v.opt.reserve(size); err != nil {
+		return nil, err
 	}
 	r := &request{buf: make([]byte, 0, size), streams: make([]outStream, 0, len(p.streams)), entries: make([]outEntry, 0, len(p.entries))}
 	for i, s := range p.streams {
@@ -264,28 +300,33 @@ func (p *jsonParser) request(defaultCluster string, lim Limits) (*request, error
 			}
 			return streamName(ls.render(""))
 		}
-		var add string
-		if ls.cluster == "" && len(ls.pairs) > 0 {
-			if defaultCluster == "" {
-				return nil, badStream(name(), "no %s label and no default cluster", ClusterLabel)
-			}
-			add = defaultCluster
-		}
-		if err := ls.check(lim, add, name); err != nil {
-			return nil, err
-		}
-		st := outStream{cluster: ls.cluster, labels: ls.render(add), from: len(r.entries)}
-		if add != "" {
-			st.cluster = add
-		}
-		for j, e := range p.entries[s.entriesFrom:s.entriesTo] {
+		// Timestamps that do not parse fail Loki's decoding of the whole
+		// body, before any rule applies.
+		entries := p.entries[s.entriesFrom:s.entriesTo]
+		for j, e := range entries {
 			if !e.hasTimestamp {
 				return nil, badStream(name(), "entry %d: entry has no timestamp", j)
 			}
-			ts, ok := parseTimestamp(e.ts)
-			if !ok {
+			if _, ok := parseTimestamp(e.ts); !ok {
 				return nil, badStream(name(), "entry %d: timestamp %q is not an integer of nanoseconds", j, short(e.ts))
 			}
+		}
+		if err := ls.checkStream(v.lim, v.opt.DefaultCluster, name); err != nil {
+			v.refuseStream(len(entries), err)
+			continue
+		}
+		st := outStream{cluster: ls.cluster, labels: ls.render(""), from: len(r.entries)}
+		if ls.cluster == "" {
+			st.cluster = v.opt.DefaultCluster
+			st.labels = ls.render(st.cluster)
+		}
+		var (
+			refused, firstRefused int
+			firstErr              error
+			newest                int64 = noEntryYet
+		)
+		for j, e := range entries {
+			ts, _ := parseTimestamp(e.ts)
 			meta := p.meta[e.metaFrom:e.metaTo]
 			metaBytes := 0
 			for _, m := range meta {
@@ -293,15 +334,24 @@ func (p *jsonParser) request(defaultCluster string, lim Limits) (*request, error
 					metaBytes += len(m.name) + len(m.value)
 				}
 			}
-			if err := checkEntry(len(e.line), len(meta), metaBytes, lim); err != nil {
-				return nil, badStream(name(), "entry %d: %v", j, err)
+			es := entryScan{ts: ts, hasTimestamp: true, line: len(e.line), metaCount: len(meta), metaBytes: metaBytes}
+			if err := v.checkEntry(es, &newest); err != nil {
+				if refused == 0 {
+					firstRefused, firstErr = j, err
+				}
+				refused++
+				continue
 			}
 			off := len(r.buf)
 			r.buf = appendEntry(r.buf, ts, e.line, meta)
 			r.entries = append(r.entries, outEntry{off: off, n: len(r.buf) - off, line: len(e.line)})
 		}
-		st.to = len(r.entries)
-		r.streams = append(r.streams, st)
+		if refused > 0 {
+			v.refuseEntries(refused, badStream(name(), "entry %d: %v", firstRefused, firstErr))
+		}
+		if st.to = len(r.entries); st.to > st.from {
+			r.streams = append(r.streams, st)
+		}
 	}
 	return r, nil
 }
@@ -364,20 +414,20 @@ func appendEntry(b []byte, ns int64, line string, meta []labelPair) []byte {
 	}
 	tsLen := 0
 	if secs != 0 {
-		tsLen += 1 + varintSize(uint64(secs))
+		tsLen += 1 + protowire.SizeVarint(uint64(secs))
 	}
 	if nanos != 0 {
-		tsLen += 1 + varintSize(uint64(nanos))
+		tsLen += 1 + protowire.SizeVarint(uint64(nanos))
 	}
-	b = appendTag(b, fEntryTimestamp, wireBytes)
-	b = appendVarint(b, uint64(tsLen))
+	b = protowire.AppendTag(b, fEntryTimestamp, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(tsLen))
 	if secs != 0 {
-		b = appendTag(b, fTimestampSeconds, wireVarint)
-		b = appendVarint(b, uint64(secs))
+		b = protowire.AppendTag(b, fTimestampSeconds, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(secs))
 	}
 	if nanos != 0 {
-		b = appendTag(b, fTimestampNanos, wireVarint)
-		b = appendVarint(b, uint64(nanos))
+		b = protowire.AppendTag(b, fTimestampNanos, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(nanos))
 	}
 	if line != "" {
 		b = appendString(b, fEntryLine, line)
@@ -390,8 +440,8 @@ func appendEntry(b []byte, ns int64, line string, meta []labelPair) []byte {
 		if m.value != "" {
 			n += fieldSize(len(m.value))
 		}
-		b = appendTag(b, fEntryStructuredMetadata, wireBytes)
-		b = appendVarint(b, uint64(n))
+		b = protowire.AppendTag(b, fEntryStructuredMetadata, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(n))
 		if m.name != "" {
 			b = appendString(b, fPairName, m.name)
 		}
@@ -603,7 +653,11 @@ func (p *jsonParser) str() (string, error) {
 func (p *jsonParser) strSlow(start, i int) (string, error) {
 	b := p.b
 	if raw := rawStringLen(b[start:]); cap(p.arena)-len(p.arena) < raw {
-		p.arena = make([]byte, 0, max(arenaChunk, raw))
+		n := max(arenaChunk, raw)
+		if err := p.opt.reserve(n); err != nil {
+			return "", err
+		}
+		p.arena = make([]byte, 0, n)
 	}
 	from := len(p.arena)
 	out := append(p.arena, b[start:i]...)

@@ -167,6 +167,19 @@ func normalize(pairs []labelPair) labelSet {
 	return labelSet{pairs: out, cluster: cluster}
 }
 
+// checkStream applies the gateway's rule (a stream has a cluster label, or
+// there is a default cluster dflt to add) and Loki's to ls.
+func (ls labelSet) checkStream(lim Limits, dflt string, name func() string) error {
+	var add string
+	if ls.cluster == "" && len(ls.pairs) > 0 {
+		if dflt == "" {
+			return badStream(name(), "no %s label and no default cluster", ClusterLabel)
+		}
+		add = dflt
+	}
+	return ls.check(lim, add, name)
+}
+
 // check applies Loki's ValidateLabels rules (pkg/distributor/validator.go) to
 // the labels the stream will have once the gateway has added the cluster
 // label (addCluster), so that the sink's Loki cannot refuse what the gateway

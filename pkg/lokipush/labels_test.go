@@ -156,7 +156,7 @@ func TestParseLabelsDoesNotAllocate(t *testing.T) {
 			t.Fatal(err)
 		}
 		ls := normalize(ps)
-		if err := ls.check(DefaultLimits(), "", func() string { return in }); err != nil {
+		if err := ls.check(testLimits(), "", func() string { return in }); err != nil {
 			t.Fatal(err)
 		}
 	})

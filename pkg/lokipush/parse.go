@@ -21,6 +21,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"github.com/tributary-io/tributary/pkg/reject"
@@ -61,10 +62,29 @@ type Limits struct {
 	// Larger requests are split by stream and, when one stream is too big,
 	// by entries; never dropped.
 	MaxRecordBytes int `yaml:"max_record_bytes"`
+	// MaxRecordDecodedBytes bounds one record's PushRequest before snappy
+	// compression, which is what Loki's gRPC message limit
+	// (grpc_server_max_recv_msg_size) measures once a sink sends it on.
+	// Requests are split below it like MaxRecordBytes.
+	MaxRecordDecodedBytes int `yaml:"max_record_decoded_bytes"`
+	// RejectOldSamplesMaxAge is Loki's reject_old_samples_max_age (with
+	// reject_old_samples on): entries older than now minus this are
+	// refused.
+	RejectOldSamplesMaxAge time.Duration `yaml:"reject_old_samples_max_age"`
+	// CreationGracePeriod is Loki's creation_grace_period: entries newer
+	// than now plus this are refused.
+	CreationGracePeriod time.Duration `yaml:"creation_grace_period"`
+	// MaxEntryBehind is half of Loki's max_chunk_age: an entry older than
+	// its stream's newest by more than this is refused ("too far behind").
+	// The gateway sees one request, so it checks only against the newest
+	// entry of the same stream earlier in the same request; an entry too
+	// far behind what an earlier request wrote still reaches Loki.
+	MaxEntryBehind time.Duration `yaml:"max_entry_behind"`
 }
 
-// DefaultLimits are Loki's defaults (pkg/validation/limits.go) and a record
-// bound that fits Kafka's defaults.
+// DefaultLimits are Loki's defaults (pkg/validation/limits.go and the
+// ingester's max_chunk_age) and record bounds that fit Kafka's and Loki's
+// defaults.
 func DefaultLimits() Limits {
 	return Limits{
 		MaxDecodedBytes:              32 << 20, // 32 MiB: Promtail, Alloy and Vector batch ~1 MiB
@@ -75,7 +95,41 @@ func DefaultLimits() Limits {
 		MaxStructuredMetadataBytes:   64 << 10,
 		MaxStructuredMetadataEntries: 128,
 		MaxRecordBytes:               900 << 10, // below Kafka's default 1 MB message.max.bytes, with room for headers
+		// A quarter of Loki's default 4 MiB gRPC message limit: a sink
+		// that joins records into one push cuts by the same measure, and
+		// an entry (256 KiB line + 64 KiB metadata) always fits.
+		MaxRecordDecodedBytes:  1 << 20,
+		RejectOldSamplesMaxAge: 7 * 24 * time.Hour,
+		CreationGracePeriod:    10 * time.Minute,
+		MaxEntryBehind:         time.Hour, // max_chunk_age 2h / 2
 	}
+}
+
+// Options are what one request brings besides its body.
+type Options struct {
+	// DefaultCluster is the cluster of streams without a cluster label; ""
+	// refuses such streams.
+	DefaultCluster string
+	// MaxClusters bounds the distinct clusters of one request (400 above);
+	// <= 0: split.DefaultMaxClusters.
+	MaxClusters int
+	// Reserve, if set, is called before the decoder allocates memory that
+	// grows with the input (decompressed and decoded copies, re-encoded
+	// records), with the number of bytes about to be allocated. An error
+	// stops the decoder, which returns it unchanged. Reservations are not
+	// given back by Parse: the caller releases them once it is done with
+	// the batches.
+	Reserve func(n int) error
+	// Now is the time entry timestamps are checked against; zero: the
+	// current time.
+	Now time.Time
+}
+
+func (o *Options) reserve(n int) error {
+	if o.Reserve == nil || n <= 0 {
+		return nil
+	}
+	return o.Reserve(n)
 }
 
 // Batch is one Kafka record's worth of a request: one cluster.
@@ -97,13 +151,22 @@ type Batch struct {
 // "", "snappy" (a no-op: protobuf is always snappy, and Loki ignores the
 // header), "gzip" or "deflate"; anything else is 415.
 //
-// Streams without a cluster label get cluster="<defaultCluster>"; if
-// defaultCluster is "" such streams are refused. Streams without entries are
-// accepted and not forwarded, as Loki skips them. Batches of one cluster come
-// in request order and must be produced in that order.
+// Streams without a cluster label get cluster="<opt.DefaultCluster>"; if
+// that is "" such streams are refused. Streams without entries are accepted
+// and not forwarded, as Loki skips them. Batches of one cluster come in
+// request order and must be produced in that order.
 //
-// Every refusal is a *reject.Error with a one-line reason.
-func Parse(body []byte, contentType, contentEncoding, defaultCluster string, lim Limits) ([]Batch, error) {
+// Like Loki, Parse accepts part of a request: a stream whose labels break a
+// rule, or an entry whose line, structured metadata or timestamp does, is
+// refused and the rest is kept. It then returns the batches of what was
+// valid together with a 400 that counts what was refused and names the
+// first refusal and its stream: the caller writes the batches, then answers
+// with the error. A body that does not decode, or breaks a bound of the
+// whole request (size, distinct clusters), is refused whole: nil batches.
+//
+// Every refusal is a *reject.Error with a one-line reason; an error from
+// opt.Reserve is returned as is.
+func Parse(body []byte, contentType, contentEncoding string, lim Limits, opt Options) ([]Batch, error) {
 	data := body
 	switch contentEncoding {
 	case "", "snappy":
@@ -112,12 +175,12 @@ func Parse(body []byte, contentType, contentEncoding, defaultCluster string, lim
 		if err != nil {
 			return nil, reject.BadRequest("decode gzip body: %v", err)
 		}
-		if data, err = readLimited(zr, len(body), lim.MaxDecodedBytes); err != nil {
+		if data, err = readLimited(zr, len(body), lim.MaxDecodedBytes, &opt); err != nil {
 			return nil, err
 		}
 	case "deflate":
 		var err error
-		if data, err = readLimited(flate.NewReader(bytes.NewReader(body)), len(body), lim.MaxDecodedBytes); err != nil {
+		if data, err = readLimited(flate.NewReader(bytes.NewReader(body)), len(body), lim.MaxDecodedBytes, &opt); err != nil {
 			return nil, err
 		}
 	default:
@@ -132,31 +195,53 @@ func Parse(body []byte, contentType, contentEncoding, defaultCluster string, lim
 		if lim.MaxDecodedBytes > 0 && len(data) > lim.MaxDecodedBytes {
 			return nil, reject.TooLarge("JSON body of %d bytes exceeds the limit of %d", len(data), lim.MaxDecodedBytes)
 		}
-		return parseJSON(data, defaultCluster, lim)
+		v := newValidator(lim, opt)
+		return parseJSON(data, &v)
 	}
-	return parseProtobuf(data, defaultCluster, lim)
+	v := newValidator(lim, opt)
+	return parseProtobuf(data, &v)
 }
 
-// readLimited decompresses r, refusing more than max bytes (413).
-func readLimited(r io.Reader, compressed, max int) ([]byte, error) {
-	var buf bytes.Buffer
-	guess := 4 * compressed
-	if max > 0 && guess > max {
-		guess = max
+// Decompression reads into a buffer that starts at readChunk (or a guess
+// from the compressed size) and doubles, reserving each new buffer before
+// allocating it. The old buffer stays reserved: until the collector frees
+// it, it is memory too.
+const readChunk = 64 << 10
+
+// readLimited decompresses r, refusing more than maxBytes (413).
+func readLimited(r io.Reader, compressed, maxBytes int, opt *Options) ([]byte, error) {
+	limit := maxBytes + 1 // one byte more than allowed tells "too large" from "exactly max"
+	if maxBytes <= 0 {
+		limit = 1<<62 - 1
 	}
-	buf.Grow(guess)
-	limit := int64(max) + 1
-	if max <= 0 {
-		limit = 1<<63 - 1
+	size := min(max(4*compressed, readChunk), limit)
+	if err := opt.reserve(size); err != nil {
+		return nil, err
 	}
-	n, err := buf.ReadFrom(io.LimitReader(r, limit))
-	if err != nil {
-		return nil, reject.BadRequest("decompress body: %v", err)
+	buf := make([]byte, 0, size)
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) >= limit {
+				return nil, reject.TooLarge("decompressed body exceeds the limit of %d bytes", maxBytes)
+			}
+			next := min(2*cap(buf), limit)
+			if err := opt.reserve(next); err != nil {
+				return nil, err
+			}
+			buf = append(make([]byte, 0, next), buf...)
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			if len(buf) >= limit {
+				return nil, reject.TooLarge("decompressed body exceeds the limit of %d bytes", maxBytes)
+			}
+			return buf, nil
+		}
+		if err != nil {
+			return nil, reject.BadRequest("decompress body: %v", err)
+		}
 	}
-	if max > 0 && n > int64(max) {
-		return nil, reject.TooLarge("decompressed body exceeds the limit of %d bytes", max)
-	}
-	return buf.Bytes(), nil
 }
 
 func isJSON(contentType string, body []byte) (bool, error) {

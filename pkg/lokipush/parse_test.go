@@ -247,12 +247,12 @@ func TestParse(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			lim := DefaultLimits()
+			lim := testLimits()
 			if tc.lim != nil {
 				tc.lim(&lim)
 			}
 			body := bytes.Clone(tc.body)
-			got, err := Parse(body, tc.ct, tc.ce, tc.dflt, lim)
+			got, err := Parse(body, tc.ct, tc.ce, lim, Options{DefaultCluster: tc.dflt})
 			require.NoError(t, err)
 			require.Len(t, got, len(tc.want))
 			for i, w := range tc.want {
@@ -272,7 +272,7 @@ func TestParse(t *testing.T) {
 
 func TestParseGzipProtobufIsNotReencoded(t *testing.T) {
 	snappied := protoBody(t, stream(`{cluster="c", app="api"}`, entry(1, "a")))
-	got, err := Parse(gzipped(snappied), ctProto, "gzip", "", DefaultLimits())
+	got, err := Parse(gzipped(snappied), ctProto, "gzip", testLimits(), Options{})
 	require.NoError(t, err)
 	require.Len(t, got, 1)
 	require.Equal(t, snappied, got[0].Value)
@@ -305,7 +305,7 @@ func TestAppendEntryMatchesGogo(t *testing.T) {
 func TestParseKeepsFormat(t *testing.T) {
 	raw, err := (&push.PushRequest{Streams: []push.Stream{stream(`{app="a"}`, entry(1, "x"))}, Format: "otlp"}).Marshal()
 	require.NoError(t, err)
-	got, err := Parse(snappy.Encode(nil, raw), ctProto, "", "d", DefaultLimits())
+	got, err := Parse(snappy.Encode(nil, raw), ctProto, "", testLimits(), Options{DefaultCluster: "d"})
 	require.NoError(t, err)
 	require.Len(t, got, 1)
 	require.Equal(t, "otlp", decode(t, got[0]).Format)
@@ -334,13 +334,13 @@ func TestParseSplitsLargeRequests(t *testing.T) {
 	for _, format := range []string{ctProto, ctJSON} {
 		for _, max := range []int{1200, 4000, 20000, 1 << 20} {
 			t.Run(fmt.Sprintf("%s/max=%d", format, max), func(t *testing.T) {
-				lim := DefaultLimits()
+				lim := testLimits()
 				lim.MaxRecordBytes = max
 				body := protoBody(t, streams...)
 				if format == ctJSON {
 					body = jsonOf(streams)
 				}
-				got, err := Parse(body, format, "", "d", lim)
+				got, err := Parse(body, format, "", lim, Options{DefaultCluster: "d"})
 				require.NoError(t, err)
 
 				// Per cluster, the streams' entries in record order must be
@@ -469,7 +469,7 @@ func TestParseRefuses(t *testing.T) {
 		{name: "truncated protobuf", body: rawProto(0x0a, 10, 1), ct: ctProto, wantStatus: 400, wantReason: []string{"truncated"}},
 		{name: "wrong wire type", body: rawProto(0x08, 1), ct: ctProto, wantStatus: 400, wantReason: []string{"wire type 0 for field streams"}},
 		{name: "group", body: rawProto(0x0b, 0x0c), ct: ctProto, wantStatus: 400, wantReason: []string{"group"}},
-		{name: "field 0", body: rawProto(0x02, 0), ct: ctProto, wantStatus: 400, wantReason: []string{"field number 0"}},
+		{name: "field 0", body: rawProto(0x02, 0), ct: ctProto, wantStatus: 400, wantReason: []string{"illegal field number 0", "at byte 0"}},
 		{name: "unparsable labels", body: protoBody(t, stream(`{app="x"`, entry(1, "a"))), ct: ctProto, wantStatus: 400, wantReason: []string{`'{app="x"'`, "error parsing labels"}},
 		{name: "unparsable labels of an empty stream", body: protoBody(t, stream(`{app!="x"}`)), ct: ctProto, wantStatus: 400, wantReason: []string{`'{app!="x"}'`, "error parsing labels"}},
 		{name: "no labels", body: protoBody(t, stream(`{}`, entry(1, "a"))), ct: ctProto, dflt: "d", wantStatus: 400, wantReason: []string{"'{}'", "at least one label pair"}},
@@ -491,8 +491,8 @@ func TestParseRefuses(t *testing.T) {
 			lim: func(l *Limits) { l.MaxLabelValueLen = 100 }, wantStatus: 400, wantReason: []string{"default cluster"},
 		},
 		{
-			name: "line too long", body: protoBody(t, stream(`{app="api", cluster="c"}`, entry(1, "ok"), entry(2, strings.Repeat("l", 101)))), ct: ctProto,
-			lim: func(l *Limits) { l.MaxLineBytes = 100 }, wantStatus: 400, wantReason: []string{`stream '{app="api", cluster="c"}'`, "entry 1", "line too long: 101 bytes", "100"},
+			name: "line too long", body: protoBody(t, stream(`{app="api", cluster="c"}`, entry(1, strings.Repeat("l", 101)))), ct: ctProto,
+			lim: func(l *Limits) { l.MaxLineBytes = 100 }, wantStatus: 400, wantReason: []string{`stream '{app="api", cluster="c"}'`, "entry 0", "line too long: 101 bytes", "100"},
 		},
 		{
 			name: "structured metadata too large", body: protoBody(t, stream(`{app="api", cluster="c"}`, entry(1, "x", "k", strings.Repeat("v", 10)))), ct: ctProto,
@@ -511,7 +511,7 @@ func TestParseRefuses(t *testing.T) {
 		{name: "truncated structured metadata", body: withEntry(0x0a, 0, 0x1a, 2, 0x0a, 5), ct: ctProto, dflt: "d", wantStatus: 400, wantReason: []string{`'{a="b"}'`, "truncated"}},
 		{
 			name: "entry larger than a record", body: protoBody(t, stream(`{app="api", cluster="c"}`, entry(1, noise(rand.New(rand.NewSource(1)), 300)))), ct: ctProto,
-			lim: func(l *Limits) { l.MaxRecordBytes = 100 }, wantStatus: 413, wantReason: []string{`'{app="api", cluster="c"}'`, "does not fit one record of 100 bytes"},
+			lim: func(l *Limits) { l.MaxRecordBytes = 100 }, wantStatus: 413, wantReason: []string{`'{app="api", cluster="c"}'`, "does not fit one record", "100 bytes compressed"},
 		},
 		{name: "stream name with a newline is quoted", body: protoBody(t, stream("{a=\"b\nc\"}", entry(1, "a"))), ct: ctProto, wantStatus: 400, wantReason: []string{`"{a=\"b\nc\"}"`}},
 
@@ -541,11 +541,11 @@ func TestParseRefuses(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			lim := DefaultLimits()
+			lim := testLimits()
 			if tc.lim != nil {
 				tc.lim(&lim)
 			}
-			got, err := Parse(tc.body, tc.ct, tc.ce, tc.dflt, lim)
+			got, err := Parse(tc.body, tc.ct, tc.ce, lim, Options{DefaultCluster: tc.dflt})
 			require.Error(t, err)
 			require.Nil(t, got)
 			status, ok := reject.Status(err)
@@ -563,10 +563,10 @@ func TestParseRefuses(t *testing.T) {
 // huge decoded length: it must be refused without allocating that length.
 func TestParseBoundsSnappyBeforeAllocating(t *testing.T) {
 	body := []byte{0xff, 0xff, 0xff, 0xff, 0x07, 0} // declares 2 GiB
-	lim := DefaultLimits()
+	lim := testLimits()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	_, err := Parse(body, ctProto, "", "d", lim)
+	_, err := Parse(body, ctProto, "", lim, Options{DefaultCluster: "d"})
 	runtime.ReadMemStats(&after)
 	status, _ := reject.Status(err)
 	require.Equal(t, http.StatusRequestEntityTooLarge, status)
@@ -575,10 +575,10 @@ func TestParseBoundsSnappyBeforeAllocating(t *testing.T) {
 
 func TestParseFastPathAllocations(t *testing.T) {
 	body := benchProtoBody(100, 10, true)
-	lim := DefaultLimits()
-	_, _ = Parse(body, ctProto, "", "d", lim) // warm the buffer pool
+	lim := testLimits()
+	_, _ = Parse(body, ctProto, "", lim, Options{DefaultCluster: "d"}) // warm the buffer pool
 	allocs := testing.AllocsPerRun(50, func() {
-		bs, err := Parse(body, ctProto, "", "d", lim)
+		bs, err := Parse(body, ctProto, "", lim, Options{DefaultCluster: "d"})
 		if err != nil || len(bs) != 1 || &bs[0].Value[0] != &body[0] {
 			t.Fatal("not the fast path", err)
 		}
@@ -615,4 +615,12 @@ func TestParseTimestamp(t *testing.T) {
 			require.Equal(t, tc.want, got)
 		})
 	}
+}
+
+// testLimits are the default limits without the timestamp rules, for
+// tests whose entries are stamped near the epoch.
+func testLimits() Limits {
+	lim := DefaultLimits()
+	lim.RejectOldSamplesMaxAge, lim.CreationGracePeriod, lim.MaxEntryBehind = 0, 0, 0
+	return lim
 }

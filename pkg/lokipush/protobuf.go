@@ -3,11 +3,13 @@ package lokipush
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"unsafe"
 
 	"github.com/golang/snappy"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/tributary-io/tributary/pkg/reject"
 )
@@ -35,14 +37,6 @@ const (
 	fPairValue = 2
 )
 
-// Wire types.
-const (
-	wireVarint  = 0
-	wireFixed64 = 1
-	wireBytes   = 2
-	wireFixed32 = 5
-)
-
 // maxStreamLabelsBytes is the longest label string Loki parses
 // (maxStreamLabelsSize in pkg/loghttp/push/push.go); longer is a 413 there.
 const maxStreamLabelsBytes = 1 << 24
@@ -56,8 +50,6 @@ const (
 
 var (
 	errTruncated = errors.New("truncated message")
-	errOverflow  = errors.New("varint overflows 64 bits")
-	errBadTag    = errors.New("illegal field number 0")
 	errGroup     = errors.New("unsupported wire type (group)")
 	errWireType  = errors.New("illegal wire type")
 )
@@ -65,83 +57,86 @@ var (
 // field is one protobuf field: its number, wire type, and value (val for
 // varints, data for length-delimited fields).
 type field struct {
-	num  int32
-	typ  int
+	num  protowire.Number
+	typ  protowire.Type
 	val  uint64
 	data []byte
 	off  int // index of data in the walked slice
 }
 
-// readVarint decodes a varint the way gogo's generated code does: at most ten
-// bytes, high bits of the tenth silently dropped.
-func readVarint(b []byte, i int) (uint64, int, error) {
-	if i < len(b) && b[i] < 0x80 {
-		return uint64(b[i]), i + 1, nil
+// wireError is a malformed field at byte at of the walked slice.
+type wireError struct {
+	at  int
+	err error
+}
+
+func (e *wireError) Error() string { return fmt.Sprintf("%v at byte %d", e.err, e.at) }
+
+// rebase makes err's offset, if it has one, count from base bytes earlier.
+// Call it before wrapping err: the wrapper's text is fixed when it is made.
+func rebase(err error, base int) error {
+	var we *wireError
+	if errors.As(err, &we) {
+		we.at += base // nextField makes a fresh error for each fault
 	}
-	var v uint64
-	for shift := uint(0); shift < 64; shift += 7 {
-		if i >= len(b) {
-			return 0, 0, errTruncated
-		}
-		c := b[i]
-		i++
-		v |= uint64(c&0x7f) << shift
-		if c < 0x80 {
-			return v, i, nil
-		}
-	}
-	return 0, 0, errOverflow
+	return err
 }
 
 // nextField reads the field starting at b[i] and returns the index after it.
 // It accepts what gogo's Unmarshal accepts, except deprecated groups, which
-// no Loki client sends and which gogo skips by unbounded recursion.
+// no Loki client sends and which gogo skips by unbounded recursion, field
+// numbers above 2^29-1, which no valid message holds, and varints whose
+// tenth byte overflows, whose high bits gogo drops.
 func nextField(b []byte, i int) (field, int, error) {
-	tag, i, err := readVarint(b, i)
-	if err != nil {
-		return field{}, 0, err
+	num, typ, n := protowire.ConsumeTag(b[i:])
+	if n < 0 {
+		if tag, m := protowire.ConsumeVarint(b[i:]); m >= 0 { // a well-formed varint: its number is wrong
+			return field{}, 0, &wireError{i, fieldNumberError(tag >> 3)}
+		}
+		return field{}, 0, &wireError{i, parseError(n)}
 	}
-	f := field{num: int32(tag >> 3), typ: int(tag & 7)} // int32: as gogo truncates
-	if f.num <= 0 {
-		return field{}, 0, errBadTag
+	if num > protowire.MaxValidNumber {
+		return field{}, 0, &wireError{i, fieldNumberError(uint64(num))}
 	}
-	switch f.typ {
-	case wireVarint:
-		f.val, i, err = readVarint(b, i)
-		if err != nil {
-			return field{}, 0, err
-		}
-	case wireFixed64:
-		if len(b)-i < 8 {
-			return field{}, 0, errTruncated
-		}
-		i += 8
-	case wireBytes:
-		var n uint64
-		if n, i, err = readVarint(b, i); err != nil {
-			return field{}, 0, err
-		}
-		if n > uint64(len(b)-i) {
-			return field{}, 0, errTruncated
-		}
-		f.data, f.off = b[i:i+int(n)], i
-		i += int(n)
-	case wireFixed32:
-		if len(b)-i < 4 {
-			return field{}, 0, errTruncated
-		}
-		i += 4
-	case 3, 4:
-		return field{}, 0, errGroup
+	f := field{num: num, typ: typ}
+	i += n
+	switch typ {
+	case protowire.VarintType:
+		f.val, n = protowire.ConsumeVarint(b[i:])
+	case protowire.Fixed64Type:
+		_, n = protowire.ConsumeFixed64(b[i:])
+	case protowire.BytesType:
+		f.data, n = protowire.ConsumeBytes(b[i:])
+		f.off = i + n - len(f.data)
+	case protowire.Fixed32Type:
+		_, n = protowire.ConsumeFixed32(b[i:])
+	case protowire.StartGroupType, protowire.EndGroupType:
+		return field{}, 0, &wireError{i - n, errGroup}
 	default:
-		return field{}, 0, errWireType
+		return field{}, 0, &wireError{i - n, errWireType}
 	}
-	return f, i, nil
+	if n < 0 {
+		return field{}, 0, &wireError{i, parseError(n)}
+	}
+	return f, i + n, nil
 }
 
-// wrongType is gogo's error for a known field with another wire type.
-func wrongType(what string, f field) error {
-	return fmt.Errorf("wrong wire type %d for field %s", f.typ, what)
+func fieldNumberError(num uint64) error {
+	return fmt.Errorf("illegal field number %d (valid: 1 to %d)", num, protowire.MaxValidNumber)
+}
+
+// parseError is protowire's error, "unexpected EOF" said as gogo says it.
+func parseError(n int) error {
+	if err := protowire.ParseError(n); err != io.ErrUnexpectedEOF {
+		return err
+	}
+	return errTruncated
+}
+
+// wrongType is gogo's error for a known field with another wire type; at
+// is the field's offset.
+func wrongType(what string, f field, at int) error {
+	return &wireError{at, fmt.Errorf("wrong wire type %d for field %s", f.typ, what)}
 }
 
 // alias returns b as a string without copying. The result must not outlive
@@ -160,13 +155,16 @@ var statePool = sync.Pool{New: func() any { return new(decodeState) }}
 
 const maxPooledBuffer = 4 << 20
 
-func parseProtobuf(body []byte, defaultCluster string, lim Limits) ([]Batch, error) {
+func parseProtobuf(body []byte, v *validator) ([]Batch, error) {
 	n, err := snappy.DecodedLen(body)
 	if err != nil {
-		return nil, reject.BadRequest("decode snappy body: %v", err)
+		return nil, reject.BadRequest("decode snappy body: %v", trimSnappy(err))
 	}
-	if lim.MaxDecodedBytes > 0 && n > lim.MaxDecodedBytes {
-		return nil, reject.TooLarge("snappy body declares %d decoded bytes, limit %d", n, lim.MaxDecodedBytes)
+	if v.lim.MaxDecodedBytes > 0 && n > v.lim.MaxDecodedBytes {
+		return nil, reject.TooLarge("snappy body declares %d decoded bytes, limit %d", n, v.lim.MaxDecodedBytes)
+	}
+	if err := v.opt.reserve(n); err != nil {
+		return nil, err
 	}
 	st := statePool.Get().(*decodeState)
 	defer func() {
@@ -181,50 +179,63 @@ func parseProtobuf(body []byte, defaultCluster string, lim Limits) ([]Batch, err
 	}
 	b, err := snappy.Decode(st.buf[:cap(st.buf)], body)
 	if err != nil {
-		return nil, reject.BadRequest("decode snappy body: %v", err)
+		return nil, reject.BadRequest("decode snappy body: %v", trimSnappy(err))
 	}
 
-	sc, err := scanPushRequest(b, defaultCluster, lim, st.labels[:0])
+	sc, err := scanPushRequest(b, v, st.labels[:0])
 	if err != nil {
 		return nil, err
 	}
-	if sc.streams == 0 {
-		if sc.total == 0 {
-			return nil, errNoStreams()
-		}
-		return nil, nil // only empty streams: Loki accepts and writes nothing
+	if sc.total == 0 {
+		return nil, errNoStreams()
 	}
-	if !sc.rewrite && (lim.MaxRecordBytes <= 0 || len(body) <= lim.MaxRecordBytes) {
+	refused := v.err(sc.entries + v.refusedEntries)
+	if sc.streams == 0 {
+		return nil, refused // nil if only empty streams: Loki accepts and writes nothing
+	}
+	fits := (v.lim.MaxRecordBytes <= 0 || len(body) <= v.lim.MaxRecordBytes) &&
+		(v.lim.MaxRecordDecodedBytes <= 0 || len(b) <= v.lim.MaxRecordDecodedBytes)
+	if !sc.rewrite && refused == nil && fits {
 		return []Batch{{Cluster: strings.Clone(sc.cluster), Value: body, Entries: sc.entries, LineBytes: sc.lineBytes}}, nil
 	}
-	return collectPushRequest(b, defaultCluster, st.labels[:0], sc).batches(lim)
+	batches, err := collectPushRequest(b, v, st.labels[:0], sc).batches(v.lim, &v.opt)
+	if err != nil {
+		return nil, err
+	}
+	return batches, refused
 }
+
+// trimSnappy drops the "snappy: " prefix of snappy's errors, which the
+// caller's message already says.
+func trimSnappy(err error) string { return strings.TrimPrefix(err.Error(), "snappy: ") }
 
 // requestScan summarises a validated PushRequest.
 type requestScan struct {
 	total     int    // streams
-	streams   int    // streams with entries
-	entries   int    // over all streams
-	lineBytes int    // over all streams
+	streams   int    // streams with accepted entries
+	entries   int    // accepted, over all streams
+	lineBytes int    // of accepted entries, over all streams
 	cluster   string // of the first stream with entries; aliases the request
 	rewrite   bool   // some stream lacks the cluster label, or clusters differ
 }
 
 // scanPushRequest validates a decoded PushRequest without building it.
-func scanPushRequest(b []byte, defaultCluster string, lim Limits, scratch []labelPair) (requestScan, error) {
+// Refused streams and entries are counted in v, not returned as errors.
+func scanPushRequest(b []byte, v *validator, scratch []labelPair) (requestScan, error) {
 	var sc requestScan
 	for i := 0; i < len(b); {
 		f, next, err := nextField(b, i)
 		if err != nil {
 			return sc, reject.BadRequest("decode protobuf PushRequest after stream %d: %v", sc.total, err)
 		}
+		at := i
 		i = next
 		switch f.num {
 		case fPushStreams:
-			if f.typ != wireBytes {
-				return sc, reject.BadRequest("decode protobuf PushRequest: %v", wrongType("streams", f))
+			if f.typ != protowire.BytesType {
+				return sc, reject.BadRequest("decode protobuf PushRequest: %v", wrongType("streams", f, at))
 			}
-			st, err := scanStream(f.data, sc.total, defaultCluster, lim, scratch)
+			st, err := scanStream(f.data, f.off, sc.total, v, scratch)
 			if err != nil {
 				return sc, err
 			}
@@ -244,8 +255,8 @@ func scanPushRequest(b []byte, defaultCluster string, lim Limits, scratch []labe
 			sc.entries += st.entries
 			sc.lineBytes += st.lineBytes
 		case fPushFormat:
-			if f.typ != wireBytes {
-				return sc, reject.BadRequest("decode protobuf PushRequest: %v", wrongType("format", f))
+			if f.typ != protowire.BytesType {
+				return sc, reject.BadRequest("decode protobuf PushRequest: %v", wrongType("format", f, at))
 			}
 		}
 	}
@@ -253,44 +264,60 @@ func scanPushRequest(b []byte, defaultCluster string, lim Limits, scratch []labe
 }
 
 type streamScan struct {
-	entries    int
-	lineBytes  int
-	cluster    string // aliases the request
-	addCluster bool   // the stream has no cluster label; cluster is the default
+	entries    int // accepted
+	lineBytes  int // of accepted entries
+	cluster    string
+	addCluster bool // the stream has no cluster label; cluster is the default
 }
 
-// scanStream validates one StreamAdapter: its labels as Loki parses and
-// validates them, and every entry.
-func scanStream(b []byte, idx int, defaultCluster string, lim Limits, scratch []labelPair) (streamScan, error) {
+// scanStream validates one StreamAdapter at byte base of the request: its
+// encoding (an error refuses the request), then its labels and entries as
+// Loki validates them (a refusal is counted in v and leaves the stream or
+// the entry out).
+func scanStream(b []byte, base, idx int, v *validator, scratch []labelPair) (streamScan, error) {
 	var st streamScan
 	var labels []byte
+	var (
+		total, refused int
+		firstRefused   int
+		firstErr       error
+		newest         int64 = noEntryYet
+	)
 	for i := 0; i < len(b); {
 		f, next, err := nextField(b, i)
 		if err != nil {
-			return st, reject.BadRequest("stream %s: decode protobuf: %v", protoStreamName(b, idx), err)
+			return st, reject.BadRequest("stream %s: decode protobuf: %v", protoStreamName(b, idx), rebase(err, base))
 		}
-		i = next
 		switch f.num {
 		case fStreamLabels:
-			if f.typ != wireBytes {
-				return st, reject.BadRequest("stream %s: decode protobuf: %v", protoStreamName(b, idx), wrongType("labels", f))
+			if f.typ != protowire.BytesType {
+				return st, reject.BadRequest("stream %s: decode protobuf: %v", protoStreamName(b, idx), wrongType("labels", f, base+i))
 			}
 			labels = f.data // the last one wins, as in gogo
 		case fStreamEntries:
-			if f.typ != wireBytes {
-				return st, reject.BadRequest("stream %s: decode protobuf: %v", protoStreamName(b, idx), wrongType("entries", f))
+			if f.typ != protowire.BytesType {
+				return st, reject.BadRequest("stream %s: decode protobuf: %v", protoStreamName(b, idx), wrongType("entries", f, base+i))
 			}
-			lineLen, err := scanEntry(f.data, lim)
+			e, err := scanEntry(f.data, base+f.off)
 			if err != nil {
-				return st, badStream(protoStreamName(b, idx), "entry %d: %v", st.entries, err)
+				return st, badStream(protoStreamName(b, idx), "entry %d: %v", total, err)
 			}
-			st.entries++
-			st.lineBytes += lineLen
+			if err := v.checkEntry(e, &newest); err != nil {
+				if refused == 0 {
+					firstRefused, firstErr = total, err
+				}
+				refused++
+			} else {
+				st.entries++
+				st.lineBytes += e.line
+			}
+			total++
 		case fStreamHash:
-			if f.typ != wireVarint {
-				return st, reject.BadRequest("stream %s: decode protobuf: %v", protoStreamName(b, idx), wrongType("hash", f))
+			if f.typ != protowire.VarintType {
+				return st, reject.BadRequest("stream %s: decode protobuf: %v", protoStreamName(b, idx), wrongType("hash", f, base+i))
 			}
 		}
+		i = next
 	}
 
 	s := alias(labels)
@@ -307,20 +334,20 @@ func scanStream(b []byte, idx int, defaultCluster string, lim Limits, scratch []
 	if err != nil {
 		return st, badStream(name(), "error parsing labels: %v", err)
 	}
-	if st.entries == 0 {
+	if total == 0 {
 		return st, nil // Loki parses the labels of an empty stream, then skips it
 	}
 	ls := normalize(pairs)
 	st.cluster = ls.cluster
-	var add string
 	if ls.cluster == "" {
-		if defaultCluster == "" {
-			return st, badStream(name(), "no %s label and no default cluster", ClusterLabel)
-		}
-		add, st.cluster, st.addCluster = defaultCluster, defaultCluster, true
+		st.cluster, st.addCluster = v.opt.DefaultCluster, true
 	}
-	if err := ls.check(lim, add, name); err != nil {
-		return st, err
+	if err := ls.checkStream(v.lim, v.opt.DefaultCluster, name); err != nil {
+		v.refuseStream(total, err)
+		return streamScan{}, nil
+	}
+	if refused > 0 {
+		v.refuseEntries(refused, badStream(name(), "entry %d: %v", firstRefused, firstErr))
 	}
 	return st, nil
 }
@@ -335,7 +362,7 @@ func protoStreamName(b []byte, idx int) string {
 			break
 		}
 		i = next
-		if f.num == fStreamLabels && f.typ == wireBytes {
+		if f.num == fStreamLabels && f.typ == protowire.BytesType {
 			labels = f.data
 		}
 	}
@@ -345,115 +372,100 @@ func protoStreamName(b []byte, idx int) string {
 	return streamName(string(labels))
 }
 
-// scanEntry validates one EntryAdapter and returns the length of its line.
-func scanEntry(b []byte, lim Limits) (int, error) {
+// scanEntry decodes what the rules need of one EntryAdapter; an error is a
+// malformed message, with its offset in b.
+func scanEntry(b []byte, base int) (entryScan, error) {
 	var (
-		line                 int
-		hasTimestamp         bool
-		metaCount, metaBytes int
-		err                  error
-		name, value          []byte
-		f                    field
+		e           entryScan
+		err         error
+		name, value []byte
+		f           field
 	)
 	for i := 0; i < len(b); {
+		at := i
 		if f, i, err = nextField(b, i); err != nil {
-			return 0, fmt.Errorf("decode protobuf: %w", err)
+			return e, fmt.Errorf("decode protobuf: %w", rebase(err, base))
 		}
 		switch f.num {
 		case fEntryTimestamp:
-			if f.typ != wireBytes {
-				return 0, fmt.Errorf("decode protobuf: %w", wrongType("timestamp", f))
+			if f.typ != protowire.BytesType {
+				return e, fmt.Errorf("decode protobuf: %w", wrongType("timestamp", f, base+at))
 			}
-			if err = scanTimestamp(f.data); err != nil {
-				return 0, err
+			if e.ts, err = scanTimestamp(f.data, base+f.off); err != nil {
+				return e, err
 			}
-			hasTimestamp = true
+			e.hasTimestamp = true
 		case fEntryLine:
-			if f.typ != wireBytes {
-				return 0, fmt.Errorf("decode protobuf: %w", wrongType("line", f))
+			if f.typ != protowire.BytesType {
+				return e, fmt.Errorf("decode protobuf: %w", wrongType("line", f, base+at))
 			}
-			line = len(f.data) // the last one wins, as in gogo
+			e.line = len(f.data) // the last one wins, as in gogo
 		case fEntryStructuredMetadata, fEntryParsed:
-			if f.typ != wireBytes {
-				return 0, fmt.Errorf("decode protobuf: %w", wrongType("structuredMetadata", f))
+			if f.typ != protowire.BytesType {
+				return e, fmt.Errorf("decode protobuf: %w", wrongType("structuredMetadata", f, base+at))
 			}
-			if name, value, err = scanPair(f.data); err != nil {
-				return 0, err
+			if name, value, err = scanPair(f.data, base+f.off); err != nil {
+				return e, err
 			}
 			if f.num == fEntryStructuredMetadata {
-				metaCount++
+				e.metaCount++
 				if string(name) != detectedLevelLabel {
-					metaBytes += len(name) + len(value)
+					e.metaBytes += len(name) + len(value)
 				}
 			}
 		}
 	}
-	if !hasTimestamp {
-		return 0, errors.New("entry has no timestamp")
-	}
-	return line, checkEntry(line, metaCount, metaBytes, lim)
+	return e, nil
 }
 
-// checkEntry applies Loki's ValidateEntry size rules.
-func checkEntry(line, metaCount, metaBytes int, lim Limits) error {
-	if lim.MaxLineBytes > 0 && line > lim.MaxLineBytes {
-		return fmt.Errorf("line too long: %d bytes, max_line_size is %d", line, lim.MaxLineBytes)
-	}
-	if lim.MaxStructuredMetadataBytes > 0 && metaBytes > lim.MaxStructuredMetadataBytes {
-		return fmt.Errorf("structured metadata too large: %d bytes, limit %d", metaBytes, lim.MaxStructuredMetadataBytes)
-	}
-	if lim.MaxStructuredMetadataEntries > 0 && metaCount > lim.MaxStructuredMetadataEntries {
-		return fmt.Errorf("too many structured metadata labels: %d, limit %d", metaCount, lim.MaxStructuredMetadataEntries)
-	}
-	return nil
-}
-
-// scanTimestamp decodes a google.protobuf.Timestamp and checks its range as
-// gogo's StdTimeUnmarshal does.
-func scanTimestamp(b []byte) error {
+// scanTimestamp decodes a google.protobuf.Timestamp, checks its range as
+// gogo's StdTimeUnmarshal does, and returns it in nanoseconds.
+func scanTimestamp(b []byte, base int) (int64, error) {
 	var s int64
 	var ns int32
 	for i := 0; i < len(b); {
+		at := i
 		f, next, err := nextField(b, i)
 		if err != nil {
-			return fmt.Errorf("decode protobuf timestamp: %w", err)
+			return 0, fmt.Errorf("decode protobuf timestamp: %w", rebase(err, base))
 		}
 		i = next
 		switch f.num {
 		case fTimestampSeconds:
-			if f.typ != wireVarint {
-				return fmt.Errorf("decode protobuf: %w", wrongType("seconds", f))
+			if f.typ != protowire.VarintType {
+				return 0, fmt.Errorf("decode protobuf timestamp: %w", wrongType("seconds", f, base+at))
 			}
 			s = int64(f.val)
 		case fTimestampNanos:
-			if f.typ != wireVarint {
-				return fmt.Errorf("decode protobuf: %w", wrongType("nanos", f))
+			if f.typ != protowire.VarintType {
+				return 0, fmt.Errorf("decode protobuf timestamp: %w", wrongType("nanos", f, base+at))
 			}
 			ns = int32(f.val) // as gogo decodes an int32
 		}
 	}
 	if s < minTimestampSeconds || s >= maxTimestampSeconds || ns < 0 || ns >= 1e9 {
-		return fmt.Errorf("invalid timestamp: seconds %d, nanos %d (valid: years 1 to 9999, nanos in [0, 1e9))", s, ns)
+		return 0, &wireError{base, fmt.Errorf("invalid timestamp: seconds %d, nanos %d (valid: years 1 to 9999, nanos in [0, 1e9))", s, ns)}
 	}
-	return nil
+	return unixNano(s, ns), nil
 }
 
 // scanPair decodes a LabelPairAdapter.
-func scanPair(b []byte) (name, value []byte, err error) {
+func scanPair(b []byte, base int) (name, value []byte, err error) {
 	for i := 0; i < len(b); {
+		at := i
 		var f field
 		if f, i, err = nextField(b, i); err != nil {
-			return nil, nil, fmt.Errorf("decode protobuf label pair: %w", err)
+			return nil, nil, fmt.Errorf("decode protobuf label pair: %w", rebase(err, base))
 		}
 		switch f.num {
 		case fPairName:
-			if f.typ != wireBytes {
-				return nil, nil, fmt.Errorf("decode protobuf: %w", wrongType("name", f))
+			if f.typ != protowire.BytesType {
+				return nil, nil, fmt.Errorf("decode protobuf label pair: %w", wrongType("name", f, base+at))
 			}
 			name = f.data
 		case fPairValue:
-			if f.typ != wireBytes {
-				return nil, nil, fmt.Errorf("decode protobuf: %w", wrongType("value", f))
+			if f.typ != protowire.BytesType {
+				return nil, nil, fmt.Errorf("decode protobuf label pair: %w", wrongType("value", f, base+at))
 			}
 			value = f.data
 		}
@@ -461,10 +473,14 @@ func scanPair(b []byte) (name, value []byte, err error) {
 	return name, value, nil
 }
 
+func noName() string { return "" }
+
 // collectPushRequest gathers a validated PushRequest for re-encoding: each
-// stream with entries, its cluster and its label string (rendered anew only
-// where the cluster label is added), and every entry's bytes as received.
-func collectPushRequest(b []byte, defaultCluster string, scratch []labelPair, sc requestScan) *request {
+// stream with accepted entries, its cluster and its label string (rendered
+// anew only where the cluster label is added), and every accepted entry's
+// bytes as received. It applies the rules again, exactly as scanPushRequest
+// did, to leave out what was refused.
+func collectPushRequest(b []byte, v *validator, scratch []labelPair, sc requestScan) *request {
 	r := &request{buf: b, streams: make([]outStream, 0, sc.streams), entries: make([]outEntry, 0, sc.entries)}
 	for i := 0; i < len(b); {
 		f, next, _ := nextField(b, i) // validated by scanPushRequest
@@ -474,43 +490,44 @@ func collectPushRequest(b []byte, defaultCluster string, scratch []labelPair, sc
 			r.format = alias(f.data)
 		case fPushStreams:
 			var labels []byte
-			from := len(r.entries)
 			for j := 0; j < len(f.data); {
 				g, next, _ := nextField(f.data, j)
 				j = next
-				switch g.num {
-				case fStreamLabels:
+				if g.num == fStreamLabels {
 					labels = g.data
-				case fStreamEntries:
-					r.entries = append(r.entries, outEntry{off: f.off + g.off, n: len(g.data), line: entryLineLen(g.data)})
 				}
-			}
-			if len(r.entries) == from {
-				continue
 			}
 			s := alias(labels)
 			pairs, _ := parseLabels(s, scratch)
 			ls := normalize(pairs)
-			st := outStream{cluster: ls.cluster, labels: s, from: from, to: len(r.entries)}
+			st := outStream{cluster: ls.cluster, labels: s, from: len(r.entries)}
 			if ls.cluster == "" {
-				st.cluster = defaultCluster
-				st.labels = ls.render(defaultCluster)
+				st.cluster = v.opt.DefaultCluster
 			}
+			if ls.checkStream(v.lim, v.opt.DefaultCluster, noName) != nil {
+				continue // refused whole, or empty
+			}
+			newest := int64(noEntryYet)
+			for j := 0; j < len(f.data); {
+				g, next, _ := nextField(f.data, j)
+				j = next
+				if g.num != fStreamEntries {
+					continue
+				}
+				e, _ := scanEntry(g.data, 0)
+				if v.checkEntry(e, &newest) == nil {
+					r.entries = append(r.entries, outEntry{off: f.off + g.off, n: len(g.data), line: e.line})
+				}
+			}
+			if len(r.entries) == st.from {
+				continue
+			}
+			if ls.cluster == "" {
+				st.labels = ls.render(st.cluster)
+			}
+			st.to = len(r.entries)
 			r.streams = append(r.streams, st)
 		}
 	}
 	return r
-}
-
-// entryLineLen is the length of a validated entry's (last) line.
-func entryLineLen(b []byte) int {
-	line := 0
-	for i := 0; i < len(b); {
-		f, next, _ := nextField(b, i)
-		i = next
-		if f.num == fEntryLine {
-			line = len(f.data)
-		}
-	}
-	return line
 }
