@@ -156,6 +156,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Tell the remote queue's WAL watcher of each write; without it the
+	// watcher only looks every 15 s.
+	db.SetWriteNotified(p.remote)
 	p.db.Store(db)
 	p.app.set(storage.NewFanout(p.log, db, p.remote))
 
