@@ -636,6 +636,9 @@ func (p *jsonParser) str() (string, error) {
 			p.i = i + 1
 			return alias(b[start:i]), nil
 		case c == '\\' || c < 0x20:
+			if !ascii { // the prefix may hold invalid UTF-8: decode it too
+				return p.strSlow(start, start)
+			}
 			return p.strSlow(start, i)
 		case c >= utf8.RuneSelf:
 			ascii = false
