@@ -50,20 +50,30 @@ const subscriberBuffer = 16
 // the same name must have the same help to be shared.
 const leaderHelp = "1 while this agent holds the cluster's leader Lease (and does the cluster-wide work), else 0."
 
-// Elector campaigns for a coordination.k8s.io Lease until ctx ends. Exactly
-// one Elector per Lease is leader at a time, as far as the API server's
-// clock and RenewDeadline < LeaseDuration make it so: a leader that cannot
-// renew steps down after RenewDeadline, before a follower may take over
-// after LeaseDuration.
+// Elector campaigns for a coordination.k8s.io Lease until ctx ends.
+//
+// What it promises: IsLeader (and Subscribe, the gauge) says true only
+// between a successful write of the Lease naming this Elector and
+// RenewDeadline after that write began, and says false before it releases
+// the Lease. A follower takes over no earlier than LeaseDuration after the
+// last renewal (or right after a release), so two Electors of one Lease
+// never both say true, as long as their clocks run at the same rate and
+// RenewDeadline < LeaseDuration leaves room for the caller to react.
+// client-go alone would keep calling itself leader while it retries a
+// renewal and then the release against an API server it cannot reach, past
+// the moment a follower may take over.
 type Elector struct {
-	lec leaderelection.LeaderElectionConfig
-	log *slog.Logger
+	lec           leaderelection.LeaderElectionConfig
+	renewDeadline time.Duration
+	log           *slog.Logger
 
 	leaderGauge prometheus.Gauge
 
-	mu     sync.Mutex
-	leader bool
-	subs   []chan bool
+	mu         sync.Mutex
+	leader     bool
+	validUntil time.Time   // of the last renewal; zero when not leading
+	expiry     *time.Timer // steps down at validUntil
+	subs       []chan bool
 }
 
 // NewElector checks cfg and builds an Elector; it does not campaign yet.
@@ -90,17 +100,21 @@ func NewElector(client kubernetes.Interface, cfg ElectionConfig, reg prometheus.
 		log = slog.New(slog.DiscardHandler)
 	}
 	e := &Elector{
-		log: log.With("lease", cfg.Namespace+"/"+cfg.LeaseName, "identity", cfg.Identity),
+		renewDeadline: cfg.RenewDeadline,
+		log:           log.With("lease", cfg.Namespace+"/"+cfg.LeaseName, "identity", cfg.Identity),
 		leaderGauge: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tributary_agent_leader",
 			Help: leaderHelp,
 		}),
 	}
 	e.lec = leaderelection.LeaderElectionConfig{
-		Lock: &resourcelock.LeaseLock{
-			LeaseMeta:  metav1.ObjectMeta{Namespace: cfg.Namespace, Name: cfg.LeaseName},
-			Client:     client.CoordinationV1(),
-			LockConfig: resourcelock.ResourceLockConfig{Identity: cfg.Identity},
+		Lock: &watchedLock{
+			Interface: &resourcelock.LeaseLock{
+				LeaseMeta:  metav1.ObjectMeta{Namespace: cfg.Namespace, Name: cfg.LeaseName},
+				Client:     client.CoordinationV1(),
+				LockConfig: resourcelock.ResourceLockConfig{Identity: cfg.Identity},
+			},
+			e: e,
 		},
 		LeaseDuration: cfg.LeaseDuration,
 		RenewDeadline: cfg.RenewDeadline,
@@ -119,8 +133,8 @@ func NewElector(client kubernetes.Interface, cfg ElectionConfig, reg prometheus.
 	}
 	if reg != nil {
 		if err := reg.Register(e.leaderGauge); err != nil {
-			// Another part of the agent already
-			// exports this gauge: set that one, it means the same thing.
+			// Another part of the agent already exports this gauge: set
+			// that one, it means the same thing.
 			var are prometheus.AlreadyRegisteredError
 			g, ok := prometheus.Gauge(nil), false
 			if errors.As(err, &are) {
@@ -136,38 +150,20 @@ func NewElector(client kubernetes.Interface, cfg ElectionConfig, reg prometheus.
 }
 
 // Run campaigns until ctx ends, again after each lost term; it blocks.
-// When ctx ends while leading, the Lease is released before Run returns
-// (best effort: if the API server is unreachable, followers take over after
-// LeaseDuration). It returns nil once ctx has ended.
+// When ctx ends while leading, IsLeader turns false and then the Lease is
+// released before Run returns (best effort: if the API server is
+// unreachable, followers take over after LeaseDuration). It returns nil
+// once ctx has ended.
 func (e *Elector) Run(ctx context.Context) error {
-	defer e.set(false)
+	defer e.stepDown("stopped campaigning")
 	for ctx.Err() == nil {
-		// Each term gets its own callbacks: client-go starts
-		// OnStartedLeading in a goroutine, which can run after the term
-		// already ended; ended makes that late call a no-op.
-		var (
-			termMu sync.Mutex
-			ended  bool
-		)
 		lec := e.lec
 		lec.Callbacks = leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(context.Context) {
-				termMu.Lock()
-				defer termMu.Unlock()
-				if !ended {
-					e.log.Info("became leader")
-					e.set(true)
-				}
-			},
-			OnStoppedLeading: func() {
-				termMu.Lock()
-				defer termMu.Unlock()
-				ended = true
-				if e.IsLeader() {
-					e.log.Info("stopped leading")
-				}
-				e.set(false)
-			},
+			// Leadership starts with the write watchedLock sees; client-go
+			// calls this in a goroutine that may even run after the term
+			// ended, so it must not set anything.
+			OnStartedLeading: func(context.Context) {},
+			OnStoppedLeading: func() { e.stepDown("lost the lease") },
 			OnNewLeader: func(identity string) {
 				e.log.Debug("leader observed", "leader", identity)
 			},
@@ -201,24 +197,63 @@ func (e *Elector) Subscribe() <-chan bool {
 	return ch
 }
 
-func (e *Elector) set(leader bool) {
+// renewed records a successful write of the Lease naming us that began at
+// start: we lead until start+RenewDeadline unless renewed again.
+func (e *Elector) renewed(start time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	until := start.Add(e.renewDeadline)
+	wait := time.Until(until)
+	if wait <= 0 {
+		return // the write took so long that the term it bought is over
+	}
+	e.validUntil = until
+	if e.expiry != nil {
+		e.expiry.Stop()
+	}
+	e.expiry = time.AfterFunc(wait, e.expire)
+	e.setLocked(true, "")
+}
+
+func (e *Elector) expire() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.validUntil.IsZero() && !time.Now().Before(e.validUntil) {
+		e.setLocked(false, "no renewal within the renew deadline")
+	}
+}
+
+func (e *Elector) stepDown(reason string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.setLocked(false, reason)
+}
+
+func (e *Elector) setLocked(leader bool, reason string) {
+	if !leader {
+		e.validUntil = time.Time{}
+		if e.expiry != nil {
+			e.expiry.Stop()
+			e.expiry = nil
+		}
+	}
 	if e.leader == leader {
 		return
 	}
 	e.leader = leader
 	if leader {
+		e.log.Info("became leader")
 		e.leaderGauge.Set(1)
 	} else {
+		e.log.Info("stopped leading", "reason", reason)
 		e.leaderGauge.Set(0)
 	}
 	for _, ch := range e.subs {
 		select {
 		case ch <- leader:
 		default:
-			// Full: drop the oldest unread change. Only set sends, under
-			// e.mu, so the send below cannot block.
+			// Full: drop the oldest unread change. Only setLocked sends,
+			// under e.mu, so the send below cannot block.
 			select {
 			case <-ch:
 			default:
@@ -226,4 +261,33 @@ func (e *Elector) set(leader bool) {
 			ch <- leader
 		}
 	}
+}
+
+// watchedLock is the Lease lock with every write reported to the Elector:
+// the only moments client-go learns it (still) leads.
+type watchedLock struct {
+	resourcelock.Interface
+	e *Elector
+}
+
+func (l *watchedLock) Create(ctx context.Context, r resourcelock.LeaderElectionRecord) error {
+	return l.write(ctx, r, l.Interface.Create)
+}
+
+func (l *watchedLock) Update(ctx context.Context, r resourcelock.LeaderElectionRecord) error {
+	return l.write(ctx, r, l.Interface.Update)
+}
+
+func (l *watchedLock) write(ctx context.Context, r resourcelock.LeaderElectionRecord, write func(context.Context, resourcelock.LeaderElectionRecord) error) error {
+	if r.HolderIdentity != l.Identity() {
+		// The release: stop claiming before anyone else can start.
+		l.e.stepDown("released the lease")
+		return write(ctx, r)
+	}
+	start := time.Now()
+	if err := write(ctx, r); err != nil {
+		return err
+	}
+	l.e.renewed(start)
+	return nil
 }

@@ -2,8 +2,10 @@ package k8s
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -247,6 +249,53 @@ func TestElectionTakeOverAfterKill(t *testing.T) {
 	require.True(t, b.IsLeader())
 }
 
+// A leader cut off from the API server (its requests hang, as when packets
+// are dropped) must say it no longer leads before the follower may take
+// over: client-go alone keeps leading through its renew deadline and then a
+// release that hangs as long again.
+func TestElectionLeaderCutOffStepsDownBeforeTakeOver(t *testing.T) {
+	k := testenv.StartKube(t)
+	var cut atomic.Bool
+	cfgA := rest.CopyConfig(k.Config)
+	cfgA.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			if cut.Load() {
+				<-req.Context().Done()
+				return nil, req.Context().Err()
+			}
+			return rt.RoundTrip(req)
+		})
+	}
+	clientA, err := kubernetes.NewForConfig(cfgA)
+	require.NoError(t, err)
+
+	a := startCandidate(t, clientA, "agent-a")
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if !a.IsLeader() {
+			return errors.New("agent-a not leader yet")
+		}
+		return nil
+	})
+	b := startCandidate(t, k.Client, "agent-b")
+	overlap := watchOverlap(t, a, b)
+	subA, subB := a.Subscribe(), b.Subscribe()
+	require.True(t, next(t, subA, time.Second))
+	require.False(t, next(t, subB, time.Second))
+
+	cut.Store(true)
+	lastRenew := holder(t, k.Client).Spec.RenewTime.Time
+	require.False(t, next(t, subA, testLeaseDuration), "a cut-off leader steps down")
+	steppedDown := time.Now()
+	require.True(t, next(t, subB, testLeaseDuration+10*time.Second), "b takes over")
+	require.Less(t, steppedDown.Sub(lastRenew), testLeaseDuration, "a stepped down only after its lease expired")
+	require.Zero(t, overlap.Load(), "both candidates claimed to lead at once")
+	require.Equal(t, "agent-b", *holder(t, k.Client).Spec.HolderIdentity)
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
 func TestNewElectorRefusesBadConfig(t *testing.T) {
 	client, err := kubernetes.NewForConfig(&rest.Config{Host: "https://127.0.0.1:1"})
 	require.NoError(t, err)
@@ -283,7 +332,7 @@ func TestNewElectorSharesAnExistingLeaderGauge(t *testing.T) {
 	reg.MustRegister(g)
 	e, err := NewElector(client, ElectionConfig{Namespace: "ns", LeaseName: "l", Identity: "i"}, reg, nil)
 	require.NoError(t, err)
-	e.set(true)
+	e.renewed(time.Now())
 	mfs, err := reg.Gather()
 	require.NoError(t, err)
 	require.Len(t, mfs, 1)
