@@ -358,6 +358,15 @@ func (p *Parser) inWindow(ts int64) reason {
 	return 0
 }
 
+// exemplarInWindow is inWindow for an exemplar: one without a timestamp
+// (0) is kept, sinks take it as "no timestamp" (Prometheus's HasTs).
+func (p *Parser) exemplarInWindow(ts int64) reason {
+	if ts == 0 {
+		return 0
+	}
+	return p.inWindow(ts)
+}
+
 var (
 	nameChar   [256]bool
 	nameStart  [256]bool
@@ -489,7 +498,7 @@ func (p *Parser) walkSeries(b []byte, base, index int, defaultCluster string) (s
 			if err != nil {
 				return s, false, err
 			}
-			if r := p.inWindow(ts); r != 0 {
+			if r := p.exemplarInWindow(ts); r != 0 {
 				if firstOutside == 0 {
 					firstOutside, firstTs = r, ts
 				}
@@ -565,6 +574,9 @@ func (p *Parser) recountOutside(b []byte) {
 			ts, _ = histogramTimestamp(b[start:end], 0)
 		case fSeriesExemplars:
 			ts, _ = exemplarTimestamp(b[start:end], 0)
+			if ts == 0 {
+				ts = p.maxT // no timestamp: never refused
+			}
 		default:
 			i = next
 			continue

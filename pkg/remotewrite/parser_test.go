@@ -323,7 +323,7 @@ func TestTimeWindow(t *testing.T) {
 	ts := series("__name__", "m", "cluster", "a")
 	ts.Samples = []prompb.Sample{{Timestamp: 1, Value: 1}, {Timestamp: ms(-time.Hour), Value: 2}, {Timestamp: ms(11 * time.Minute), Value: 3}, {Timestamp: ms(9 * time.Minute), Value: 4}}
 	ts.Histograms = []prompb.Histogram{{Timestamp: ms(-24 * time.Hour), Count: &prompb.Histogram_CountInt{CountInt: 1}}, {Timestamp: ms(0), Count: &prompb.Histogram_CountInt{CountInt: 2}}}
-	ts.Exemplars = []prompb.Exemplar{{Timestamp: ms(time.Hour), Value: 1}, {Timestamp: ms(-time.Minute), Value: 2, Labels: []prompb.Label{{Name: "trace_id", Value: "x"}}}}
+	ts.Exemplars = []prompb.Exemplar{{Timestamp: ms(time.Hour), Value: 1}, {Timestamp: ms(-time.Minute), Value: 2, Labels: []prompb.Label{{Name: "trace_id", Value: "x"}}}, {Value: 3}} // the last without a timestamp
 	old := series("__name__", "old", "cluster", "a")
 	old.Samples = []prompb.Sample{{Timestamp: ms(-48 * time.Hour), Value: 1}}
 	req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{old, ts}}
@@ -338,15 +338,16 @@ func TestTimeWindow(t *testing.T) {
 	require.Equal(t, 2, r.byReason[reasonTooNew])
 	require.Equal(t, "refused 3 samples, 1 histogram sample, 1 exemplar (3 too old, 2 too far in the future); first: series 0 {__name__=\"old\", cluster=\"a\"}: timestamp 2026-11-27T12:00:00Z is older than 23h0m0s (-limits.metrics.max-sample-age)", r.Error())
 	require.Len(t, bs, 1)
-	require.Equal(t, Batch{Cluster: "a", Value: bs[0].Value, Series: 1, Samples: 3, Histograms: 1, Exemplars: 1}, bs[0])
+	require.Equal(t, Batch{Cluster: "a", Value: bs[0].Value, Series: 1, Samples: 3, Histograms: 1, Exemplars: 2}, bs[0])
 	out := decode(t, bs[0].Value)
 	require.Len(t, out.Timeseries, 1)
 	got := out.Timeseries[0]
 	require.Equal(t, []prompb.Sample{{Timestamp: ms(-time.Hour), Value: 2}, {Timestamp: ms(9 * time.Minute), Value: 4}}, got.Samples)
 	require.Len(t, got.Histograms, 1)
 	require.Equal(t, ms(0), got.Histograms[0].Timestamp)
-	require.Len(t, got.Exemplars, 1)
+	require.Len(t, got.Exemplars, 2)
 	require.Equal(t, 2.0, got.Exemplars[0].Value)
+	require.Equal(t, 3.0, got.Exemplars[1].Value)
 
 	// Bounds off: everything is kept, and forwarded as is.
 	lim := DefaultLimits()

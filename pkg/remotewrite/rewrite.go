@@ -181,6 +181,7 @@ func (p *Parser) keep(s *seriesInfo, num protowire.Number, v []byte) bool {
 		ts, _ = histogramTimestamp(v, 0)
 	case fSeriesExemplars:
 		ts, _ = exemplarTimestamp(v, 0)
+		return p.exemplarInWindow(ts) == 0
 	default:
 		return true
 	}
