@@ -58,7 +58,7 @@ func newMetrics(reg prometheus.Registerer, maxClusters int) *metrics {
 		}),
 		refusedSamples: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "tributary_gateway_refused_samples_total",
-			Help: "Remote-write samples, histogram samples and exemplars left out of accepted requests (answered 400 with the rest written), by reason: too_old, too_new, invalid_labels, label_limit, no_cluster, invalid_series.",
+			Help: "Remote-write samples, histogram samples and exemplars left out of accepted requests (answered 400 with the rest written), by reason: too_old, too_new, invalid_labels, label_limit, no_cluster, invalid_series, invalid_histogram.",
 		}, []string{"reason"}),
 		metadataDropped: f.NewCounter(prometheus.CounterOpts{
 			Name: "tributary_gateway_metadata_dropped_total",

@@ -28,6 +28,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/prompb"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/tributary-io/tributary/pkg/reject"
@@ -402,6 +404,7 @@ func (p *Parser) walkSeries(b []byte, base, index int, defaultCluster string) (s
 		outside       [3]int // samples, histograms, exemplars outside the window
 		firstOutside  reason
 		firstTs       int64
+		histErr       string // why the first refused histogram is invalid
 	)
 	refuse := func(r reason, msg string) {
 		if bad == 0 {
@@ -482,7 +485,16 @@ func (p *Parser) walkSeries(b []byte, base, index int, defaultCluster string) (s
 			if err != nil {
 				return s, false, err
 			}
-			if r := p.inWindow(ts); r != 0 {
+			r := p.inWindow(ts)
+			if r == 0 {
+				if err := validHistogram(b[start:end]); err != nil {
+					r = reasonHistogram
+					if firstOutside == 0 {
+						histErr = err.Error()
+					}
+				}
+			}
+			if r != 0 {
 				if firstOutside == 0 {
 					firstOutside, firstTs = r, ts
 				}
@@ -538,7 +550,7 @@ func (p *Parser) walkSeries(b []byte, base, index int, defaultCluster string) (s
 		p.refused.count(outside[0], outside[1], outside[2])
 		p.recountOutside(b)
 		if p.refused.first == "" {
-			p.refused.first = "series " + strconv.Itoa(index) + " " + p.describe(b) + ": " + p.windowMessage(firstOutside, firstTs)
+			p.refused.first = "series " + strconv.Itoa(index) + " " + p.describe(b) + ": " + p.windowMessage(firstOutside, firstTs, histErr)
 		}
 		if s.samples+s.histograms+s.exemplars == 0 {
 			return s, false, nil // nothing of it left to write
@@ -572,6 +584,9 @@ func (p *Parser) recountOutside(b []byte) {
 			ts, _ = sampleTimestamp(b[start:end], 0)
 		case fSeriesHistograms:
 			ts, _ = histogramTimestamp(b[start:end], 0)
+			if p.inWindow(ts) == 0 && validHistogram(b[start:end]) != nil {
+				p.refused.byReason[reasonHistogram]++
+			}
 		case fSeriesExemplars:
 			ts, _ = exemplarTimestamp(b[start:end], 0)
 			if ts == 0 {
@@ -588,8 +603,11 @@ func (p *Parser) recountOutside(b []byte) {
 	}
 }
 
-func (p *Parser) windowMessage(r reason, ts int64) string {
+func (p *Parser) windowMessage(r reason, ts int64, histErr string) string {
 	at := time.UnixMilli(ts).UTC().Format(time.RFC3339Nano)
+	if r == reasonHistogram {
+		return "invalid native histogram at " + at + ": " + histErr
+	}
 	if r == reasonTooOld {
 		return "timestamp " + at + " is older than " + p.lim.MaxSampleAge.String() + " (-limits.metrics.max-sample-age)"
 	}
@@ -828,6 +846,34 @@ func exemplarTimestamp(b []byte, base int) (int64, error) {
 		i = next
 	}
 	return ts, nil
+}
+
+// validHistogram is nil for a native histogram Prometheus stores: a
+// Prometheus 3 sink answers 400 for the whole request otherwise (which
+// would dead-letter every valid series of the record), 2.x answers 500
+// (which would stall the partition). Only histogram samples pay for the
+// decode.
+func validHistogram(b []byte) error {
+	var h prompb.Histogram
+	if err := h.Unmarshal(b); err != nil {
+		return err
+	}
+	if h.IsFloatHistogram() {
+		fh := h.ToFloatHistogram()
+		if histogram.IsExponentialSchemaReserved(fh.Schema) && fh.Schema > histogram.ExponentialSchemaMax {
+			if err := fh.ReduceResolution(histogram.ExponentialSchemaMax); err != nil { // as Prometheus's receiver does
+				return err
+			}
+		}
+		return fh.Validate()
+	}
+	ih := h.ToIntHistogram()
+	if histogram.IsExponentialSchemaReserved(ih.Schema) && ih.Schema > histogram.ExponentialSchemaMax {
+		if err := ih.ReduceResolution(histogram.ExponentialSchemaMax); err != nil {
+			return err
+		}
+	}
+	return ih.Validate()
 }
 
 // checkFields checks that b is a sequence of legal fields.

@@ -322,7 +322,7 @@ func TestTimeWindow(t *testing.T) {
 	ms := func(d time.Duration) int64 { return now.Add(d).UnixMilli() }
 	ts := series("__name__", "m", "cluster", "a")
 	ts.Samples = []prompb.Sample{{Timestamp: 1, Value: 1}, {Timestamp: ms(-time.Hour), Value: 2}, {Timestamp: ms(11 * time.Minute), Value: 3}, {Timestamp: ms(9 * time.Minute), Value: 4}}
-	ts.Histograms = []prompb.Histogram{{Timestamp: ms(-24 * time.Hour), Count: &prompb.Histogram_CountInt{CountInt: 1}}, {Timestamp: ms(0), Count: &prompb.Histogram_CountInt{CountInt: 2}}}
+	ts.Histograms = []prompb.Histogram{{Timestamp: ms(-24 * time.Hour), Count: &prompb.Histogram_CountInt{CountInt: 1}, ZeroCount: &prompb.Histogram_ZeroCountInt{ZeroCountInt: 1}}, {Timestamp: ms(0), Count: &prompb.Histogram_CountInt{CountInt: 2}, ZeroCount: &prompb.Histogram_ZeroCountInt{ZeroCountInt: 2}}}
 	ts.Exemplars = []prompb.Exemplar{{Timestamp: ms(time.Hour), Value: 1}, {Timestamp: ms(-time.Minute), Value: 2, Labels: []prompb.Label{{Name: "trace_id", Value: "x"}}}, {Value: 3}} // the last without a timestamp
 	old := series("__name__", "old", "cluster", "a")
 	old.Samples = []prompb.Sample{{Timestamp: ms(-48 * time.Hour), Value: 1}}
@@ -357,6 +357,28 @@ func TestTimeWindow(t *testing.T) {
 	require.NoError(t, err)
 	require.Nil(t, p.Refused())
 	require.Same(t, &body[0], &bs[0].Value[0])
+}
+
+// TestInvalidHistogram: a native histogram Prometheus would not store (its
+// buckets do not add up to its count) is left out, the rest written.
+func TestInvalidHistogram(t *testing.T) {
+	now := time.Now().UnixMilli()
+	ts := series("__name__", "h", "cluster", "a")
+	ts.Histograms = []prompb.Histogram{
+		{Timestamp: now - 1, Count: &prompb.Histogram_CountInt{CountInt: 5}, ZeroCount: &prompb.Histogram_ZeroCountInt{ZeroCountInt: 1}},
+		{Timestamp: now, Count: &prompb.Histogram_CountInt{CountInt: 1}, ZeroCount: &prompb.Histogram_ZeroCountInt{ZeroCountInt: 1}},
+	}
+	var p Parser
+	bs, err := p.Parse(encode(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{ts}}), "", DefaultLimits())
+	require.NoError(t, err)
+	require.NotNil(t, p.Refused())
+	require.Contains(t, p.Refused().Error(), "refused 1 histogram sample (1 invalid histograms); first: series 0 {__name__=\"h\", cluster=\"a\"}: invalid native histogram at ")
+	require.Contains(t, p.Refused().Error(), "observations found in buckets")
+	require.Len(t, bs, 1)
+	require.Equal(t, 1, bs[0].Histograms)
+	out := decode(t, bs[0].Value)
+	require.Len(t, out.Timeseries[0].Histograms, 1)
+	require.Equal(t, now, out.Timeseries[0].Histograms[0].Timestamp)
 }
 
 // TestClusterBound: the split by cluster is bounded and keeps first-seen

@@ -16,6 +16,7 @@ const (
 	reasonLimit            // over a label count or length limit
 	reasonNoCluster        // no cluster label and no default
 	reasonInvalid          // remote-write 2.0: bad references, no samples
+	reasonHistogram        // a native histogram Prometheus would not store
 	numReasons
 )
 
@@ -27,6 +28,7 @@ var reasonNames = [numReasons]string{
 	reasonLimit:     "label_limit",
 	reasonNoCluster: "no_cluster",
 	reasonInvalid:   "invalid_series",
+	reasonHistogram: "invalid_histogram",
 }
 
 var reasonText = [numReasons]string{
@@ -36,6 +38,7 @@ var reasonText = [numReasons]string{
 	reasonLimit:     "in series over a label limit",
 	reasonNoCluster: "in series without a cluster",
 	reasonInvalid:   "in invalid series",
+	reasonHistogram: "invalid histograms",
 }
 
 // Refusal is what a request lost to validation while the rest of it was

@@ -179,6 +179,7 @@ func (p *Parser) keep(s *seriesInfo, num protowire.Number, v []byte) bool {
 		ts, _ = sampleTimestamp(v, 0)
 	case fSeriesHistograms:
 		ts, _ = histogramTimestamp(v, 0)
+		return p.inWindow(ts) == 0 && validHistogram(v) == nil
 	case fSeriesExemplars:
 		ts, _ = exemplarTimestamp(v, 0)
 		return p.exemplarInWindow(ts) == 0
