@@ -28,6 +28,13 @@ import (
 // It is parsed by hand, in one pass over the body and without copying
 // strings that have no escapes: encoding/json cannot keep structured
 // metadata in order without a custom decoder, and is several times slower.
+// github.com/valyala/fastjson keeps order and walks this body ~25% faster
+// (BenchmarkJSONTokenLayer), but cannot give encoding/json's strings: it
+// leaves an unpaired surrogate escape as the text "\ud800" (the same text
+// an escaped backslash gives, so no later pass can tell them apart), accepts
+// control characters and invalid UTF-8 in strings, and stops at 300 levels
+// of nesting. Loki decodes with encoding/json semantics, so the hand-written
+// tokenizer stays.
 
 // maxJSONDepth bounds the nesting of skipped values, as encoding/json does.
 const maxJSONDepth = 10000
