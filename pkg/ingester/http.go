@@ -36,6 +36,9 @@ func HTTPResult(what string, resp *http.Response, msg string) error {
 		return fmt.Errorf("%s: %w: answered %s%s: %s", what, ErrMisconfigured, resp.Status, target, msg)
 	case code == http.StatusTooManyRequests || code/100 == 5:
 		err := fmt.Errorf("%s: %s: %s", what, resp.Status, msg)
+		if code == http.StatusTooManyRequests {
+			err = fmt.Errorf("%w: %w", ErrThrottled, err)
+		}
 		if after, ok := retryAfter(resp.Header.Get("Retry-After")); ok {
 			return &RetryAfterError{Err: err, After: after}
 		}

@@ -17,10 +17,12 @@ func TestHTTPResult(t *testing.T) {
 		wantErr       bool
 		permanent     bool
 		misconfigured bool
+		throttled     bool
 		after         time.Duration
 	}{
 		{code: 200}, {code: 204},
 		{code: 429, retryAfter: "7", wantErr: true, after: 7 * time.Second},
+		{code: 429, wantErr: true, throttled: true},
 		{code: 503, wantErr: true},
 		{code: 500, retryAfter: "garbage", wantErr: true},
 		{code: 400, wantErr: true, permanent: true},
@@ -48,6 +50,7 @@ func TestHTTPResult(t *testing.T) {
 			require.Contains(t, err.Error(), "server says why")
 			require.Equal(t, tc.permanent, IsPermanent(err), "%v", err)
 			require.Equal(t, tc.misconfigured, errors.Is(err, ErrMisconfigured), "%v", err)
+			require.Equal(t, tc.throttled || tc.code == 429, errors.Is(err, ErrThrottled), "%v", err)
 			if tc.misconfigured {
 				require.ErrorContains(t, err, "for POST /:")
 			}

@@ -26,6 +26,12 @@ func (b Backoff) delay(attempt int) time.Duration {
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
+// ErrThrottled marks a sink's answer that asks the ingester to slow down
+// (HTTP 429: a per-tenant rate limit, an overloaded backend). It is
+// retried and never counts towards dead-lettering a record: the data is
+// fine, the sink wants it later.
+var ErrThrottled = errors.New("sink throttled")
+
 // writer delivers batches to one sink, shared by all partitions of its
 // consumer. A batch is settled when every record is either acknowledged by
 // the sink or acknowledged by the dead-letter topic; the caller marks the
@@ -108,7 +114,7 @@ func (w *writer) settle(ctx context.Context, recs []Record, err error, budget in
 			if len(recs) == 1 {
 				return w.deadLetter(ctx, recs[0], err, "rejected")
 			}
-			return w.split(ctx, recs, 1)
+			return w.split(ctx, recs, min(subBatchAttempts, budget))
 		}
 		if ctx.Err() != nil {
 			return err
@@ -167,11 +173,11 @@ func (w *writer) split(ctx context.Context, recs []Record, budget int) error {
 // one since it started failing: another write succeeded since then (another
 // partition, or the other half of a split), or the sink's probe succeeds.
 // An answer that says the sink is misconfigured (ErrMisconfigured) or asks
-// to slow down (RetryAfterError: overload) means the sink is down, not that
-// the records are bad.
+// to slow down (ErrThrottled, RetryAfterError: overload) means the sink is
+// down, not that the records are bad.
 func (w *writer) healthy(ctx context.Context, since time.Time, err error) bool {
 	var ra *RetryAfterError
-	if errors.Is(err, ErrMisconfigured) || errors.As(err, &ra) {
+	if errors.Is(err, ErrMisconfigured) || errors.Is(err, ErrThrottled) || errors.As(err, &ra) {
 		return false
 	}
 	if w.lastOK.Load() > since.UnixNano() {

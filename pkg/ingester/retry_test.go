@@ -175,6 +175,7 @@ func TestWriterOutageDeadLettersNothing(t *testing.T) {
 	}{
 		{"probe fails", down, errors.New("connection refused"), func(f *fakeSink) Sink { return probingSink{f} }},
 		{"misconfigured while probe succeeds", fmt.Errorf("push: %w: answered 404", ErrMisconfigured), nil, func(f *fakeSink) Sink { return probingSink{f} }},
+		{"429 while probe succeeds", fmt.Errorf("loki push: %w: 429 Too Many Requests: ingestion rate limit exceeded", ErrThrottled), nil, func(f *fakeSink) Sink { return probingSink{f} }},
 		{"retry-after while probe succeeds", &RetryAfterError{Err: down, After: time.Millisecond}, nil, func(f *fakeSink) Sink { return probingSink{f} }},
 		{"no probe, nothing succeeds", down, nil, func(f *fakeSink) Sink { return f }},
 	} {
