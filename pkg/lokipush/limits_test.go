@@ -261,6 +261,20 @@ func TestParseReservesBeforeDecoding(t *testing.T) {
 	})
 }
 
+// An entry of a few bytes in the request costs more once collected for
+// re-encoding: that is reserved too.
+func TestParseReservesCollectedEntries(t *testing.T) {
+	entries := make([]push.Entry, 100_000)
+	for i := range entries {
+		entries[i] = entry(1, "") // 6 bytes each in the request
+	}
+	body := protoBody(t, stream(`{app="a"}`, entries...)) // no cluster label: rewritten
+	largest := 0
+	_, err := Parse(body, ctProto, "", testLimits(), Options{DefaultCluster: "d", Reserve: func(n int) error { largest = max(largest, n); return nil }})
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, largest, 24*len(entries), "the collected entries are reserved")
+}
+
 // Field numbers above 2^29-1 are not protobuf: refused with the offset of
 // the faulty tag, at whatever depth.
 func TestParseIllegalFieldNumbers(t *testing.T) {

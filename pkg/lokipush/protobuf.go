@@ -198,7 +198,11 @@ func parseProtobuf(body []byte, v *validator) ([]Batch, error) {
 	if !sc.rewrite && refused == nil && fits {
 		return []Batch{{Cluster: strings.Clone(sc.cluster), Value: body, Entries: sc.entries, LineBytes: sc.lineBytes}}, nil
 	}
-	batches, err := collectPushRequest(b, v, st.labels[:0], sc).batches(v.lim, &v.opt)
+	r, err := collectPushRequest(b, v, st.labels[:0], sc)
+	if err != nil {
+		return nil, err
+	}
+	batches, err := r.batches(v.lim, &v.opt)
 	if err != nil {
 		return nil, err
 	}
@@ -480,7 +484,11 @@ func noName() string { return "" }
 // anew only where the cluster label is added), and every accepted entry's
 // bytes as received. It applies the rules again, exactly as scanPushRequest
 // did, to leave out what was refused.
-func collectPushRequest(b []byte, v *validator, scratch []labelPair, sc requestScan) *request {
+func collectPushRequest(b []byte, v *validator, scratch []labelPair, sc requestScan) (*request, error) {
+	// An entry can take 4 bytes of the request and 24 here: reserve them.
+	if err := v.opt.reserve(sc.streams*int(unsafe.Sizeof(outStream{})) + sc.entries*int(unsafe.Sizeof(outEntry{}))); err != nil {
+		return nil, err
+	}
 	r := &request{buf: b, streams: make([]outStream, 0, sc.streams), entries: make([]outEntry, 0, sc.entries)}
 	for i := 0; i < len(b); {
 		f, next, _ := nextField(b, i) // validated by scanPushRequest
@@ -529,5 +537,5 @@ func collectPushRequest(b []byte, v *validator, scratch []labelPair, sc requestS
 			r.streams = append(r.streams, st)
 		}
 	}
-	return r
+	return r, nil
 }
