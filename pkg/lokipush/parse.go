@@ -77,8 +77,10 @@ type Limits struct {
 	// MaxEntryBehind is half of Loki's max_chunk_age: an entry older than
 	// its stream's newest by more than this is refused ("too far behind").
 	// The gateway sees one request, so it checks only against the newest
-	// entry of the same stream earlier in the same request; an entry too
-	// far behind what an earlier request wrote still reaches Loki.
+	// accepted entry before it in the same stream message of the same
+	// request (two stream messages with the same labels are checked
+	// apart); an entry too far behind what an earlier request wrote still
+	// reaches Loki, which refuses it and the sink dead-letters it.
 	MaxEntryBehind time.Duration `yaml:"max_entry_behind"`
 }
 
