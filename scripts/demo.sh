@@ -2,7 +2,9 @@
 # Runs the pipeline locally: dev broker → gateway → Kafka → ingester → sink
 # Prometheus and Loki. Metrics come from a second real Prometheus that scrapes
 # the stack and remote-writes to the gateway as cluster "demo"; logs from a
-# small loop that pushes one Loki JSON line per second.
+# small loop that pushes one Loki JSON line per second. Beside the sender,
+# the Tributary agent (cmd/agent) scrapes the same stack with static_configs
+# (jobs agent-*), keeps the samples in its WAL and sends them as "demo".
 #   scripts/demo.sh start | stop | status
 # Everything listens on 127.0.0.1. State and logs live in .demo/.
 set -euo pipefail
@@ -15,6 +17,7 @@ SINK_PORT=${DEMO_SINK_PORT:-19090}
 SENDER_PORT=${DEMO_SENDER_PORT:-19091}
 GATEWAY_PORT=${DEMO_GATEWAY_PORT:-18080}
 INGESTER_PORT=${DEMO_INGESTER_PORT:-18081}
+AGENT_PORT=${DEMO_AGENT_PORT:-19095}
 LOKI_PORT=${DEMO_LOKI_PORT:-13100}
 LOKI_GRPC_PORT=${DEMO_LOKI_GRPC_PORT:-13101}
 LOKI_MEMBERLIST_PORT=${DEMO_LOKI_MEMBERLIST_PORT:-13102}
@@ -93,7 +96,7 @@ log_sender() {
 }
 
 start() {
-  mkdir -p "$DEMO"/{pids,logs,kafka,sink-data,sender-data,loki}
+  mkdir -p "$DEMO"/{pids,logs,kafka,sink-data,sender-data,loki,agent-data}
   echo "Building or finding Loki (first time: ~7 minutes, cached in ~/.cache/tributary)..."
   LOKI_BIN=$(bash "$ROOT/scripts/build-loki.sh" | tail -n 1)
   loki_config >"$DEMO/loki.yml"
@@ -121,6 +124,23 @@ remote_write:
   - url: http://127.0.0.1:$GATEWAY_PORT/api/v1/write
     queue_config: {batch_send_deadline: 1s}
 YAML
+  cat >"$DEMO/agent.yml" <<YAML
+# The Tributary agent without Kubernetes: static_configs only.
+cluster: demo
+gateway: {url: "http://127.0.0.1:$GATEWAY_PORT"}
+metrics:
+  scrape_interval: 5s
+  wal: {dir: "$DEMO/agent-data"}
+  scrape_configs:
+    - job_name: agent-self
+      static_configs: [{targets: ["127.0.0.1:$AGENT_PORT"]}]
+    - job_name: agent-gateway
+      static_configs: [{targets: ["127.0.0.1:$GATEWAY_PORT"]}]
+    - job_name: agent-ingester
+      static_configs: [{targets: ["127.0.0.1:$INGESTER_PORT"]}]
+    - job_name: agent-sink
+      static_configs: [{targets: ["127.0.0.1:$SINK_PORT"]}]
+YAML
   echo "Starting the Tributary demo (development broker; see README):"
   launch devbroker "$BIN/devbroker" -port "$BROKER_PORT" -data-dir "$DEMO/kafka"
   wait_port "$BROKER_PORT"
@@ -137,18 +157,21 @@ YAML
   launch prometheus-sender prometheus --config.file="$DEMO/sender.yml" --storage.tsdb.path="$DEMO/sender-data" \
     --web.listen-address=127.0.0.1:$SENDER_PORT
   wait_http "http://127.0.0.1:$SENDER_PORT/-/ready" "sender Prometheus"
+  launch agent "$BIN/agent" -config.file="$DEMO/agent.yml" -http.listen-addr=127.0.0.1:$AGENT_PORT
+  wait_http "http://127.0.0.1:$AGENT_PORT/-/ready" agent
   launch log-sender bash "$ROOT/scripts/demo.sh" log-sender
 
   local q='count by (cluster, job) (up)'
   echo "Waiting for the sender's metrics to arrive in the sink Prometheus..."
   for _ in $(seq 1 90); do
     out=$(curl -fsS --get "http://127.0.0.1:$SINK_PORT/api/v1/query" --data-urlencode "query=$q" || true)
-    if grep -q '"cluster":"demo"' <<<"$out" && [ "$(grep -o '"job"' <<<"$out" | wc -l)" -ge 4 ]; then
+    if grep -q '"cluster":"demo"' <<<"$out" && [ "$(grep -o '"job"' <<<"$out" | wc -l)" -ge 8 ]; then
       echo
       echo "Data is flowing. Sink Prometheus: http://127.0.0.1:$SINK_PORT"
       echo "Query:  $q"
       python3 -c 'import json,sys; [print("  cluster=%s job=%s -> %s series" % (r["metric"].get("cluster"), r["metric"].get("job"), r["value"][1])) for r in json.load(sys.stdin)["data"]["result"]]' <<<"$out" 2>/dev/null || echo "$out"
       echo "Also try: sum by (cluster, signal) (rate(tributary_gateway_items_received_total[1m]))"
+      echo "The agent's jobs are agent-*; its status page: bin/agent status -addr=127.0.0.1:$AGENT_PORT"
       break
     fi
     sleep 1
@@ -179,7 +202,7 @@ YAML
 
 stop() {
   # Sender first, so that the gateway is idle before it drains; the broker last.
-  for name in log-sender prometheus-sender gateway ingester loki prometheus-sink devbroker; do
+  for name in log-sender agent prometheus-sender gateway ingester loki prometheus-sink devbroker; do
     if running "$name"; then
       pid=$(cat "$DEMO/pids/$name")
       kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
@@ -192,7 +215,7 @@ stop() {
 }
 
 status() {
-  for name in devbroker prometheus-sink loki gateway ingester prometheus-sender log-sender; do
+  for name in devbroker prometheus-sink loki gateway ingester prometheus-sender agent log-sender; do
     if running "$name"; then echo "$name: running (pid $(cat "$DEMO/pids/$name"))"; else echo "$name: stopped"; fi
   done
 }
