@@ -3,6 +3,7 @@ package lokipush
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/golang/snappy"
@@ -29,6 +30,8 @@ func FuzzParseProtobuf(f *testing.F) {
 	for _, req := range []push.PushRequest{
 		{Streams: []push.Stream{stream(`{cluster="a", app="x"}`, entry(1, "l1", "k", "v"), entry(2, "l2"))}},
 		{Streams: []push.Stream{stream(`{app="x"}`, entry(1, "l1")), stream(`{cluster="b", app="y"}`, entry(-5, "l2"))}, Format: "loki"},
+		// Accepted in part: one line over fuzzLimits' 1000 bytes.
+		{Streams: []push.Stream{stream(`{cluster="a"}`, entry(1, "ok"), entry(2, strings.Repeat("x", 1001)))}},
 	} {
 		raw, _ := req.Marshal()
 		f.Add(raw, false)
@@ -43,8 +46,16 @@ func FuzzParseProtobuf(f *testing.F) {
 		got, err := Parse(body, ctProto, "", lim, Options{DefaultCluster: "dflt"})
 		if err != nil {
 			mustBe4xx(t, err)
-			return
+			if got == nil {
+				return
+			}
+			// Accepted in part: a 400 naming the refusals, and records
+			// that hold some of the input's lines.
+			if status, _ := reject.Status(err); status != 400 || !strings.Contains(err.Error(), "entries refused") {
+				t.Fatalf("batches returned with %v", err)
+			}
 		}
+		partial := err != nil
 		decoded, err := snappy.Decode(nil, body)
 		if err != nil {
 			t.Fatalf("accepted a body snappy refuses: %v", err)
@@ -59,7 +70,7 @@ func FuzzParseProtobuf(f *testing.F) {
 				want = append(want, e.Line)
 			}
 		}
-		checkBatches(t, got, lim, want)
+		checkBatches(t, got, lim, want, partial)
 	})
 }
 
@@ -71,13 +82,22 @@ func FuzzParseJSON(f *testing.F) {
 	f.Add([]byte(`{"streams": [{"stream": {"app": "x", "cluster": "a"}, "values": [["1", "line \"q\" \u00e9", {"k": "v"}], ["2", "l2"]]}]}`))
 	f.Add([]byte(`{"streams": [{"stream": {"app": "x"}, "values": [["-1", "a"], null]}, null, {"stream": {"cluster": "b", "a": ""}, "values": [["3"]]}]}`))
 	f.Add([]byte(`{"streams": [], "x": [1, -2.5e+3, true, false, null, {"y": "\ud83d\ude00"}]}`))
+	f.Add([]byte(`{"streams": [{"stream": {"a": "1"}, "values": [["1", "ok"], ["2", "` + strings.Repeat("x", 1001) + `"]]}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		lim := fuzzLimits()
 		got, err := Parse(body, ctJSON, "", lim, Options{DefaultCluster: "dflt"})
 		if err != nil {
 			mustBe4xx(t, err)
-			return
+			if got == nil {
+				return
+			}
+			// Accepted in part: a 400 naming the refusals, and records
+			// that hold some of the input's lines.
+			if status, _ := reject.Status(err); status != 400 || !strings.Contains(err.Error(), "entries refused") {
+				t.Fatalf("batches returned with %v", err)
+			}
 		}
+		partial := err != nil
 		var doc map[string]any
 		if err := json.Unmarshal(body, &doc); err != nil {
 			t.Fatalf("accepted a body encoding/json refuses: %v", err)
@@ -99,7 +119,7 @@ func FuzzParseJSON(f *testing.F) {
 				want = append(want, line)
 			}
 		}
-		checkBatches(t, got, lim, want)
+		checkBatches(t, got, lim, want, partial)
 	})
 }
 
@@ -111,8 +131,9 @@ func mustBe4xx(t *testing.T, err error) {
 }
 
 // checkBatches checks records against the input's lines, in any order
-// (splitting by cluster reorders across clusters).
-func checkBatches(t *testing.T, got []Batch, lim Limits, want []string) {
+// (splitting by cluster reorders across clusters): all of them, or some of
+// them if the request was accepted in part.
+func checkBatches(t *testing.T, got []Batch, lim Limits, want []string, partial bool) {
 	t.Helper()
 	var have []string
 	for _, b := range got {
@@ -160,6 +181,20 @@ func checkBatches(t *testing.T, got []Batch, lim Limits, want []string) {
 	}
 	slices.Sort(have)
 	slices.Sort(want)
+	if partial {
+		left := slices.Clone(want)
+		for _, l := range have {
+			i := slices.Index(left, l)
+			if i < 0 {
+				t.Fatalf("record line %q not in the input %q", l, want)
+			}
+			left = slices.Delete(left, i, i+1)
+		}
+		if len(left) == 0 {
+			t.Fatalf("every line accepted, yet some refused")
+		}
+		return
+	}
 	if !slices.Equal(have, want) {
 		t.Fatalf("records hold lines %q; input has %q", have, want)
 	}
