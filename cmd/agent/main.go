@@ -24,6 +24,7 @@ import (
 	"github.com/tributary-io/tributary/pkg/agent"
 	"github.com/tributary-io/tributary/pkg/agent/metrics"
 	"github.com/tributary-io/tributary/pkg/flagenv"
+	"github.com/tributary-io/tributary/pkg/k8s"
 	"github.com/tributary-io/tributary/pkg/server"
 )
 
@@ -115,14 +116,29 @@ func runMain(args []string) error {
 		return err
 	}
 	f.gc.Apply(0, log)
-	_, mcfg, err := agent.LoadFile(f.configFile)
+	cfg, mcfg, err := agent.LoadFile(f.configFile)
 	if err != nil {
 		return err
 	}
 	reg := server.Registry()
+	var (
+		leader  metrics.Leader = metrics.AlwaysLeader{}
+		elector *k8s.Elector
+	)
+	if cfg.Kubernetes != nil && len(mcfg.ClusterWideJobs) > 0 {
+		client, _, err := k8s.NewClient(k8s.ClientConfig{Kubeconfig: cfg.Kubernetes.Kubeconfig})
+		if err != nil {
+			return err
+		}
+		elector, err = k8s.NewElector(client, cfg.Kubernetes.LeaderElection.ElectionConfig(), reg, log.With("component", "election"))
+		if err != nil {
+			return err
+		}
+		leader = elector
+	}
 	a, err := agent.New(mcfg, agent.Params{
 		ConfigFile:    f.configFile,
-		Leader:        metrics.AlwaysLeader{},
+		Leader:        leader,
 		FlushDeadline: f.flushDeadline,
 		Registry:      reg,
 		Logger:        log,
@@ -151,6 +167,12 @@ func runMain(args []string) error {
 			signal.Stop(hup)
 			close(stop)
 		})
+	}
+	if elector != nil {
+		// Campaigns until the group stops; a leader that stops releases
+		// the Lease so another agent takes over at once.
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return elector.Run(ctx) }, func(error) { cancel() })
 	}
 	{
 		// The pipeline stops scraping, flushes the queue (up to

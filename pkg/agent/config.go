@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tributary-io/tributary/pkg/agent/metrics"
+	"github.com/tributary-io/tributary/pkg/k8s"
 )
 
 // Config is the agent's configuration file. Unknown keys are an error;
@@ -29,11 +30,46 @@ type Config struct {
 	Gateway metrics.GatewayConfig `yaml:"gateway"`
 	// Metrics is the scrape side.
 	Metrics MetricsFile `yaml:"metrics"`
+	// Kubernetes, when present, connects the agent to the API server; with
+	// metrics.cluster_wide_jobs set, the agents of a cluster elect the one
+	// that scrapes those jobs on a Lease. Absent: no Kubernetes, this agent
+	// scrapes every job. Changes need a restart.
+	Kubernetes *KubernetesConfig `yaml:"kubernetes"`
 	// Logs, Events and OTLP are reserved for the coming log tailer, events
 	// watcher and span receiver: they parse (as any YAML) and are ignored.
 	Logs   yaml.Node `yaml:"logs"`
 	Events yaml.Node `yaml:"events"`
 	OTLP   yaml.Node `yaml:"otlp"`
+}
+
+// KubernetesConfig is the kubernetes section.
+type KubernetesConfig struct {
+	// Kubeconfig: empty means in-cluster (the pod's service account).
+	Kubeconfig     string               `yaml:"kubeconfig"`
+	LeaderElection LeaderElectionConfig `yaml:"leader_election"`
+}
+
+// LeaderElectionConfig names the coordination.k8s.io Lease the agents of a
+// cluster campaign for. Durations left out take pkg/k8s's defaults
+// (Kubernetes' own controllers': 15s, 10s, 2s).
+type LeaderElectionConfig struct {
+	Namespace string `yaml:"namespace"`
+	// LeaseName defaults to tributary-agent.
+	LeaseName string `yaml:"lease_name"`
+	// Identity tells the agents apart, e.g. ${POD_NAME}.
+	Identity      string         `yaml:"identity"`
+	LeaseDuration model.Duration `yaml:"lease_duration"`
+	RenewDeadline model.Duration `yaml:"renew_deadline"`
+	RetryPeriod   model.Duration `yaml:"retry_period"`
+}
+
+// ElectionConfig is the pkg/k8s form.
+func (c *LeaderElectionConfig) ElectionConfig() k8s.ElectionConfig {
+	return k8s.ElectionConfig{
+		Namespace: c.Namespace, LeaseName: c.LeaseName, Identity: c.Identity,
+		LeaseDuration: time.Duration(c.LeaseDuration), RenewDeadline: time.Duration(c.RenewDeadline),
+		RetryPeriod: time.Duration(c.RetryPeriod),
+	}
 }
 
 // MetricsFile is the metrics section as written in the file: the agent's
@@ -135,6 +171,15 @@ func (c *Config) build() (*metrics.Config, error) {
 	}
 	if m.ScrapeTimeout == 0 {
 		m.ScrapeTimeout = min(m.ScrapeInterval, model.Duration(10*time.Second))
+	}
+	if k := c.Kubernetes; k != nil && len(m.ClusterWideJobs) > 0 {
+		le := &k.LeaderElection
+		if le.LeaseName == "" {
+			le.LeaseName = "tributary-agent"
+		}
+		if le.Namespace == "" || le.Identity == "" {
+			return nil, errors.New("kubernetes.leader_election: namespace and identity (e.g. ${POD_NAME}) are required when metrics.cluster_wide_jobs is set")
+		}
 	}
 	if err := m.WAL.Validate(); err != nil {
 		return nil, fmt.Errorf("metrics.wal: %w", err)
