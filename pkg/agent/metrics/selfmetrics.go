@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"errors"
 	"io/fs"
 	"path/filepath"
 
@@ -52,7 +53,15 @@ func newSelfMetrics(reg prometheus.Registerer, p *Pipeline) *selfMetrics {
 			Help: "Every sample at or before this time was acknowledged by the gateway (kept on disk; a restart resends what is after it).",
 		}),
 	}
-	reg.MustRegister(m.leader, m.appended, m.commitFailures, m.walOpenFailures, m.resent, m.resendRetries, m.resumeMark,
+	// pkg/k8s's Elector exports the same gauge when it runs: share it.
+	if err := reg.Register(m.leader); err != nil {
+		if are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); ok {
+			if g, ok := are.ExistingCollector.(prometheus.Gauge); ok {
+				m.leader = g
+			}
+		}
+	}
+	reg.MustRegister(m.appended, m.commitFailures, m.walOpenFailures, m.resent, m.resendRetries, m.resumeMark,
 		&stateCollector{p: p})
 	return m
 }
