@@ -31,7 +31,7 @@ func TestPrintsRecordsWrittenByTheGateway(t *testing.T) {
 	var cfg gateway.Config
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
-	require.NoError(t, fs.Parse([]string{"-kafka.brokers", k.Addr, "-kafka.timeout", "2s", "-limits.metrics.max-sample-age", "0"})) // samples from 2023
+	require.NoError(t, fs.Parse([]string{"-kafka.brokers", k.Addr, "-kafka.timeout", "2s", "-limits.metrics.max-sample-age", "0", "-limits.logs.reject-old-samples-max-age", "0"})) // samples and lines from 2023
 	require.NoError(t, cfg.Validate())
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
