@@ -60,3 +60,10 @@ func TestBadFlagsFail(t *testing.T) {
 	require.Error(t, runMain([]string{"-mode=discard", "-watch-pids=notapid"}, &out))
 	require.Empty(t, out.String())
 }
+
+func TestBenchBadFlagsFail(t *testing.T) {
+	var out bytes.Buffer
+	require.ErrorContains(t, runMain([]string{"bench", "-seconds=0"}, &out), "seconds")
+	require.ErrorContains(t, runMain([]string{"bench", "-bin=" + t.TempDir()}, &out), "make build", "binaries missing")
+	require.Empty(t, out.String())
+}
