@@ -88,6 +88,18 @@ func rebase(err error, base int) error {
 // numbers above 2^29-1, which no valid message holds, and varints whose
 // tenth byte overflows, whose high bits gogo drops.
 func nextField(b []byte, i int) (field, int, error) {
+	// Fast path for nearly every field of a push (streams, labels, entries,
+	// lines of under 128 bytes): a one-byte tag of a length-delimited field
+	// (number 1 to 15, always legal) and a one-byte length, read inline as
+	// remotewrite's walk does; protowire alone made BenchmarkParseProtobuf
+	// ~25% slower.
+	if i+1 < len(b) {
+		if t, l := b[i], b[i+1]; t < 0x80 && t&7 == byte(protowire.BytesType) && t >= 8 && l < 0x80 {
+			if end := i + 2 + int(l); end <= len(b) {
+				return field{num: protowire.Number(t >> 3), typ: protowire.BytesType, data: b[i+2 : end], off: i + 2}, end, nil
+			}
+		}
+	}
 	num, typ, n := protowire.ConsumeTag(b[i:])
 	if n < 0 {
 		if tag, m := protowire.ConsumeVarint(b[i:]); m >= 0 { // a well-formed varint: its number is wrong
