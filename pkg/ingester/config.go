@@ -32,11 +32,14 @@ type Config struct {
 	PoisonMaxAttempts int `yaml:"poison_max_attempts"`
 }
 
-// DefaultPoisonMaxAttempts: with the default backoff the fifth failure
-// comes ~3 s after the first, long enough for a flaky answer to pass and
-// short enough that a partition stalled behind a bad record is noticed
-// only in its lag seconds, not in missing data downstream.
-const DefaultPoisonMaxAttempts = 5
+// DefaultPoisonMaxAttempts: with the default backoff (100 ms doubling to
+// 10 s) the tenth failure comes ~33 s after the first. A record that a
+// healthy sink keeps refusing stalls its partition for half a minute; a
+// sink that fails real writes while its empty-write probe still passes
+// (a Prometheus out of disk answers 500 to samples but 204 to an empty
+// request) gets half a minute to recover before anything is
+// dead-lettered. 5 attempts (~3 s) was too eager for the second case.
+const DefaultPoisonMaxAttempts = 10
 
 // DefaultBufferedRecords is the queue of fetched records per partition,
 // sarama's default. It sets most of the ingester's memory when a sink is
