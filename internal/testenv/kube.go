@@ -33,9 +33,9 @@ import (
 // Kube is a real kube-apiserver backed by its own etcd, on loopback, with
 // nothing else of a cluster: no kubelet, scheduler or controller-manager.
 // Tests create Nodes, Pods (and set their status with SetPodRunning),
-// Endpoints and EndpointSlices themselves. The apiserver maintains the
-// default/kubernetes Service, Endpoints and EndpointSlice pointing at
-// itself (127.0.0.1:port).
+// Endpoints and EndpointSlices themselves. The default/kubernetes Service
+// exists but has no endpoints: the API refuses loopback addresses in
+// Endpoints and EndpointSlices (pods and nodes may have them).
 type Kube struct {
 	Etcd, APIServer *Process
 	// URL is https://127.0.0.1:<port> of the apiserver.
@@ -148,6 +148,10 @@ func StartKube(t testing.TB) *Kube {
 		"--service-account-key-file=" + saKey,
 		"--service-account-signing-key-file=" + saKey,
 		"--service-cluster-ip-range=10.96.0.0/24",
+		// The endpoint reconciler refuses a loopback address, and so does
+		// the API for Endpoints and EndpointSlices: default/kubernetes has
+		// none here (tests that need one write it with another address).
+		"--endpoint-reconciler-type=none",
 		// Without a controller-manager nobody creates the "default"
 		// ServiceAccount, and this plugin would refuse every Pod.
 		"--disable-admission-plugins=ServiceAccount",
