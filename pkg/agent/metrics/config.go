@@ -76,9 +76,11 @@ func (c *GatewayConfig) WriteURL() string {
 // DefaultQueue is the remote-write queue_config the agent uses where the
 // file leaves a key out. Prometheus's own defaults except:
 var DefaultQueue = map[string]any{
-	// A 429 from the gateway means "spent in-flight budget, come back"
-	// (with Retry-After), never "drop this": Prometheus drops 429'd data
-	// unless told to retry, which would lose samples the WAL still holds.
+	// The gateway answers 503 + Retry-After when overloaded and 429 only
+	// for a per-cluster rate limit. A stock Prometheus drops 429'd data;
+	// the agent instead keeps it in the WAL and retries after Retry-After:
+	// a rate limit should slow a node down, not punch holes in its data
+	// (the WAL's max_age still bounds how long it waits).
 	"retry_on_http_429": true,
 	// A fixed 4 shards: Prometheus cancels a shard's pending samples when it
 	// reshards, which during a gateway outage drops samples the resume mark
