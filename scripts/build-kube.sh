@@ -10,8 +10,9 @@
 #
 # Output: ${TRIBUTARY_CACHE:-$HOME/.cache/tributary}/bin/kube-apiserver-$KUBE_VERSION
 #     and ${TRIBUTARY_CACHE:-$HOME/.cache/tributary}/bin/etcd-$ETCD_VERSION
-# A cold build takes ~15 minutes and ~3 GB of RAM on 2 cores (kube-apiserver
-# is most of it); when both binaries are there the script only prints them.
+# A cold build takes ~15 minutes of 2 idle cores and ~3 GB of RAM
+# (kube-apiserver is most of it; on a loaded machine it took 35 minutes);
+# when both binaries are there the script only prints them.
 set -euo pipefail
 
 KUBE_VERSION=v1.37.2
