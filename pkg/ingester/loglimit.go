@@ -1,9 +1,11 @@
 package ingester
 
 import (
+	"context"
 	"log/slog"
-	"sync"
 	"time"
+
+	"github.com/tributary-io/tributary/pkg/server"
 )
 
 // logLimiter lets through one warning per cause per interval and counts
@@ -13,18 +15,10 @@ import (
 // cause carries "suppressed", the number held back since the last one.
 //
 // Causes are the fixed messages of the call sites ("sink write failed,
-// retrying", ...), so the map stays small.
+// retrying", ...), so the set stays small. It is the gateway's
+// server.RateLimitedLogger with the message as the class.
 type logLimiter struct {
-	log   *slog.Logger
-	every time.Duration
-
-	mu     sync.Mutex
-	causes map[string]*limitedCause
-}
-
-type limitedCause struct {
-	last       time.Time
-	suppressed int
+	rl *server.RateLimitedLogger
 }
 
 // logEvery is the interval of a cause's warnings: an operator watching a
@@ -33,28 +27,10 @@ type limitedCause struct {
 const logEvery = 10 * time.Second
 
 func newLogLimiter(log *slog.Logger, every time.Duration) *logLimiter {
-	return &logLimiter{log: log, every: every, causes: map[string]*limitedCause{}}
+	return &logLimiter{rl: server.NewRateLimitedLogger(log, every)}
 }
 
 // Warn logs msg with args unless msg was logged less than the interval ago.
 func (l *logLimiter) Warn(msg string, args ...any) {
-	now := time.Now()
-	l.mu.Lock()
-	c := l.causes[msg]
-	if c == nil {
-		c = &limitedCause{}
-		l.causes[msg] = c
-	}
-	if !c.last.IsZero() && now.Sub(c.last) < l.every {
-		c.suppressed++
-		l.mu.Unlock()
-		return
-	}
-	n := c.suppressed
-	c.last, c.suppressed = now, 0
-	l.mu.Unlock()
-	if n > 0 {
-		args = append(args, "suppressed", n)
-	}
-	l.log.Warn(msg, args...)
+	l.rl.Log(context.Background(), slog.LevelWarn, msg, msg, args...)
 }
