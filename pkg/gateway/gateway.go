@@ -216,6 +216,10 @@ func (g *Gateway) statusOf(err error) (int, string) {
 	switch {
 	case errors.As(err, &tooBig):
 		return http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", tooBig.Limit)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		// The client sent less than its Content-Length and closed its side:
+		// its request, not the gateway, is at fault.
+		return http.StatusBadRequest, "body shorter than its Content-Length"
 	case errors.Is(err, errOverloaded):
 		return g.cfg.OverloadStatus, err.Error()
 	case errors.Is(err, errRateLimited):
