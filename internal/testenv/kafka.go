@@ -7,6 +7,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Topics every test broker has.
@@ -96,4 +97,31 @@ func Header(m *sarama.ConsumerMessage, key string) string {
 // default minimum session timeout is 6 s), for crash tests.
 func FastGroups() []kfake.Opt {
 	return []kfake.Opt{kfake.GroupMinSessionTimeout(time.Second)}
+}
+
+// ProduceErrorResponse answers the produce request req with code for every
+// partition of topic ("" for every topic), for a kfake ControlKey. It
+// returns nil when req holds no partition of topic: let the broker answer.
+func ProduceErrorResponse(req kmsg.Request, topic string, code int16) kmsg.Response {
+	pr := req.(*kmsg.ProduceRequest)
+	resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+	resp.Version = pr.Version
+	hit := false
+	for _, rt := range pr.Topics {
+		st := kmsg.NewProduceResponseTopic()
+		st.Topic = rt.Topic
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewProduceResponseTopicPartition()
+			sp.Partition = rp.Partition
+			if topic == "" || rt.Topic == topic {
+				sp.ErrorCode, hit = code, true
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	if !hit {
+		return nil
+	}
+	return resp
 }

@@ -203,33 +203,6 @@ func waitCommitted(t *testing.T, addr, group string, p int32, want int64) {
 	})
 }
 
-// errorProduceResponse answers a produce request with code for every
-// partition of topic, or returns nil when the request holds no such
-// partition.
-func errorProduceResponse(req kmsg.Request, topic string, code int16) kmsg.Response {
-	pr := req.(*kmsg.ProduceRequest)
-	resp := pr.ResponseKind().(*kmsg.ProduceResponse)
-	resp.Version = pr.Version
-	hit := false
-	for _, rt := range pr.Topics {
-		st := kmsg.NewProduceResponseTopic()
-		st.Topic = rt.Topic
-		for _, rp := range rt.Partitions {
-			sp := kmsg.NewProduceResponseTopicPartition()
-			sp.Partition = rp.Partition
-			if rt.Topic == topic {
-				sp.ErrorCode, hit = code, true
-			}
-			st.Partitions = append(st.Partitions, sp)
-		}
-		resp.Topics = append(resp.Topics, st)
-	}
-	if !hit {
-		return nil
-	}
-	return resp
-}
-
 // Commits fail for a while: the consumer goes on writing, and the offset
 // is committed once Kafka accepts commits again; nothing is lost or
 // skipped.
@@ -363,7 +336,7 @@ func TestConsumerDeadLetterProduceFails(t *testing.T) {
 		if !down {
 			return nil, nil, false
 		}
-		resp := errorProduceResponse(req, testDLQ, 87) // INVALID_RECORD: not retried by sarama
+		resp := testenv.ProduceErrorResponse(req, testDLQ, 87) // INVALID_RECORD: not retried by sarama
 		if resp == nil {
 			return nil, nil, false
 		}
