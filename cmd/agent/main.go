@@ -75,20 +75,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q (subcommands: status)", fs.Arg(0))
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || err != nil {
-			return
-		}
-		if v, ok := os.LookupEnv(flagenv.EnvName(envPrefix, f.Name)); ok {
-			if e := fs.Set(f.Name, v); e != nil {
-				err = fmt.Errorf("environment %s: %w", flagenv.EnvName(envPrefix, f.Name), e)
-			}
-		}
-	})
-	return err
+	return flagenv.FromEnv(fs, envPrefix)
 }
 
 func runMain(args []string) error {

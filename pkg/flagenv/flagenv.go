@@ -68,6 +68,16 @@ func Parse(fs *flag.FlagSet, args []string, envPrefix string, cfg any) error {
 			return fmt.Errorf("config file %s: %w", file, yamlError(data, err))
 		}
 	}
+	if err := FromEnv(fs, envPrefix); err != nil {
+		return err
+	}
+	// Flags given on the command line win over the file.
+	return fs.Parse(args)
+}
+
+// FromEnv sets each flag of fs not given on the command line from its
+// environment variable (EnvName(envPrefix, name)), if that is set.
+func FromEnv(fs *flag.FlagSet, envPrefix string) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var err error
@@ -81,9 +91,5 @@ func Parse(fs *flag.FlagSet, args []string, envPrefix string, cfg any) error {
 			}
 		}
 	})
-	if err != nil {
-		return err
-	}
-	// Flags given on the command line win over the file.
-	return fs.Parse(args)
+	return err
 }
