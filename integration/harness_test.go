@@ -16,6 +16,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/golang/snappy"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/prompb"
@@ -206,6 +207,12 @@ func requireNoDeadLetters(t *testing.T, kafkaAddr string) {
 // absent metric is 0).
 func metricValue(t *testing.T, baseURL, name string, match map[string]string) float64 {
 	t.Helper()
+	return sumSamples(scrapeMetrics(t, baseURL)[name], match)
+}
+
+// scrapeMetrics reads baseURL/metrics with Prometheus's text parser.
+func scrapeMetrics(t *testing.T, baseURL string) map[string]*dto.MetricFamily {
+	t.Helper()
 	resp, err := http.Get(baseURL + "/metrics")
 	require.NoError(t, err)
 	defer resp.Body.Close()
@@ -213,11 +220,13 @@ func metricValue(t *testing.T, baseURL, name string, match map[string]string) fl
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(resp.Body)
 	require.NoError(t, err, "parse %s/metrics", baseURL)
+	return families
+}
+
+// sumSamples sums the counter, gauge and untyped samples of mf (nil: 0)
+// whose labels include every pair of match.
+func sumSamples(mf *dto.MetricFamily, match map[string]string) float64 {
 	sum := 0.0
-	mf := families[name]
-	if mf == nil {
-		return 0
-	}
 	for _, m := range mf.GetMetric() {
 		labels := map[string]string{}
 		for _, lp := range m.GetLabel() {

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tributary-io/tributary/internal/testenv"
@@ -188,24 +186,7 @@ func slowUpload(ctx context.Context, url string) bool {
 // counter cannot pass as zero.
 func promMetric(t *testing.T, baseURL, name string) float64 {
 	t.Helper()
-	resp, err := http.Get(baseURL + "/metrics")
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	require.NoError(t, err)
-	mf := families[name]
+	mf := scrapeMetrics(t, baseURL)[name]
 	require.NotNil(t, mf, "%s/metrics has no %s", baseURL, name)
-	sum := 0.0
-	for _, m := range mf.GetMetric() {
-		switch {
-		case m.GetCounter() != nil:
-			sum += m.GetCounter().GetValue()
-		case m.GetGauge() != nil:
-			sum += m.GetGauge().GetValue()
-		case m.GetUntyped() != nil:
-			sum += m.GetUntyped().GetValue()
-		}
-	}
-	return sum
+	return sumSamples(mf, nil)
 }
