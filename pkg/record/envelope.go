@@ -41,7 +41,9 @@ const (
 const (
 	ContentTypeWriteRequest = "application/x-protobuf;proto=prometheus.WriteRequest"
 	ContentTypePushRequest  = "application/x-protobuf;proto=logproto.PushRequest"
-	EncodingSnappy          = "snappy"
+	// ContentTypeTraces is an OTLP ExportTraceServiceRequest of one cluster.
+	ContentTypeTraces = "application/x-protobuf;proto=opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest"
+	EncodingSnappy    = "snappy"
 )
 
 // ErrUnknownVersion means a record was written with a schema this build does
