@@ -17,17 +17,6 @@ import (
 	"github.com/tributary-io/tributary/pkg/ingester"
 )
 
-// document is one log entry as an Elasticsearch document. It refers to its
-// record by name only: the caller reuses records once Write returned, and a
-// late bulk result may still arrive.
-type document struct {
-	rec   string // topic/partition/offset
-	entry int    // position of the entry in its record, streams in order
-	index string
-	id    string
-	body  []byte
-}
-
 // source is the JSON of a document. encoding/json writes invalid UTF-8 in
 // a line as U+FFFD, which Elasticsearch would otherwise refuse.
 type source struct {
