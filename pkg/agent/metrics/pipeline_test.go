@@ -99,12 +99,27 @@ func TestClusterWideJobsFollowLeader(t *testing.T) {
 	require.True(t, node.scrapedWithin(10*time.Second), "node job not scraped by a follower")
 	require.False(t, wide.scrapedWithin(2*time.Second), "cluster-wide job scraped by a follower")
 
-	leader.set(true)
-	require.True(t, wide.scrapedWithin(10*time.Second), "cluster-wide job not scraped by the leader")
-	require.True(t, node.scrapedWithin(5*time.Second))
+	// A new leader starts the cluster-wide job within one scrape interval
+	// plus the pipeline's reaction (discoveryUpdateEvery +
+	// scrapeReloadEvery): that is the hand-over's gap beyond the Lease
+	// take-over. Several terms, begun at unrelated moments, so that a
+	// periodic reload (Prometheus's 5 s) would show.
+	bound := 200*time.Millisecond + discoveryUpdateEvery + scrapeReloadEvery + 250*time.Millisecond
+	for term := range 3 {
+		n := wide.n.Load()
+		leader.set(true)
+		start := time.Now()
+		for wide.n.Load() == n && time.Since(start) < 10*time.Second {
+			time.Sleep(10 * time.Millisecond)
+		}
+		took := time.Since(start)
+		require.Greater(t, wide.n.Load(), n, "term %d: cluster-wide job not scraped by the leader", term)
+		require.LessOrEqual(t, took, bound, "term %d: the new leader's first cluster-wide scrape took %s", term, took)
+		require.True(t, node.scrapedWithin(5*time.Second))
 
-	leader.set(false)
-	time.Sleep(500 * time.Millisecond) // a scrape in flight finishes
-	require.False(t, wide.scrapedWithin(2*time.Second), "cluster-wide job still scraped after losing the lease")
-	require.True(t, node.scrapedWithin(5*time.Second))
+		leader.set(false)
+		time.Sleep(500 * time.Millisecond) // a scrape in flight finishes
+		require.False(t, wide.scrapedWithin(time.Second+time.Duration(term)*700*time.Millisecond), "cluster-wide job still scraped after losing the lease")
+		require.True(t, node.scrapedWithin(5*time.Second))
+	}
 }
