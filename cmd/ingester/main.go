@@ -21,6 +21,7 @@ import (
 	"github.com/tributary-io/tributary/pkg/sink/elasticsearch"
 	"github.com/tributary-io/tributary/pkg/sink/loki"
 	promsink "github.com/tributary-io/tributary/pkg/sink/prometheus"
+	"github.com/tributary-io/tributary/pkg/spanmetrics"
 	recordpb "github.com/tributary-io/tributary/proto/record/v1"
 )
 
@@ -44,8 +45,9 @@ type config struct {
 		Enabled  bool            `yaml:"enabled"`
 		Consumer ingester.Config `yaml:"consumer"`
 	} `yaml:"discard"`
-	Log   server.LogConfig `yaml:"log"`
-	Pprof bool             `yaml:"pprof"`
+	Spanmetrics spanmetrics.Config `yaml:"spanmetrics"`
+	Log         server.LogConfig   `yaml:"log"`
+	Pprof       bool               `yaml:"pprof"`
 	// ReadyMaxLag: /-/ready fails while a partition's write has been
 	// failing for a record older than this.
 	ReadyMaxLag time.Duration `yaml:"ready_max_lag"`
@@ -64,6 +66,7 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 	c.Elasticsearch.Consumer.RegisterFlags("elasticsearch.", "elasticsearch", "tributary.logs", fs)
 	fs.BoolVar(&c.Discard.Enabled, "discard.enabled", false, "Run a sink that reads metrics and drops them (for benchmarks: the ingester's own ceiling).")
 	c.Discard.Consumer.RegisterFlags("discard.", "discard", "tributary.metrics", fs)
+	c.Spanmetrics.RegisterFlags("spanmetrics.", fs)
 	c.Log.RegisterFlags(fs)
 	fs.BoolVar(&c.Pprof, "debug.pprof", false, "Serve Go profiles under /debug/pprof/.")
 	fs.DurationVar(&c.ReadyMaxLag, "ready.max-lag", ingester.DefaultReadyMaxLag,
@@ -100,6 +103,12 @@ func (c *config) validate() error {
 		return err
 	}
 	if err := check(c.Discard.Enabled, "discard", nil, &c.Discard.Consumer); err != nil {
+		return err
+	}
+	if c.Spanmetrics.Enabled && c.Prometheus.Sink.URL == "" {
+		return fmt.Errorf("-spanmetrics.enabled writes to -prometheus.url, which is not set")
+	}
+	if err := check(c.Spanmetrics.Enabled, "spanmetrics", &c.Spanmetrics, &c.Spanmetrics.Consumer); err != nil {
 		return err
 	}
 	if enabled == 0 {
@@ -202,6 +211,12 @@ func runMain(args []string) error {
 	if cfg.Discard.Enabled {
 		drop := ingester.SinkFunc(func(context.Context, []ingester.Record) error { return nil })
 		if err := add("discard", recordpb.Signal_SIGNAL_METRICS, cfg.Discard.Consumer, drop); err != nil {
+			return err
+		}
+	}
+	if cfg.Spanmetrics.Enabled {
+		sm := spanmetrics.New(cfg.Spanmetrics, promsink.New(cfg.Prometheus.Sink, nil), reg, log.With("sink", "spanmetrics"))
+		if err := add("spanmetrics", recordpb.Signal_SIGNAL_SPANS, cfg.Spanmetrics.Consumer, sm); err != nil {
 			return err
 		}
 	}
