@@ -1,15 +1,20 @@
-// Command gateway receives metrics (Prometheus remote-write) and writes them
-// to Kafka keyed by cluster, answering 2xx only after Kafka acknowledged.
+// Command gateway receives metrics (Prometheus remote-write), logs (Loki
+// push) and spans (OTLP over HTTP and gRPC) and writes them to Kafka keyed
+// by cluster, answering 2xx only after Kafka acknowledged.
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/oklog/run"
+	"google.golang.org/grpc"
 
 	"github.com/tributary-io/tributary/pkg/flagenv"
 	"github.com/tributary-io/tributary/pkg/gateway"
@@ -71,7 +76,8 @@ func runMain(args []string) error {
 	}
 	gc := cfg.Gateway
 	log.Info("starting", "version", server.Version(), "listen_addr", gc.ListenAddr,
-		"kafka_brokers", gc.Kafka.Brokers, "metrics_topic", gc.MetricsTopic, "logs_topic", gc.LogsTopic,
+		"otlp_grpc_listen_addr", gc.OTLPGRPC.ListenAddr,
+		"kafka_brokers", gc.Kafka.Brokers, "metrics_topic", gc.MetricsTopic, "logs_topic", gc.LogsTopic, "spans_topic", gc.SpansTopic,
 		"default_cluster", gc.DefaultCluster, "max_body_bytes", gc.MaxBodyBytes,
 		"max_decoded_bytes", gc.RemoteWrite.MaxDecodedBytes, "max_inflight_bytes", gc.MaxInflightBytes,
 		"max_record_bytes", gc.RemoteWrite.MaxRecordBytes, "kafka_max_message_bytes", gc.Producer.MaxMessageBytes,
@@ -99,10 +105,41 @@ func runMain(args []string) error {
 		producer.Close()
 		return err
 	}
+	// The OTLP gRPC block stops like the HTTP block, before the producer.
+	if addr := cfg.Gateway.OTLPGRPC.ListenAddr; addr != "" {
+		if err := serveGRPC(&g, addr, gw.GRPCServer(), cfg.Gateway.ShutdownTimeout, log); err != nil {
+			producer.Close()
+			return err
+		}
+	}
 	err = g.Run()
 	if cerr := producer.Close(); cerr != nil {
 		log.Warn("producer close", "err", cerr)
 	}
 	log.Info("stopped")
 	return err
+}
+
+// serveGRPC adds a block serving srv on addr. On interrupt it stops
+// accepting and waits up to grace for in-flight requests (each waiting for
+// its Kafka acknowledgement), then cuts the rest: their clients retry.
+func serveGRPC(g *run.Group, addr string, srv *grpc.Server, grace time.Duration, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	g.Add(func() error {
+		log.Info("serving OTLP gRPC", "addr", ln.Addr().String())
+		return srv.Serve(ln)
+	}, func(error) {
+		stopped := make(chan struct{})
+		go func() { srv.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(grace):
+			log.Warn("OTLP gRPC shutdown incomplete: cutting the remaining requests", "grace", grace)
+			srv.Stop()
+		}
+	})
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tributary-io/tributary/pkg/kafka"
 	"github.com/tributary-io/tributary/pkg/lokipush"
+	"github.com/tributary-io/tributary/pkg/otlp"
 	"github.com/tributary-io/tributary/pkg/remotewrite"
 	"github.com/tributary-io/tributary/pkg/split"
 )
@@ -21,6 +22,7 @@ type Config struct {
 	ListenAddr     string `yaml:"listen_addr"`
 	MetricsTopic   string `yaml:"metrics_topic"`
 	LogsTopic      string `yaml:"logs_topic"`
+	SpansTopic     string `yaml:"spans_topic"`
 	DefaultCluster string `yaml:"default_cluster"`
 	// ClusterHeader names the request header that sets the cluster of
 	// series without a cluster label (it wins over DefaultCluster).
@@ -39,17 +41,44 @@ type Config struct {
 	ShutdownTimeout   time.Duration        `yaml:"shutdown_timeout"`
 	RemoteWrite       remotewrite.Limits   `yaml:"remote_write"`
 	Logs              lokipush.Limits      `yaml:"logs"`
+	Spans             otlp.Limits          `yaml:"spans"`
+	OTLPGRPC          OTLPGRPCConfig       `yaml:"otlp_grpc"`
 	Producer          kafka.ProducerConfig `yaml:"producer"`
 	Kafka             kafka.Config         `yaml:"kafka"`
+}
+
+// OTLPGRPCConfig is the OTLP gRPC server.
+type OTLPGRPCConfig struct {
+	// ListenAddr is where the OTLP gRPC services listen; "" turns the
+	// server off.
+	ListenAddr string `yaml:"listen_addr"`
+	// MaxRecvMsgSize bounds a request as gRPC receives it, compressed or
+	// not (gRPC checks the decompressed size too).
+	MaxRecvMsgSize int `yaml:"max_recv_msg_size"`
 }
 
 // RegisterFlags registers the gateway's flags.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.RemoteWrite = remotewrite.DefaultLimits()
 	c.Logs = lokipush.DefaultLimits()
+	c.Spans = otlp.DefaultLimits()
 	fs.StringVar(&c.ListenAddr, "http.listen-addr", ":8080", "Address to serve the write endpoints, /metrics and health checks on.")
 	fs.StringVar(&c.MetricsTopic, "topic.metrics", "tributary.metrics", "Kafka topic for metrics.")
 	fs.StringVar(&c.LogsTopic, "topic.logs", "tributary.logs", "Kafka topic for logs.")
+	fs.StringVar(&c.SpansTopic, "topic.spans", "tributary.spans", "Kafka topic for spans.")
+	fs.StringVar(&c.OTLPGRPC.ListenAddr, "otlp.grpc.listen-addr", ":4317", "Address of the OTLP gRPC server (TraceService); empty turns it off. OTLP/HTTP is served on -http.listen-addr.")
+	// 16 MiB: four times gRPC's and the OpenTelemetry Collector's default
+	// (4 MiB), so a Collector that raised its batch size still fits, while
+	// the memory grpc-go allocates per request before the in-flight budget
+	// sees it stays small.
+	fs.IntVar(&c.OTLPGRPC.MaxRecvMsgSize, "otlp.grpc.max-recv-msg-size", 16<<20, "Largest OTLP gRPC request, after decompression (RESOURCE_EXHAUSTED above). At most -limits.spans.max-decoded-bytes.")
+	fs.IntVar(&c.Spans.MaxDecodedBytes, "limits.spans.max-decoded-bytes", c.Spans.MaxDecodedBytes, "Largest uncompressed OTLP trace request (413 / RESOURCE_EXHAUSTED above), checked before allocating.")
+	fs.IntVar(&c.Spans.MaxRecordBytes, "limits.spans.max-record-bytes", c.Spans.MaxRecordBytes, "Largest Kafka record value of spans; larger requests are split between spans. Keep below the topic's max.message.bytes.")
+	fs.IntVar(&c.Spans.MaxAttributes, "limits.spans.max-attributes", c.Spans.MaxAttributes, "Most attributes a span, event, link, resource or scope may have (the OpenTelemetry SDKs' default limit); a span over it is refused (partial success).")
+	fs.IntVar(&c.Spans.MaxAttributeKeyLen, "limits.spans.max-attribute-key-length", c.Spans.MaxAttributeKeyLen, "Longest attribute key, in bytes; a span over it is refused.")
+	fs.IntVar(&c.Spans.MaxAttributeValueLen, "limits.spans.max-attribute-value-length", c.Spans.MaxAttributeValueLen, "Longest string or bytes attribute value, encoded array or map value, and span or event name, in bytes; a span over it is refused.")
+	fs.IntVar(&c.Spans.MaxEvents, "limits.spans.max-events", c.Spans.MaxEvents, "Most events a span may have; a span over it is refused.")
+	fs.IntVar(&c.Spans.MaxLinks, "limits.spans.max-links", c.Spans.MaxLinks, "Most links a span may have; a span over it is refused.")
 	fs.IntVar(&c.Logs.MaxLineBytes, "limits.logs.max-line-bytes", c.Logs.MaxLineBytes, "Longest log line (Loki's max_line_size).")
 	fs.IntVar(&c.Logs.MaxLabelNamesPerStream, "limits.logs.max-label-names-per-stream", c.Logs.MaxLabelNamesPerStream, "Most labels a log stream may have, cluster included.")
 	fs.IntVar(&c.Logs.MaxRecordDecodedBytes, "limits.logs.max-record-decoded-bytes", c.Logs.MaxRecordDecodedBytes, "Largest uncompressed Loki PushRequest in one Kafka record; larger pushes are split. Keep well below the sink Loki's grpc_server_max_recv_msg_size (4 MiB by default). 0: no bound.")
@@ -89,10 +118,27 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Kafka.RegisterFlags("kafka.", fs)
 }
 
+func (c *Config) validateSpans() error {
+	s := c.Spans
+	if s.MaxDecodedBytes <= 0 || s.MaxAttributes <= 0 || s.MaxAttributeKeyLen <= 0 || s.MaxAttributeValueLen <= 0 || s.MaxEvents < 0 || s.MaxLinks < 0 {
+		return errors.New("limits.spans.* must be positive")
+	}
+	if s.MaxRecordBytes < 4096 || s.MaxRecordBytes+4096 > c.Producer.MaxMessageBytes {
+		return errors.New("limits.spans.max-record-bytes must be at least 4 KiB, and 4 KiB below kafka.max-message-bytes (room for key and headers)")
+	}
+	if c.OTLPGRPC.MaxRecvMsgSize <= 0 || c.OTLPGRPC.MaxRecvMsgSize > s.MaxDecodedBytes {
+		return fmt.Errorf("otlp.grpc.max-recv-msg-size is %d: want 1 to limits.spans.max-decoded-bytes (%d)", c.OTLPGRPC.MaxRecvMsgSize, s.MaxDecodedBytes)
+	}
+	return nil
+}
+
 // Validate checks the configuration.
 func (c *Config) Validate() error {
-	if c.MetricsTopic == "" || c.LogsTopic == "" {
-		return errors.New("topic.metrics and topic.logs must not be empty")
+	if c.MetricsTopic == "" || c.LogsTopic == "" || c.SpansTopic == "" {
+		return errors.New("topic.metrics, topic.logs and topic.spans must not be empty")
+	}
+	if err := c.validateSpans(); err != nil {
+		return err
 	}
 	if c.MaxClustersPerRequest <= 0 {
 		return errors.New("limits.max-clusters-per-request must be positive")

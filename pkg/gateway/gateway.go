@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tributary-io/tributary/pkg/kafka"
+	"github.com/tributary-io/tributary/pkg/otlp"
 	"github.com/tributary-io/tributary/pkg/record"
 	"github.com/tributary-io/tributary/pkg/reject"
 	"github.com/tributary-io/tributary/pkg/remotewrite"
@@ -54,6 +55,7 @@ type Gateway struct {
 	inflight atomic.Int64
 	bodies   *freeList[[]byte]
 	parsers  *freeList[*remotewrite.Parser]
+	spans    *freeList[*otlp.Parser]
 
 	// Readiness, kept by Run and by produce so that /-/ready never waits
 	// on Kafka: the last metadata check's error (nil when it passed) and
@@ -71,6 +73,7 @@ func New(cfg Config, producer Producer, reg prometheus.Registerer, gatherer prom
 		// parsing: a few per core are reused, more are allocated and dropped.
 		bodies:  newFreeList[[]byte](keptBodies),
 		parsers: newFreeList[*remotewrite.Parser](min(2*runtime.GOMAXPROCS(0), maxKeptParsers)),
+		spans:   newFreeList[*otlp.Parser](min(2*runtime.GOMAXPROCS(0), maxKeptParsers)),
 	}
 	notChecked := errors.New("kafka not checked yet")
 	g.checkErr.Store(&notChecked)
@@ -161,6 +164,7 @@ func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /api/v1/write", g.remoteWriteHandler())
 	mux.Handle("POST /loki/api/v1/push", g.instrument("logs", g.lokiPush))
+	mux.Handle("POST /v1/traces", g.otlpHTTP("spans", g.cfg.Spans.MaxDecodedBytes, g.exportSpans))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "OK")
@@ -184,28 +188,52 @@ func (g *Gateway) ready(w http.ResponseWriter, _ *http.Request) {
 // this one place: 4xx for input the client must not retry, 429/503 with
 // Retry-After when the client should keep its data and retry.
 func (g *Gateway) instrument(signal string, h func(*http.Request) (int, error)) http.Handler {
+	return g.instrumentAs(signal, func(w http.ResponseWriter, r *http.Request) (int, error) {
+		code, err := h(r)
+		if err == nil {
+			w.WriteHeader(code)
+		}
+		return code, err
+	}, func(w http.ResponseWriter, _ *http.Request, code int, reason string) {
+		http.Error(w, reason, code)
+	})
+}
+
+// instrumentAs is instrument for a handler that writes its own successful
+// response, and writes refusals and failures with writeError.
+func (g *Gateway) instrumentAs(signal string, h func(http.ResponseWriter, *http.Request) (int, error), writeError func(w http.ResponseWriter, r *http.Request, code int, reason string)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		code, err := h(r)
-		var reason string
+		code, err := h(w, r)
 		if err != nil {
-			code, reason = g.statusOf(err)
+			var reason string
+			code, reason = g.failed(r.Context(), signal, err, r.Header.Get("X-Scope-OrgID"), r.RemoteAddr)
 			if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
 				w.Header().Set("Retry-After", strconv.Itoa(int(g.cfg.RetryAfter.Seconds()+0.5)))
 			}
-			class := signal + " " + strconv.Itoa(code)
-			if code >= 500 {
-				g.limited.Log(r.Context(), slog.LevelWarn, class, "write failed", "signal", signal, "code", code, "err", err)
-			} else {
-				g.limited.Log(r.Context(), slog.LevelInfo, class, "write refused", "signal", signal, "code", code, "tenant", r.Header.Get("X-Scope-OrgID"), "remote", r.RemoteAddr, "err", err)
-			}
-			http.Error(w, reason, code)
-		} else {
-			w.WriteHeader(code)
+			writeError(w, r, code, reason)
 		}
-		g.metrics.requests.WithLabelValues(signal, strconv.Itoa(code)).Inc()
-		g.metrics.duration.WithLabelValues(signal).Observe(time.Since(start).Seconds())
+		g.count(signal, code, start)
 	})
+}
+
+// failed maps a write's error to its status code and reason, and logs it
+// (rate limited).
+func (g *Gateway) failed(ctx context.Context, signal string, err error, tenant, remote string) (int, string) {
+	code, reason := g.statusOf(err)
+	class := signal + " " + strconv.Itoa(code)
+	if code >= 500 {
+		g.limited.Log(ctx, slog.LevelWarn, class, "write failed", "signal", signal, "code", code, "err", err)
+	} else {
+		g.limited.Log(ctx, slog.LevelInfo, class, "write refused", "signal", signal, "code", code, "tenant", tenant, "remote", remote, "err", err)
+	}
+	return code, reason
+}
+
+// count records a write request's outcome in the self-metrics.
+func (g *Gateway) count(signal string, code int, start time.Time) {
+	g.metrics.requests.WithLabelValues(signal, strconv.Itoa(code)).Inc()
+	g.metrics.duration.WithLabelValues(signal).Observe(time.Since(start).Seconds())
 }
 
 func (g *Gateway) statusOf(err error) (int, string) {
@@ -291,7 +319,13 @@ func (g *Gateway) putBody(b []byte) {
 
 // clusterDefault is the cluster for data without a cluster label.
 func (g *Gateway) clusterDefault(r *http.Request) (string, error) {
-	if v := r.Header.Get(g.cfg.ClusterHeader); v != "" {
+	return g.clusterOrDefault(r.Header.Get(g.cfg.ClusterHeader))
+}
+
+// clusterOrDefault is clusterDefault for the cluster header's value v
+// (gRPC metadata carries it under the same name).
+func (g *Gateway) clusterOrDefault(v string) (string, error) {
+	if v != "" {
 		if !utf8.ValidString(v) || len(v) > 256 {
 			return "", reject.BadRequest("invalid %s header", g.cfg.ClusterHeader)
 		}
@@ -302,7 +336,11 @@ func (g *Gateway) clusterDefault(r *http.Request) (string, error) {
 
 // tenantOf reads X-Scope-OrgID with the rules Loki and Mimir apply.
 func tenantOf(r *http.Request) (string, error) {
-	t := r.Header.Get("X-Scope-OrgID")
+	return validTenant(r.Header.Get("X-Scope-OrgID"))
+}
+
+// validTenant checks an X-Scope-OrgID value.
+func validTenant(t string) (string, error) {
 	if len(t) > 150 {
 		return "", reject.BadRequest("X-Scope-OrgID longer than 150 bytes")
 	}

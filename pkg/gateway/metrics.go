@@ -17,6 +17,7 @@ type metrics struct {
 	inflight  prometheus.Gauge
 
 	refusedSamples  *prometheus.CounterVec // remote-write, by reason
+	refusedSpans    *prometheus.CounterVec // OTLP traces, by reason
 	metadataDropped prometheus.Counter
 }
 
@@ -59,6 +60,10 @@ func newMetrics(reg prometheus.Registerer, maxClusters int) *metrics {
 		refusedSamples: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "tributary_gateway_refused_samples_total",
 			Help: "Remote-write samples, histogram samples and exemplars left out of accepted requests (answered 400 with the rest written), by reason: too_old, too_new, invalid_labels, label_limit, no_cluster, invalid_series, invalid_histogram.",
+		}, []string{"reason"}),
+		refusedSpans: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "tributary_gateway_refused_spans_total",
+			Help: "OTLP spans left out of accepted requests (answered with partial_success, the rest written) or of requests refused whole because none was valid, by reason: invalid_id, invalid_time, invalid_utf8, limit, no_cluster, invalid_cluster, too_large.",
 		}, []string{"reason"}),
 		metadataDropped: f.NewCounter(prometheus.CounterOpts{
 			Name: "tributary_gateway_metadata_dropped_total",

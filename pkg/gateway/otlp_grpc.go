@@ -1,0 +1,171 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	_ "google.golang.org/grpc/encoding/gzip" // OTLP exporters may compress with gzip
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// GRPCServer is the OTLP gRPC server: opentelemetry.proto.collector.trace.v1
+// TraceService/Export, answered like POST /v1/traces. Requests reach the
+// gateway's own decoder as the bytes gRPC received (decompressed), not as
+// objects gRPC built.
+func (g *Gateway) GRPCServer() *grpc.Server {
+	srv := grpc.NewServer(
+		grpc.ForceServerCodecV2(otlpCodec{}),
+		grpc.MaxRecvMsgSize(g.cfg.OTLPGRPC.MaxRecvMsgSize),
+	)
+	srv.RegisterService(&grpc.ServiceDesc{
+		ServiceName: "opentelemetry.proto.collector.trace.v1.TraceService",
+		HandlerType: (*any)(nil),
+		Methods:     []grpc.MethodDesc{{MethodName: "Export", Handler: g.grpcExport("spans", g.exportSpans)}},
+		Metadata:    "opentelemetry/proto/collector/trace/v1/trace_service.proto",
+	}, g)
+	return srv
+}
+
+// rawMessage is a request as gRPC received it, for the gateway to decode.
+type rawMessage struct{ b []byte }
+
+// otlpCodec hands requests over as rawMessage and encodes responses with
+// protobuf. It is the codec of the gateway's gRPC server only.
+type otlpCodec struct{}
+
+func (otlpCodec) Name() string { return "proto" }
+
+func (otlpCodec) Marshal(v any) (mem.BufferSlice, error) {
+	m, ok := v.(proto.Message)
+	if !ok {
+		return nil, errors.New("otlp codec: response is not a protobuf message")
+	}
+	b, err := proto.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return mem.BufferSlice{mem.SliceBuffer(b)}, nil
+}
+
+func (otlpCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	switch m := v.(type) {
+	case *rawMessage:
+		m.b = data.Materialize() // a copy: gRPC reuses its buffers
+		return nil
+	case proto.Message:
+		return proto.Unmarshal(data.Materialize(), m)
+	}
+	return errors.New("otlp codec: unexpected message type")
+}
+
+// grpcExport is the handler of an OTLP Export method: the same export
+// function, budget, refusals and self-metrics as OTLP/HTTP, with the
+// status codes and retry hints of OTLP/gRPC.
+func (g *Gateway) grpcExport(signal string, export otlpExport) func(any, context.Context, func(any) error, grpc.UnaryServerInterceptor) (any, error) {
+	return func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+		start := time.Now()
+		var msg rawMessage
+		if err := dec(&msg); err != nil {
+			return nil, err // already a gRPC status
+		}
+		md, _ := metadata.FromIncomingContext(ctx)
+		resp, err := g.serveGRPC(ctx, signal, md, msg.b, export)
+		code := http.StatusOK
+		if err != nil {
+			remote := ""
+			if p, ok := peer.FromContext(ctx); ok {
+				remote = p.Addr.String()
+			}
+			var reason string
+			code, reason = g.failed(ctx, signal, err, mdValue(md, "x-scope-orgid"), remote)
+			err = g.grpcStatus(code, reason)
+		}
+		g.count(signal, code, start)
+		return resp, err
+	}
+}
+
+func (g *Gateway) serveGRPC(ctx context.Context, signal string, md metadata.MD, body []byte, export otlpExport) (proto.Message, error) {
+	tenant, err := validTenant(mdValue(md, "x-scope-orgid"))
+	if err != nil {
+		return nil, err
+	}
+	cluster, err := g.clusterOrDefault(mdValue(md, strings.ToLower(g.cfg.ClusterHeader)))
+	if err != nil {
+		return nil, err
+	}
+	// gRPC has allocated the body already (at most -otlp.grpc.max-recv-msg-size);
+	// from here on it counts like an HTTP body.
+	release, err := g.reserve(int64(len(body)))
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	g.metrics.bytes.WithLabelValues(signal).Add(float64(len(body)))
+	var releases []func()
+	defer func() {
+		for _, release := range releases {
+			release()
+		}
+	}()
+	return export(ctx, &otlpRequest{body: body, tenant: tenant, cluster: cluster, reserve: func(n int) error {
+		release, err := g.reserve(int64(n))
+		if err != nil {
+			return err
+		}
+		releases = append(releases, release)
+		return nil
+	}})
+}
+
+func mdValue(md metadata.MD, key string) string {
+	if v := md.Get(key); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// grpcCode is the gRPC code of an HTTP status, as the OTLP spec pairs them:
+// refused input is INVALID_ARGUMENT (not retried), overload
+// RESOURCE_EXHAUSTED or UNAVAILABLE (retried), a request too large
+// RESOURCE_EXHAUSTED without retry information (not retried, as gRPC's own
+// message size limit answers).
+func grpcCode(httpStatus int) codes.Code {
+	switch httpStatus {
+	case http.StatusOK:
+		return codes.OK
+	case http.StatusBadRequest, http.StatusUnsupportedMediaType:
+		return codes.InvalidArgument
+	case http.StatusRequestEntityTooLarge, http.StatusTooManyRequests:
+		return codes.ResourceExhausted
+	case http.StatusServiceUnavailable:
+		return codes.Unavailable
+	case http.StatusInternalServerError:
+		return codes.Internal
+	}
+	return codes.Unknown
+}
+
+// grpcStatus is the gRPC error for a refusal or failure; the retryable
+// ones carry RetryInfo with -retry-after, which OTLP exporters wait for
+// (and without which they do not retry RESOURCE_EXHAUSTED).
+func (g *Gateway) grpcStatus(httpStatus int, reason string) error {
+	st := status.New(grpcCode(httpStatus), reason)
+	if httpStatus == http.StatusTooManyRequests || httpStatus == http.StatusServiceUnavailable {
+		if withInfo, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(g.cfg.RetryAfter)}); err == nil {
+			st = withInfo
+		}
+	}
+	return st.Err()
+}
