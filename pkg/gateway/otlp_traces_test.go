@@ -315,7 +315,7 @@ func decodeStatus(t *testing.T, resp *http.Response, body []byte) *status.Status
 }
 
 func TestOTLPHTTPRefusals(t *testing.T) {
-	f := newFixture(t, func(c *Config) { 
+	f := newFixture(t, func(c *Config) {
 		c.MaxBodyBytes = 64 << 10
 		c.Spans.MaxDecodedBytes = 256 << 10
 		c.OTLPGRPC.MaxRecvMsgSize = 256 << 10
@@ -411,9 +411,12 @@ func TestOTLPHTTPJSON(t *testing.T) {
 // rawCodec sends bytes as they are, to put malformed protobuf on the wire.
 type rawCodec struct{}
 
-func (rawCodec) Marshal(v any) ([]byte, error)      { return *(v.(*[]byte)), nil }
-func (rawCodec) Unmarshal(data []byte, v any) error { *(v.(*[]byte)) = append([]byte(nil), data...); return nil }
-func (rawCodec) Name() string                       { return "proto" }
+func (rawCodec) Marshal(v any) ([]byte, error) { return *(v.(*[]byte)), nil }
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	*(v.(*[]byte)) = append([]byte(nil), data...)
+	return nil
+}
+func (rawCodec) Name() string { return "proto" }
 
 func grpcClient(t *testing.T, addr string) (*grpc.ClientConn, coltracepb.TraceServiceClient) {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
