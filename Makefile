@@ -55,12 +55,18 @@ demo-stop:
 	@bash scripts/demo.sh stop
 
 # Load tool against the real pieces; table plus one JSON line (last).
-# BENCH_SECONDS sets each phase's length (default 20: under 5 minutes),
-# BENCH_CONCURRENCY the load tool's senders (default 8).
+# BENCH_SECONDS sets each phase's length (default 20: under 5 minutes, and
+# ~4 more for the agent phase's two points at a 15 s scrape interval),
+# BENCH_CONCURRENCY the load tool's senders (default 8), BENCH_PHASES a
+# subset of the phases (e.g. BENCH_PHASES=agent; default all), BENCH_ARGS
+# more flags of `loadgen bench` (e.g. -agent.targets=20).
 BENCH_SECONDS ?= 20
 BENCH_CONCURRENCY ?= 8
+BENCH_PHASES ?=
+BENCH_ARGS ?=
 bench: deps build
-	@$(BIN)/loadgen bench -bin=$(BIN) -root=$(CURDIR) -seconds=$(BENCH_SECONDS) -concurrency=$(BENCH_CONCURRENCY)
+	@$(BIN)/loadgen bench -bin=$(BIN) -root=$(CURDIR) -seconds=$(BENCH_SECONDS) -concurrency=$(BENCH_CONCURRENCY) \
+	  -phases="$(BENCH_PHASES)" $(BENCH_ARGS)
 
 # Regenerates proto/ Go code with pinned generators (protoc from Debian).
 proto:

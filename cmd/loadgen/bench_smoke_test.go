@@ -24,6 +24,8 @@ var benchFields = []string{
 	"ingester_prometheus_samples_per_sec", "prometheus_direct_samples_per_sec",
 	"e2e_p50_ms", "e2e_p99_ms", "gateway_rss_max_mb", "logs_mb_per_sec", "logs_json_mb_per_sec",
 	"loadgen_ceiling_samples_per_sec",
+	// The agent phase at its smoke-run point: 2 targets × 500 series.
+	"agent_rss_steady_mb_1k", "promagent_rss_steady_mb_1k", "agent_vs_promagent_rss_peak_mb_1k",
 	"gateway_per_core_vs_ceiling", "gateway_vs_producer_ceiling",
 	"ingester_discard_vs_bare_consumer", "ingester_prometheus_vs_direct",
 }
@@ -42,7 +44,8 @@ func TestBenchSmoke(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(bin, "loadgen"), "bench", "-seconds=2", "-bin="+bin, "-root="+root)
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "loadgen"), "bench", "-seconds=2", "-bin="+bin, "-root="+root,
+		"-agent.targets=2", "-agent.scrape-interval=2s")
 	cmd.Dir = root
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -76,6 +76,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) er
 	m.close() // frees the broker's memory
 	b.step(ctx, "f", b.phaseF)
 	b.step(ctx, "g", b.phaseG)
+	b.step(ctx, "agent", b.phaseAgent)
 	log.Info("done", "took", time.Since(start).Round(time.Second))
 	if err := writeReport(stdout, b.res, b.failed, cfg.Seconds, runtime.NumCPU(), cfg.Concurrency); err != nil {
 		return err
@@ -92,7 +93,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) er
 // step runs fn in a scope of its own and records a failure (a Fatal of
 // any scope in fn, or fn's own) under name; it reports success.
 func (b *bench) step(ctx context.Context, name string, fn func(ctx context.Context, s *scope)) (ok bool) {
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || !slices.Contains(b.cfg.phases(), name) {
 		return false
 	}
 	s := newScope(name, b.work, b.log)

@@ -17,6 +17,12 @@
 //	   one, topic of c, in 3 rounds (1 below 9 s windows)
 //	f  latency: half the sustained rate → gateway → ingester → Prometheus
 //	g  logs: loki-proto and loki-json → gateway → devbroker
+//	agent  the agent vs. Prometheus in agent mode (and vmagent, if built):
+//	   the same loopback scrape targets, each sending to the same gateway;
+//	   CPU seconds and RSS of each over the same window, at 10k and 100k
+//	   series (see AgentConfig)
+//
+// -phases runs a subset, e.g. -phases=agent (make bench BENCH_PHASES=agent).
 //
 // A phase that fails is reported (its fields are null) and the others still
 // run; Run then returns an error.
@@ -25,7 +31,27 @@ package bench
 import (
 	"errors"
 	"flag"
+	"fmt"
+	"slices"
+	"strings"
 )
+
+// allPhases in the order they run.
+var allPhases = []string{"a", "b", "c", "d", "e", "f", "g", "agent"}
+
+// phases is the -phases list; empty: all.
+func (c *Config) phases() []string {
+	var out []string
+	for _, p := range strings.Split(c.Phases, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		return allPhases
+	}
+	return out
+}
 
 // Config of a bench run.
 type Config struct {
@@ -36,6 +62,9 @@ type Config struct {
 	Bin         string `yaml:"bin"`
 	// Root is the module root, where phase a compiles its benchmark.
 	Root string `yaml:"root"`
+	// Phases to run, comma-separated; empty: all.
+	Phases string      `yaml:"phases"`
+	Agent  AgentConfig `yaml:"agent"`
 }
 
 // RegisterFlags registers the flags.
@@ -44,6 +73,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Concurrency, "concurrency", 8, "Concurrent senders of the load tool (issue 11's 8).")
 	fs.StringVar(&c.Bin, "bin", "bin", "Directory with the devbroker, gateway and ingester binaries (make build).")
 	fs.StringVar(&c.Root, "root", ".", "Module root, where phase a compiles ./pkg/remotewrite's ceiling benchmarks.")
+	fs.StringVar(&c.Phases, "phases", "", "Phases to run, comma-separated (a, b, c, d, e, f, g, agent); empty: all. d and e read the topic c fills.")
+	c.Agent.RegisterFlags(fs)
 }
 
 // Validate checks the configuration.
@@ -56,5 +87,10 @@ func (c *Config) Validate() error {
 	case c.Bin == "":
 		return errors.New("bin is required")
 	}
-	return nil
+	for _, p := range c.phases() {
+		if !slices.Contains(allPhases, p) {
+			return fmt.Errorf("phases: unknown phase %q (want some of %s)", p, strings.Join(allPhases, ", "))
+		}
+	}
+	return c.Agent.Validate()
 }

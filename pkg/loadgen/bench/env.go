@@ -148,7 +148,7 @@ func (b *bench) bin(name string) string { return filepath.Join(b.cfg.Bin, name) 
 
 // checkBinaries fails unless every binary the bench starts is in Bin.
 func (b *bench) checkBinaries() error {
-	for _, name := range []string{"devbroker", "gateway", "ingester"} {
+	for _, name := range []string{"devbroker", "gateway", "ingester", "agent"} {
 		if _, err := exec.LookPath(b.bin(name)); err != nil {
 			return fmt.Errorf("%s missing (run make build): %w", b.bin(name), err)
 		}

@@ -169,6 +169,7 @@ func writeReport(w io.Writer, r results, failures []string, seconds, cpus, concu
 		}
 		line(c.label, formatValue(v, ok), fmt.Sprintf("%s %v  %s", op, c.want, verdict))
 	}
+	writeAgentTable(&b, r)
 	if len(failures) > 0 {
 		b.WriteString("\n")
 		for _, f := range failures {
@@ -194,6 +195,16 @@ func jsonLine(r results, seconds, cpus, concurrency int) []byte {
 	for _, q := range ratios {
 		keys = append(keys, q.key)
 	}
+	// Then the fields of rows that depend on the run's settings (the agent
+	// phase's points), sorted.
+	var extra []string
+	for k := range r {
+		if !slices.Contains(keys, k) {
+			extra = append(extra, k)
+		}
+	}
+	slices.Sort(extra)
+	keys = append(keys, extra...)
 	for _, k := range keys {
 		v, ok := r.get(k)
 		val := "null"
