@@ -599,3 +599,34 @@ func TestOTLPGRPCGracefulStopDrains(t *testing.T) {
 	_, records := readSpans(t, f.kafka.Addr)
 	require.Equal(t, 2, records)
 }
+
+// OTLP shares the in-flight budget: a request whose decompressed body (HTTP)
+// or message (gRPC) does not fit gets the overload answer with its retry
+// hint, and nothing is written.
+func TestOTLPInflightBudget(t *testing.T) {
+	f := newFixture(t, func(c *Config) {
+		c.MaxBodyBytes = 64 << 10
+		c.MaxInflightBytes = 64 << 10
+	})
+	_, client := grpcClient(t, f.serveOTLPGRPC(t))
+	big := validSpan(1)
+	big.Name = strings.Repeat("n", 40<<10)
+	big.Attributes = []*commonpb.KeyValue{{Key: "k", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: strings.Repeat("v", 40<<10)}}}}
+	body := otlpRequestBody(t, "a", big)
+
+	resp, out := f.postOTLP(t, gzipBytes(body), "Content-Encoding", "gzip")
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, string(out))
+	require.Equal(t, "2", resp.Header.Get("Retry-After"))
+	require.Contains(t, decodeStatus(t, resp, out).Message, "too many bytes in flight")
+
+	var req coltracepb.ExportTraceServiceRequest
+	require.NoError(t, proto.Unmarshal(body, &req))
+	_, err := client.Export(context.Background(), &req)
+	require.Equal(t, grpccodes.Unavailable, grpcstatus.Code(err), "%v", err)
+	require.Len(t, grpcstatus.Convert(err).Details(), 1, "with RetryInfo")
+
+	require.Zero(t, f.gw.inflight.Load(), "every reservation given back")
+	require.Empty(t, testenv.ReadTopic(t, f.kafka.Addr, "tributary.spans"))
+	resp, out = f.postOTLP(t, otlpRequestBody(t, "a", validSpan(2)))
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(out))
+}
