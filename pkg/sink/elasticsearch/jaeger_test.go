@@ -44,7 +44,9 @@ func str(k, v string) *commonpb.KeyValue {
 	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}}
 }
 
-func anyKV(k string, v *commonpb.AnyValue) *commonpb.KeyValue { return &commonpb.KeyValue{Key: k, Value: v} }
+func anyKV(k string, v *commonpb.AnyValue) *commonpb.KeyValue {
+	return &commonpb.KeyValue{Key: k, Value: v}
+}
 
 func spanRecord(t testing.TB, offset int64, cluster string, req *tracepb.ExportTraceServiceRequest) ingester.Record {
 	t.Helper()
@@ -106,7 +108,7 @@ func testTrace() *tracepb.ExportTraceServiceRequest {
 		Kind:              otlptrace.Span_SPAN_KIND_CLIENT,
 		TraceState:        "congo=t61rcWkgMzE",
 		StartTimeUnixNano: uint64(childStart.UnixNano()), EndTimeUnixNano: uint64(childStart.Add(700 * time.Microsecond).UnixNano()),
-		Status:            &otlptrace.Status{Code: otlptrace.Status_STATUS_CODE_ERROR, Message: "deadlock"},
+		Status: &otlptrace.Status{Code: otlptrace.Status_STATUS_CODE_ERROR, Message: "deadlock"},
 		Links: []*otlptrace.Span_Link{
 			{TraceId: hexID(otherTrace), SpanId: hexID("00000000000000a1")},
 			{TraceId: hexID(otherTrace), SpanId: hexID("00000000000000a2"), Attributes: []*commonpb.KeyValue{str("opentracing.ref_type", "child_of")}},
