@@ -1,6 +1,6 @@
 // Package loadgen generates realistic telemetry load for Tributary and
-// measures what the receiving side does with it: Prometheus remote-write and
-// Loki push (protobuf and JSON) over HTTP, the same bodies produced straight
+// measures what the receiving side does with it: Prometheus remote-write,
+// Loki push (protobuf and JSON) and OTLP traces (HTTP and gRPC), the same bodies produced straight
 // to Kafka (the producer ceiling), a bare Kafka consumer (the consumer
 // ceiling), and a discard mode that measures the tool's own ceiling.
 //
@@ -27,7 +27,12 @@ const (
 	ModeKafkaProduce = "kafka-produce" // bodies as records to the brokers in <target>
 	ModeKafkaConsume = "kafka-consume" // read <topic> to its end and discard
 	ModeDiscard      = "discard"       // generate and drop: the tool's ceiling
+	ModeOTLPHTTP     = "otlp-http"     // POST <target>/v1/traces, binary protobuf
+	ModeOTLPGRPC     = "otlp-grpc"     // TraceService/Export at <target> (host:port)
 )
+
+// PayloadOTLP is the -payload of OTLP trace bodies (discard mode).
+const PayloadOTLP = "otlp"
 
 // Config of one load run.
 type Config struct {
@@ -52,12 +57,13 @@ type Config struct {
 	Progress        time.Duration `yaml:"progress"`
 	Metrics         SeriesConfig  `yaml:"metrics"`
 	Logs            StreamConfig  `yaml:"logs"`
+	Spans           SpanConfig    `yaml:"spans"`
 }
 
 // RegisterFlags registers the flags.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Mode, "mode", ModeRemoteWrite, "One of remote-write, loki-proto, loki-json, kafka-produce, kafka-consume, discard.")
-	fs.StringVar(&c.Target, "target", "", "Base URL (http://127.0.0.1:8080) for HTTP modes; comma-separated brokers for kafka-* modes.")
+	fs.StringVar(&c.Mode, "mode", ModeRemoteWrite, "One of remote-write, loki-proto, loki-json, otlp-http, otlp-grpc, kafka-produce, kafka-consume, discard.")
+	fs.StringVar(&c.Target, "target", "", "Base URL (http://127.0.0.1:8080) for HTTP modes; host:port for otlp-grpc; comma-separated brokers for kafka-* modes.")
 	fs.IntVar(&c.Concurrency, "concurrency", 8, "Concurrent senders, each owning a disjoint share of the series or streams.")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "Measured duration; for kafka-consume, the longest wait to reach the topic's end.")
 	fs.DurationVar(&c.Warmup, "warmup", 0, "Load sent before the measured window, not counted. A warmup also lasts until every request body was sent once, so that all series and streams exist at the receiver.")
@@ -65,7 +71,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Timeout, "timeout", 30*time.Second, "HTTP request timeout.")
 	fs.DurationVar(&c.ErrorBackoff, "error-backoff", 100*time.Millisecond, "Pause of a sender after a failed request (the tool does not honour Retry-After: it measures the ceiling).")
 	fs.StringVar(&c.Tenant, "tenant", "", "Tenant: X-Scope-OrgID header, or the envelope's tenant for kafka-produce.")
-	fs.StringVar(&c.Payload, "payload", ModeRemoteWrite, "Bodies of kafka-produce and discard: remote-write, loki-proto (or loki-json for discard).")
+	fs.StringVar(&c.Payload, "payload", ModeRemoteWrite, "Bodies of kafka-produce and discard: remote-write, loki-proto (or loki-json and otlp for discard).")
 	fs.StringVar(&c.Topic, "topic", "", "Kafka topic. Default: tributary.metrics, or tributary.logs for a loki payload.")
 	fs.StringVar(&c.Group, "group", "", "kafka-consume: consumer group. Default: a new one per run (tributary-loadgen-<time>).")
 	fs.IntVar(&c.MaxMessageBytes, "kafka.max-message-bytes", 1000000, "kafka-produce: the producer's largest message.")
@@ -80,27 +86,34 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Logs.StreamsPerRequest, "streams-per-request", 20, "Log streams per push request.")
 	fs.IntVar(&c.Logs.EntriesPerRequest, "entries-per-request", 2000, "Log entries per push request, spread over its streams.")
 	fs.IntVar(&c.Logs.LineBytes, "line-bytes", 200, "Bytes per log line.")
+	// An SDK's batch span processor exports up to 512 spans; services
+	// under load export smaller batches more often.
+	fs.IntVar(&c.Spans.SpansPerRequest, "spans-per-request", 100, "OTLP: spans per export request.")
+	fs.IntVar(&c.Spans.SpansPerTrace, "spans-per-trace", 10, "OTLP: spans per trace (a server root and its client children).")
+	fs.IntVar(&c.Spans.Attributes, "span-attributes", 10, "OTLP: attributes per span (HTTP and database semantic conventions).")
+	fs.IntVar(&c.Spans.Bodies, "span-bodies", 64, "OTLP: distinct request bodies; every send gives one new trace and span IDs and times.")
 }
 
 // Validate checks the configuration and fills derived defaults.
 func (c *Config) Validate() error {
 	c.Logs.Clusters = c.Metrics.Clusters
+	c.Spans.Clusters = c.Metrics.Clusters
 	switch c.Mode {
-	case ModeRemoteWrite, ModeLokiProto, ModeLokiJSON, ModeKafkaProduce, ModeKafkaConsume, ModeDiscard:
+	case ModeRemoteWrite, ModeLokiProto, ModeLokiJSON, ModeOTLPHTTP, ModeOTLPGRPC, ModeKafkaProduce, ModeKafkaConsume, ModeDiscard:
 	default:
-		return fmt.Errorf("mode %q: want remote-write, loki-proto, loki-json, kafka-produce, kafka-consume or discard", c.Mode)
+		return fmt.Errorf("mode %q: want remote-write, loki-proto, loki-json, otlp-http, otlp-grpc, kafka-produce, kafka-consume or discard", c.Mode)
 	}
 	if c.Target == "" && c.Mode != ModeDiscard {
 		return errors.New("-target is required")
 	}
 	switch c.Payload {
 	case ModeRemoteWrite, ModeLokiProto:
-	case ModeLokiJSON:
+	case ModeLokiJSON, PayloadOTLP:
 		if c.Mode == ModeKafkaProduce {
-			return errors.New("kafka-produce: records hold snappy protobuf, payload loki-json is not a record")
+			return fmt.Errorf("kafka-produce: records hold snappy protobuf, payload %s is not a record", c.Payload)
 		}
 	default:
-		return fmt.Errorf("payload %q: want remote-write, loki-proto or loki-json", c.Payload)
+		return fmt.Errorf("payload %q: want remote-write, loki-proto, loki-json or otlp", c.Payload)
 	}
 	if c.Topic == "" {
 		c.Topic = "tributary.metrics"
@@ -133,6 +146,11 @@ func (c *Config) Validate() error {
 			return err
 		}
 		bodies = c.Metrics.Bodies()
+	case PayloadOTLP:
+		if err := c.Spans.Validate(); err != nil {
+			return err
+		}
+		bodies = c.Spans.Bodies
 	default:
 		if err := c.Logs.Validate(); err != nil {
 			return err
@@ -152,6 +170,8 @@ func (c *Config) payload() string {
 	switch c.Mode {
 	case ModeRemoteWrite, ModeLokiProto, ModeLokiJSON:
 		return c.Mode
+	case ModeOTLPHTTP, ModeOTLPGRPC:
+		return PayloadOTLP
 	}
 	return c.Payload
 }

@@ -18,16 +18,18 @@ type Result struct {
 	DurationS   float64 `json:"duration_s"`
 	// Requests counts every request started in the measured window.
 	Requests int64 `json:"requests"`
-	// Samples, Entries and Records count what the receiver acknowledged
+	// Samples, Entries, Spans and Records count what the receiver acknowledged
 	// (2xx, Kafka ack) or, for kafka-consume, what was read.
 	Samples       int64   `json:"samples"`
 	SamplesPerSec float64 `json:"samples_per_sec"`
 	Entries       int64   `json:"entries"`
 	EntriesPerSec float64 `json:"entries_per_sec"`
+	Spans         int64   `json:"spans"`
+	SpansPerSec   float64 `json:"spans_per_sec"`
 	Records       int64   `json:"records"`
 	RecordsPerSec float64 `json:"records_per_sec"`
 	// BytesPerSec is log line bytes per second for log payloads, and body
-	// bytes per second (compressed, as sent) for metrics.
+	// bytes per second (as sent) for metrics and spans.
 	BytesPerSec float64 `json:"bytes_per_sec"`
 	// BodyBytesPerSec is request bodies (or record values) as sent.
 	BodyBytesPerSec float64 `json:"body_bytes_per_sec"`

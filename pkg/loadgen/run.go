@@ -50,6 +50,8 @@ func Bodies(cfg Config) ([]*Body, error) {
 		return LokiProtoBodies(cfg.Logs)
 	case ModeLokiJSON:
 		return LokiJSONBodies(cfg.Logs)
+	case PayloadOTLP:
+		return OTLPBodies(cfg.Spans)
 	}
 	return RemoteWriteBodies(cfg.Metrics)
 }
@@ -185,10 +187,14 @@ func runLoad(ctx context.Context, cfg Config, bodies []*Body, sender Sender, pid
 	if elapsed <= 0 {
 		return res
 	}
-	if cfg.payload() == ModeRemoteWrite {
+	switch cfg.payload() {
+	case ModeRemoteWrite:
 		res.Samples, res.SamplesPerSec = items, float64(items)/elapsed
 		res.BytesPerSec = float64(bodyBytes) / elapsed
-	} else {
+	case PayloadOTLP:
+		res.Spans, res.SpansPerSec = items, float64(items)/elapsed
+		res.BytesPerSec = float64(bodyBytes) / elapsed
+	default:
 		res.Entries, res.EntriesPerSec = items, float64(items)/elapsed
 		res.BytesPerSec = float64(lineBytes) / elapsed
 	}

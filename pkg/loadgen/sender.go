@@ -160,6 +160,10 @@ func newSender(cfg *Config, log *slog.Logger) (Sender, error) {
 		return newHTTPSender(base+"/api/v1/write", cfg.Concurrency, cfg.Timeout, header), nil
 	case ModeLokiProto, ModeLokiJSON:
 		return newHTTPSender(base+"/loki/api/v1/push", cfg.Concurrency, cfg.Timeout, header), nil
+	case ModeOTLPHTTP:
+		return newHTTPSender(base+"/v1/traces", cfg.Concurrency, cfg.Timeout, header), nil
+	case ModeOTLPGRPC:
+		return newGRPCSender(cfg.Target, header.Get("User-Agent"), cfg.Tenant, cfg.Timeout)
 	case ModeKafkaProduce:
 		return newKafkaSender(cfg.Target, cfg.Topic, cfg.Tenant, cfg.MaxMessageBytes, cfg.Linger, log)
 	case ModeDiscard:
