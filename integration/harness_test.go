@@ -44,6 +44,8 @@ func startGateway(t *testing.T, kafkaAddr string, extra ...string) *gatewayProc 
 		"-kafka.brokers=" + kafkaAddr,
 		"-kafka.ack-timeout=5s",
 		"-retry-after=1s",
+		// Tests run in parallel: the OTLP gRPC default (:4317) would collide.
+		"-otlp.grpc.listen-addr=" + testenv.Addr(testenv.FreePort(t)),
 	}, extra...)
 	for _, a := range extra {
 		if strings.HasPrefix(a, "-http.listen-addr=") {
