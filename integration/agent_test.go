@@ -3,8 +3,8 @@ package integration
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -50,11 +50,19 @@ func (tg *target) log() []scrapeAt {
 
 func startTarget(t *testing.T, body string) *target {
 	t.Helper()
+	return serveTarget(t, body, "", false)
+}
+
+// serveTarget is startTarget answering only on path (any path if "") and,
+// with useTLS, over HTTPS with a self-signed certificate.
+func serveTarget(t *testing.T, body, path string, useTLS bool) *target {
+	t.Helper()
 	tg := &target{body: body}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	tg.addr = ln.Addr().String()
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if path != "" && r.URL.Path != path {
+			http.NotFound(w, r)
+			return
+		}
 		// Under the lock, so that log order is answer order and a close
 		// cannot fall between the check and the count.
 		tg.mu.Lock()
@@ -68,9 +76,14 @@ func startTarget(t *testing.T, body string) *target {
 			tg.served.Add(1)
 			tg.scrapes = append(tg.scrapes, scrapeAt{at: time.Now(), by: r.URL.Query().Get("agent")})
 		}
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	}))
+	if useTLS {
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
+	tg.addr = srv.Listener.Addr().String()
+	t.Cleanup(srv.Close)
 	return tg
 }
 
@@ -82,12 +95,18 @@ type agentProc struct {
 // startAgent runs cmd/agent with the configuration file cfg, on port.
 func startAgent(t *testing.T, cfg string, port int, extra ...string) *agentProc {
 	t.Helper()
+	return startAgentEnv(t, cfg, port, nil, extra...)
+}
+
+// startAgentEnv is startAgent with extra environment variables ("K=V").
+func startAgentEnv(t *testing.T, cfg string, port int, env []string, extra ...string) *agentProc {
+	t.Helper()
 	args := append([]string{
 		"-config.file=" + cfg,
 		"-http.listen-addr=" + testenv.Addr(port),
 		"-shutdown.flush-timeout=2s",
 	}, extra...)
-	p := testenv.StartProcess(t, "agent", testenv.Binary(t, "agent"), args)
+	p := testenv.StartProcess(t, "agent", testenv.Binary(t, "agent"), args, env...)
 	url := "http://" + testenv.Addr(port)
 	testenv.WaitHTTP(t, p, url+"/-/ready", 60*time.Second)
 	return &agentProc{Process: p, URL: url}

@@ -28,6 +28,23 @@ type walAppendable struct {
 	perTarget sync.Map // *scrape.Target → int (samples in its last committed scrape)
 
 	lastLog atomic.Int64 // unix nanos of the last commit-failure log line
+
+	// For the status page: the last commit's outcome.
+	lastOK, lastFailed, failingSince atomic.Int64 // unix nanos
+	lastErr                          atomic.Pointer[string]
+}
+
+// walHealth says whether the last commit failed, since when the commits
+// fail (the first failure after the last success) and with what error.
+func (a *walAppendable) walHealth() (failing bool, since time.Time, err string) {
+	ok, failed := a.lastOK.Load(), a.lastFailed.Load()
+	if failed == 0 || ok > failed {
+		return false, time.Time{}, ""
+	}
+	if e := a.lastErr.Load(); e != nil {
+		err = *e
+	}
+	return true, time.Unix(0, a.failingSince.Load()), err
 }
 
 func (a *walAppendable) set(s storage.Storage) { a.base.Store(&s) }
@@ -84,15 +101,22 @@ func (c *countingAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t
 
 func (c *countingAppender) Commit() error {
 	err := c.AppenderV2.Commit()
+	now := time.Now().UnixNano()
 	if err != nil {
 		c.a.m.commitFailures.Inc()
+		if c.a.lastOK.Load() >= c.a.lastFailed.Load() {
+			c.a.failingSince.Store(now)
+		}
+		msg := err.Error()
+		c.a.lastErr.Store(&msg)
+		c.a.lastFailed.Store(now)
 		// One line per 10 s at most: a full disk fails every scrape.
-		now := time.Now().UnixNano()
 		if last := c.a.lastLog.Load(); now-last > int64(10*time.Second) && c.a.lastLog.CompareAndSwap(last, now) {
 			c.a.log.Error("WAL append failed; the scrape is lost, scraping goes on", "err", err)
 		}
 		return err
 	}
+	c.a.lastOK.Store(now)
 	c.a.m.appended.Add(float64(c.n))
 	if c.target != nil && (c.n > 0 || c.report) {
 		c.a.perTarget.Store(c.target, c.n)

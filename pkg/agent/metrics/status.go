@@ -68,6 +68,12 @@ func (p *Pipeline) Status(w io.Writer) {
 	fmt.Fprintln(w, "\nWAL")
 	fmt.Fprintf(w, "dir:             %s\n", p.walDir)
 	fmt.Fprintf(w, "size:            %d bytes\n", dirSize(filepath.Join(p.walDir, "wal")))
+	if failing, since, err := p.app.walHealth(); failing {
+		fmt.Fprintf(w, "appends:         FAILING since %s (%s ago): scrapes are lost until the WAL can be written again; last error: %s\n",
+			since.UTC().Format(time.RFC3339), time.Since(since).Round(time.Second), oneLine(err))
+	} else {
+		fmt.Fprintln(w, "appends:         ok")
+	}
 	if p.resume != nil {
 		mark := p.resume.Mark()
 		if mark > 0 {
