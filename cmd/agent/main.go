@@ -22,9 +22,7 @@ import (
 	"github.com/oklog/run"
 
 	"github.com/tributary-io/tributary/pkg/agent"
-	"github.com/tributary-io/tributary/pkg/agent/metrics"
 	"github.com/tributary-io/tributary/pkg/flagenv"
-	"github.com/tributary-io/tributary/pkg/k8s"
 	"github.com/tributary-io/tributary/pkg/server"
 )
 
@@ -58,7 +56,7 @@ type flags struct {
 func (f *flags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.configFile, "config.file", "agent.yml", "The agent's YAML configuration (cluster, gateway, metrics; see the README). ${NAME} is replaced by the environment variable NAME; unknown keys are an error. Reloaded on SIGHUP and POST /-/reload.")
 	fs.StringVar(&f.listenAddr, "http.listen-addr", ":9095", "Address of the agent's HTTP server: /metrics, /-/healthy, /-/ready, /-/reload, /status.")
-	fs.DurationVar(&f.flushDeadline, "shutdown.flush-timeout", 30*time.Second, "On SIGTERM, how long to wait for the send queue to reach the gateway. What is left stays in the WAL and is resent after the restart.")
+	fs.DurationVar(&f.flushDeadline, "shutdown.flush-timeout", 30*time.Second, "On SIGTERM, how long to wait for the send queue (and each of logs, events, otlp) to reach the gateway. What is left stays in the WAL (logs: unacknowledged lines are read again from their position) and is resent after the restart.")
 	fs.BoolVar(&f.pprof, "debug.pprof", false, "Serve Go profiles under /debug/pprof/.")
 	f.log.RegisterFlags(fs)
 	// 100 (Go's default): the agent's heap is the WAL's series table and
@@ -108,24 +106,11 @@ func runMain(args []string) error {
 		return err
 	}
 	reg := server.Registry()
-	var (
-		leader  metrics.Leader = metrics.AlwaysLeader{}
-		elector *k8s.Elector
-	)
-	if cfg.Kubernetes != nil && len(mcfg.ClusterWideJobs) > 0 {
-		client, _, err := k8s.NewClient(k8s.ClientConfig{Kubeconfig: cfg.Kubernetes.Kubeconfig})
-		if err != nil {
-			return err
-		}
-		elector, err = k8s.NewElector(client, cfg.Kubernetes.LeaderElection.ElectionConfig(), reg, log.With("component", "election"))
-		if err != nil {
-			return err
-		}
-		leader = elector
-	}
-	a, err := agent.New(mcfg, agent.Params{
+	// The Kubernetes client, the leader election and the pod informer are
+	// built (and later run) by the agent, which shares them between its
+	// parts.
+	a, err := agent.New(cfg, mcfg, agent.Params{
 		ConfigFile:    f.configFile,
-		Leader:        leader,
 		FlushDeadline: f.flushDeadline,
 		Registry:      reg,
 		Logger:        log,
@@ -155,15 +140,11 @@ func runMain(args []string) error {
 			close(stop)
 		})
 	}
-	if elector != nil {
-		// Campaigns until the group stops; a leader that stops releases
-		// the Lease so another agent takes over at once.
-		ctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error { return elector.Run(ctx) }, func(error) { cancel() })
-	}
 	{
-		// The pipeline stops scraping, flushes the queue (up to
-		// -shutdown.flush-timeout) and closes the WAL before returning.
+		// The metrics pipeline and the components stop and flush (up to
+		// -shutdown.flush-timeout); then the leader election releases the
+		// Lease, so nothing cluster-wide is still shipping when a follower
+		// takes over.
 		ctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error { return a.Run(ctx) }, func(error) { cancel() })
 	}

@@ -3,7 +3,9 @@ package agent
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -11,44 +13,73 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/tributary-io/tributary/pkg/agent/metrics"
+	"github.com/tributary-io/tributary/pkg/k8s"
 )
+
+// Component is one part of the agent beside the metrics pipeline: the log
+// tailer, the events watcher, the OTLP receiver. Each lives in its own
+// package under pkg/agent, with a Config section of the agent's file and a
+// New(Params) constructor; agent.New builds the ones configured.
+type Component interface {
+	// Run runs until ctx ends; then it flushes what it holds within the
+	// agent's shutdown deadline (-shutdown.flush-timeout) and returns. An
+	// error before ctx ended stops the whole agent.
+	Run(ctx context.Context) error
+	// Status writes the component's section of the /status page (plain
+	// text, what `agent status` prints).
+	Status(w io.Writer)
+	// Ready reports whether the component does its job (/-/ready).
+	Ready() bool
+}
 
 // Params are the agent's dependencies.
 type Params struct {
 	// ConfigFile is read again on every reload.
 	ConfigFile string
-	Leader     metrics.Leader
-	// FlushDeadline bounds the send queue's flush at shutdown.
+	// FlushDeadline bounds the shutdown: how long the metrics queue and
+	// each component may take to flush after Run's ctx ended.
 	FlushDeadline time.Duration
 	Registry      *prometheus.Registry
 	Logger        *slog.Logger
 }
 
-// Agent is the running agent: the metrics pipeline and what operates it.
+// Agent is the running agent: the metrics pipeline, the components, what
+// they share (one Kubernetes client, one leader election, one pod
+// informer) and what operates them (reload, HTTP).
 type Agent struct {
-	file     string
-	log      *slog.Logger
-	reg      *prometheus.Registry
-	pipeline *metrics.Pipeline
+	file          string
+	log           *slog.Logger
+	reg           *prometheus.Registry
+	flushDeadline time.Duration
+	pipeline      *metrics.Pipeline
+	components    []namedComponent
+
+	// Shared with the components; nil when not configured.
+	kube    kubernetes.Interface
+	elector *k8s.Elector
+	pods    *k8s.Pods
 
 	reloadMu      sync.Mutex // one reload at a time
 	reloads       *prometheus.CounterVec
 	reloadSuccess prometheus.Gauge
 }
 
-// New builds the agent from a loaded configuration.
-func New(mcfg *metrics.Config, p Params) (*Agent, error) {
-	pl, err := metrics.New(metrics.Params{
-		Config: mcfg, Leader: p.Leader, FlushDeadline: p.FlushDeadline,
-		Registerer: p.Registry, Gatherer: p.Registry, Logger: p.Logger,
-	})
-	if err != nil {
-		return nil, err
-	}
+type namedComponent struct {
+	name string
+	Component
+}
+
+// New builds the agent from a loaded configuration (LoadFile): the
+// Kubernetes client when the kubernetes section is present, the leader
+// election when cluster-wide work is configured (metrics.cluster_wide_jobs
+// or events), the node's pod informer when kubernetes.node_name is set,
+// the metrics pipeline and each configured component.
+func New(cfg *Config, mcfg *metrics.Config, p Params) (*Agent, error) {
 	a := &Agent{
-		file: p.ConfigFile, log: p.Logger, reg: p.Registry, pipeline: pl,
+		file: p.ConfigFile, log: p.Logger, reg: p.Registry, flushDeadline: p.FlushDeadline,
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tributary_agent_config_reloads_total",
 			Help: "Configuration reloads (SIGHUP, /-/reload) by outcome: applied, refused (the old configuration keeps running).",
@@ -58,18 +89,124 @@ func New(mcfg *metrics.Config, p Params) (*Agent, error) {
 			Help: "1 if the last reload was applied, 0 if it was refused.",
 		}),
 	}
+	if k := cfg.Kubernetes; k != nil {
+		client, _, err := k8s.NewClient(k8s.ClientConfig{Kubeconfig: k.Kubeconfig})
+		if err != nil {
+			return nil, err
+		}
+		a.kube = client
+		if cfg.needsElection() {
+			a.elector, err = k8s.NewElector(client, k.LeaderElection.ElectionConfig(), p.Registry, p.Logger.With("component", "election"))
+			if err != nil {
+				return nil, err
+			}
+		}
+		if k.NodeName != "" {
+			a.pods = k8s.NewPods(client, k.NodeName, p.Registry, p.Logger.With("component", "pods"))
+		}
+	}
+	var leader metrics.Leader = metrics.AlwaysLeader{}
+	if a.elector != nil {
+		leader = a.elector
+	}
+	pl, err := metrics.New(metrics.Params{
+		Config: mcfg, Leader: leader, FlushDeadline: p.FlushDeadline,
+		Registerer: p.Registry, Gatherer: p.Registry, Logger: p.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.pipeline = pl
 	a.reloadSuccess.Set(1)
 	p.Registry.MustRegister(a.reloads, a.reloadSuccess)
 	return a, nil
 }
 
-// Run runs the metrics pipeline until ctx ends, then shuts it down
-// gracefully (see metrics.Pipeline.Run).
-func (a *Agent) Run(ctx context.Context) error { return a.pipeline.Run(ctx) }
+// add appends a built component; agent.New calls it for each configured
+// section.
+func (a *Agent) add(name string, c Component) {
+	a.components = append(a.components, namedComponent{name: name, Component: c})
+}
 
-// Reload reads the configuration file again and applies it. A file that
-// does not load (syntax, unknown key, invalid scrape config) is refused and
-// the running configuration stays.
+// Run runs the metrics pipeline and every component until ctx ends (or one
+// of them fails), then shuts them down: each flushes within the flush
+// deadline. The pod informer and the leader election stop last, after
+// every component returned, so that nothing is still shipping
+// cluster-wide work when the Lease is released.
+func (a *Agent) Run(ctx context.Context) error {
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+
+	// Shared services: their own context, cancelled after the components.
+	svcCtx, stopSvc := context.WithCancel(context.Background())
+	var svc sync.WaitGroup
+	if a.pods != nil {
+		svc.Go(func() { _ = a.pods.Run(svcCtx) })
+	}
+	if a.elector != nil {
+		svc.Go(func() {
+			if err := a.elector.Run(svcCtx); err != nil {
+				a.log.Error("leader election stopped", "err", err)
+			}
+		})
+	}
+
+	type result struct {
+		name string
+		err  error
+	}
+	parts := append([]namedComponent{{name: "metrics", Component: a.pipeline}}, a.components...)
+	results := make(chan result, len(parts))
+	for _, c := range parts {
+		go func() { results <- result{c.name, c.Run(runCtx)} }()
+	}
+	var errs []error
+	var deadline <-chan time.Time
+	for pending := len(parts); pending > 0; {
+		select {
+		case r := <-results:
+			pending--
+			if r.err != nil && runCtx.Err() == nil {
+				a.log.Error("component failed; stopping the agent", "component", r.name, "err", r.err)
+			}
+			if r.err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", r.name, r.err))
+			}
+			stop() // one part ending ends them all
+		case <-runCtx.Done():
+			if deadline == nil {
+				// The flush deadline plus a margin for the part's own
+				// clean-up after its flush gave up.
+				deadline = time.After(a.flushDeadline + 5*time.Second)
+			}
+		case <-deadline:
+			errs = append(errs, fmt.Errorf("%d part(s) of the agent did not stop within the flush deadline %s", pending, a.flushDeadline))
+			pending = 0
+		}
+	}
+	stopSvc()
+	svc.Wait()
+	return errors.Join(errs...)
+}
+
+// Ready reports whether the metrics pipeline and every component are ready.
+func (a *Agent) Ready() (bool, string) {
+	if !a.pipeline.Ready() {
+		return false, "metrics: WAL not open or configuration not applied"
+	}
+	for _, c := range a.components {
+		if !c.Ready() {
+			return false, c.name + " not ready"
+		}
+	}
+	return true, ""
+}
+
+// Reload reads the configuration file again and applies the metrics
+// section. A file that does not load (syntax, unknown key, invalid scrape
+// config) is refused and the running configuration stays. Changes to the
+// other sections (kubernetes, logs, events, otlp) take effect at the next
+// restart.
 func (a *Agent) Reload() error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
@@ -98,8 +235,8 @@ func (a *Agent) Handler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
-		if !a.pipeline.Ready() {
-			http.Error(w, "not ready: WAL not open or configuration not applied", http.StatusServiceUnavailable)
+		if ok, why := a.Ready(); !ok {
+			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")
@@ -120,6 +257,10 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
 		var buf bytes.Buffer
 		a.pipeline.Status(&buf)
+		for _, c := range a.components {
+			fmt.Fprintf(&buf, "\n== %s ==\n", c.name)
+			c.Status(&buf)
+		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write(buf.Bytes())
 	})

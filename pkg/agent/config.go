@@ -1,6 +1,8 @@
 // Package agent is the node agent: its configuration file, its HTTP server
 // (metrics, health, reload, status page) and the run group that holds the
-// metrics pipeline (pkg/agent/metrics) and, later, logs, events and spans.
+// metrics pipeline (pkg/agent/metrics) and the components (logs, events,
+// spans), with what they share: the Kubernetes client, the leader
+// election and the node's pod informer.
 package agent
 
 import (
@@ -45,7 +47,12 @@ type Config struct {
 // KubernetesConfig is the kubernetes section.
 type KubernetesConfig struct {
 	// Kubeconfig: empty means in-cluster (the pod's service account).
-	Kubeconfig     string               `yaml:"kubeconfig"`
+	Kubeconfig string `yaml:"kubeconfig"`
+	// NodeName is the node this agent runs on (in a DaemonSet:
+	// ${NODE_NAME} from the downward API spec.nodeName). When set, the
+	// agent keeps a cache of the node's pods (one informer limited to the
+	// node) for the components that label data with pod metadata.
+	NodeName       string               `yaml:"node_name"`
 	LeaderElection LeaderElectionConfig `yaml:"leader_election"`
 }
 
@@ -172,13 +179,13 @@ func (c *Config) build() (*metrics.Config, error) {
 	if m.ScrapeTimeout == 0 {
 		m.ScrapeTimeout = min(m.ScrapeInterval, model.Duration(10*time.Second))
 	}
-	if k := c.Kubernetes; k != nil && len(m.ClusterWideJobs) > 0 {
+	if k := c.Kubernetes; k != nil && c.needsElection() {
 		le := &k.LeaderElection
 		if le.LeaseName == "" {
 			le.LeaseName = "tributary-agent"
 		}
 		if le.Namespace == "" || le.Identity == "" {
-			return nil, errors.New("kubernetes.leader_election: namespace and identity (e.g. ${POD_NAME}) are required when metrics.cluster_wide_jobs is set")
+			return nil, errors.New("kubernetes.leader_election: namespace and identity (e.g. ${POD_NAME}) are required when metrics.cluster_wide_jobs or events is set")
 		}
 	}
 	if err := m.WAL.Validate(); err != nil {
@@ -234,6 +241,12 @@ func (c *Config) build() (*metrics.Config, error) {
 		NodeOnly:        nodeOnly,
 		ClusterWideJobs: m.ClusterWideJobs,
 	}, nil
+}
+
+// needsElection reports whether any work is done by one agent per cluster:
+// cluster-wide scrape jobs or the events watcher.
+func (c *Config) needsElection() bool {
+	return len(c.Metrics.ClusterWideJobs) > 0
 }
 
 func jobName(n *yaml.Node) string {

@@ -114,3 +114,33 @@ func TestExpandEnvLiteral(t *testing.T) {
 	require.Equal(t, "a: ${HOME} b: $1 c: ${1}", string(out))
 	require.False(t, strings.Contains(string(out), "$$"))
 }
+
+func TestParseKubernetes(t *testing.T) {
+	t.Setenv("TEST_NODE", "node-7")
+	cfg, _, err := Parse([]byte(`cluster: c1
+gateway: {url: http://gw:8080}
+kubernetes:
+  node_name: ${TEST_NODE}
+  leader_election: {namespace: kube-system, identity: agent-1}
+metrics:
+  cluster_wide_jobs: [apiserver]
+  scrape_configs:
+    - job_name: apiserver
+      static_configs: [{targets: ["10.0.0.1:443"]}]
+`))
+	require.NoError(t, err)
+	require.Equal(t, "node-7", cfg.Kubernetes.NodeName)
+	require.Equal(t, "tributary-agent", cfg.Kubernetes.LeaderElection.LeaseName, "default")
+	require.True(t, cfg.needsElection())
+
+	_, _, err = Parse([]byte(`cluster: c1
+gateway: {url: http://gw:8080}
+kubernetes: {}
+metrics:
+  cluster_wide_jobs: [apiserver]
+  scrape_configs:
+    - job_name: apiserver
+      static_configs: [{targets: ["10.0.0.1:443"]}]
+`))
+	require.ErrorContains(t, err, "kubernetes.leader_election: namespace and identity")
+}
