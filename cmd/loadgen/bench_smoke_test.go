@@ -26,6 +26,8 @@ var benchFields = []string{
 	"loadgen_ceiling_samples_per_sec",
 	// The agent phase at its smoke-run point: 2 targets × 500 series.
 	"agent_rss_steady_mb_1k", "promagent_rss_steady_mb_1k", "agent_vs_promagent_rss_peak_mb_1k",
+	// The spans phase, gateway side (the Collector is built by make bench only).
+	"spans_gateway_grpc_per_sec", "spans_gateway_http_per_core_sec",
 	"gateway_per_core_vs_ceiling", "gateway_vs_producer_ceiling",
 	"ingester_discard_vs_bare_consumer", "ingester_prometheus_vs_direct",
 }

@@ -143,17 +143,20 @@ func otlpBody(k int, c SpanConfig, rnd *rand.Rand) (*Body, error) {
 			sp.ParentSpanId = rootID
 		}
 		sp.TraceId, sp.SpanId = h.traceID, h.spanID
-		// Durations of 1-200 ms, ending up to 2 s before the send; the
-		// small odd nanoseconds keep every time field's bytes distinct.
-		dur := int64(1+rnd.Intn(200))*int64(time.Millisecond) + int64(i)
-		h.end = -int64(rnd.Intn(2000))*int64(time.Millisecond) - int64(2*i+1)
+		// Durations of 1-200 ms, ending up to 2 s before the send. The
+		// sub-millisecond part of each time is 3i+1 below a whole
+		// millisecond (start and end, whole milliseconds apart) or 3i
+		// (event): no two time fields of a
+		// body have the same bytes, so each can be found in the encoding.
+		dur := int64(1+rnd.Intn(200)) * int64(time.Millisecond)
+		h.end = -int64(rnd.Intn(2000))*int64(time.Millisecond) - int64(3*i+1)
 		h.start = h.end - dur
 		sp.StartTimeUnixNano, sp.EndTimeUnixNano = placeholderTime(h.start), placeholderTime(h.end)
 		for a := range c.Attributes {
 			sp.Attributes = append(sp.Attributes, spanAttributes[a](rnd, i))
 		}
 		if i%20 == 19 {
-			h.event = h.start + dur/2
+			h.event = h.end - dur/2/int64(time.Millisecond)*int64(time.Millisecond) + 1
 			sp.Events = []*tracepb.Span_Event{{Name: "exception", TimeUnixNano: placeholderTime(h.event), Attributes: []*commonpb.KeyValue{
 				strAttr("exception.type", "*errors.errorString"), strAttr("exception.message", "connection reset by peer"),
 			}}}

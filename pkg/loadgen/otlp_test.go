@@ -96,6 +96,15 @@ func TestOTLPBodies(t *testing.T) {
 		}
 	}
 	require.Len(t, clusters, testSpans.Clusters)
+
+	// Larger shapes (the bench's, an SDK's largest batch) find every field.
+	for _, c := range []SpanConfig{
+		{Bodies: 64, SpansPerRequest: 100, SpansPerTrace: 10, Attributes: 10, Clusters: 3},
+		{Bodies: 8, SpansPerRequest: 512, SpansPerTrace: 1, Attributes: len(spanAttributes), Clusters: 1},
+	} {
+		_, err := OTLPBodies(c)
+		require.NoError(t, err, "%+v", c)
+	}
 }
 
 // traceServer is an OTLP gRPC and HTTP receiver built on the official

@@ -77,6 +77,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) er
 	b.step(ctx, "f", b.phaseF)
 	b.step(ctx, "g", b.phaseG)
 	b.step(ctx, "agent", b.phaseAgent)
+	b.step(ctx, "spans", b.phaseSpans)
 	log.Info("done", "took", time.Since(start).Round(time.Second))
 	if err := writeReport(stdout, b.res, b.failed, cfg.Seconds, runtime.NumCPU(), cfg.Concurrency); err != nil {
 		return err

@@ -37,7 +37,7 @@ import (
 )
 
 // allPhases in the order they run.
-var allPhases = []string{"a", "b", "c", "d", "e", "f", "g", "agent"}
+var allPhases = []string{"a", "b", "c", "d", "e", "f", "g", "agent", "spans"}
 
 // phases is the -phases list; empty: all.
 func (c *Config) phases() []string {
@@ -65,6 +65,9 @@ type Config struct {
 	// Phases to run, comma-separated; empty: all.
 	Phases string      `yaml:"phases"`
 	Agent  AgentConfig `yaml:"agent"`
+	// Otelcol is the Collector binary of the spans phase
+	// (scripts/build-otelcol.sh); empty: the Collector is left out.
+	Otelcol string `yaml:"otelcol"`
 }
 
 // RegisterFlags registers the flags.
@@ -73,8 +76,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Concurrency, "concurrency", 8, "Concurrent senders of the load tool (issue 11's 8).")
 	fs.StringVar(&c.Bin, "bin", "bin", "Directory with the devbroker, gateway and ingester binaries (make build).")
 	fs.StringVar(&c.Root, "root", ".", "Module root, where phase a compiles ./pkg/remotewrite's ceiling benchmarks.")
-	fs.StringVar(&c.Phases, "phases", "", "Phases to run, comma-separated (a, b, c, d, e, f, g, agent); empty: all. d and e read the topic c fills.")
+	fs.StringVar(&c.Phases, "phases", "", "Phases to run, comma-separated (a, b, c, d, e, f, g, agent, spans); empty: all. d and e read the topic c fills.")
 	c.Agent.RegisterFlags(fs)
+	fs.StringVar(&c.Otelcol, "otelcol", "", "OpenTelemetry Collector binary for the spans phase's baseline (make bench builds it with scripts/build-otelcol.sh); empty: left out.")
 }
 
 // Validate checks the configuration.

@@ -92,6 +92,8 @@ type proc struct {
 	*testenv.Process
 	Addr string // host:port
 	URL  string // http://host:port, for HTTP servers
+	// GRPCAddr is the OTLP gRPC server's host:port, where there is one.
+	GRPCAddr string
 }
 
 // startBroker starts the devbroker (memory only) and waits until it listens.
@@ -103,16 +105,19 @@ func (b *bench) startBroker(s *scope) *proc {
 	return &proc{Process: p, Addr: addr}
 }
 
-// startGateway starts a gateway writing to broker and waits until it is ready.
+// startGateway starts a gateway writing to broker and waits until it is
+// ready. Its OTLP gRPC server listens on a free loopback port too
+// (GRPCAddr), not on the default :4317.
 func (b *bench) startGateway(s *scope, broker string) *proc {
 	port := testenv.FreePort(s)
 	addr := testenv.Addr(port)
+	grpcAddr := testenv.Addr(testenv.FreePort(s))
 	p := testenv.StartProcess(s, "gateway", b.bin("gateway"), []string{
-		"-http.listen-addr=" + addr, "-kafka.brokers=" + broker, "-log.level=warn",
+		"-http.listen-addr=" + addr, "-otlp.grpc.listen-addr=" + grpcAddr, "-kafka.brokers=" + broker, "-log.level=warn",
 	})
 	url := "http://" + addr
 	testenv.WaitHTTP(s, p, url+"/-/ready", 60*time.Second)
-	return &proc{Process: p, Addr: addr, URL: url}
+	return &proc{Process: p, Addr: addr, URL: url, GRPCAddr: grpcAddr}
 }
 
 // startIngester starts an ingester reading from broker and waits until it

@@ -45,6 +45,14 @@ var rows = []row{
 	{"logs_gateway_cpu_cores", "gateway CPU, protobuf logs", "cores"},
 	{"logs_json_mb_per_sec", "logs, JSON: line bytes → Kafka", "MB/s"},
 	{"logs_json_gateway_cpu_cores", "gateway CPU, JSON logs", "cores"},
+	{"spans_gateway_grpc_per_sec", "spans, OTLP gRPC → gateway → Kafka, acked", "spans/s"},
+	{"spans_gateway_grpc_per_core_sec", "  per gateway CPU-second", "spans/s"},
+	{"spans_otelcol_grpc_per_sec", "spans, OTLP gRPC → Collector → Kafka, acked", "spans/s"},
+	{"spans_otelcol_grpc_per_core_sec", "  per Collector CPU-second", "spans/s"},
+	{"spans_gateway_http_per_sec", "spans, OTLP HTTP → gateway → Kafka, acked", "spans/s"},
+	{"spans_gateway_http_per_core_sec", "  per gateway CPU-second", "spans/s"},
+	{"spans_otelcol_http_per_sec", "spans, OTLP HTTP → Collector → Kafka, acked", "spans/s"},
+	{"spans_otelcol_http_per_core_sec", "  per Collector CPU-second", "spans/s"},
 }
 
 // ratio is a target stated as measured/ceiling >= want. Where a phase
@@ -61,6 +69,8 @@ var ratios = []ratio{
 	{"gateway_vs_producer_ceiling", "gateway_samples_per_sec", "producer_ceiling_samples_per_sec", 0.5, "2. gateway / producer ceiling"},
 	{"ingester_discard_vs_bare_consumer", "ingester_discard_samples_per_sec", "bare_consumer_samples_per_sec", 0.8, "3. ingester discard / bare consumer"},
 	{"ingester_prometheus_vs_direct", "ingester_prometheus_samples_per_sec", "prometheus_direct_samples_per_sec", 0.9, "3. ingester → Prometheus / direct (per round)"},
+	{"spans_gateway_vs_otelcol_per_core_grpc", "spans_gateway_grpc_per_core_sec", "spans_otelcol_grpc_per_core_sec", 5, "21. spans/CPU-s gateway / Collector, gRPC"},
+	{"spans_gateway_vs_otelcol_per_core_http", "spans_gateway_http_per_core_sec", "spans_otelcol_http_per_core_sec", 5, "21. spans/CPU-s gateway / Collector, HTTP"},
 }
 
 // check is a target on an absolute value.
