@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"log/slog"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
@@ -67,6 +68,11 @@ func (g *Gateway) exportSpans(ctx context.Context, req *otlpRequest) (proto.Mess
 	}
 	if err := g.produce(ctx, recordpb.Signal_SIGNAL_SPANS, g.cfg.SpansTopic, record.ContentTypeTraces, req.tenant, recs); err != nil {
 		return nil, err
+	}
+	if ps := resp.PartialSuccess; ps != nil {
+		// Answered 200, so instrument does not log it: say it here, like a
+		// refusal (rate limited).
+		g.limited.Log(ctx, slog.LevelInfo, "spans partial", "write partly refused", "signal", "spans", "refused_spans", ps.RejectedSpans, "tenant", req.tenant, "err", ps.ErrorMessage)
 	}
 	path := "reencoded"
 	if forwarded {

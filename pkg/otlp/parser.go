@@ -203,7 +203,7 @@ func (p *Parser) trim() {
 		p.hdr = nil
 	}
 	if cap(p.spans) > maxKeptBuffer/16 {
-		p.spans = nil
+		p.spans, p.ranges = nil, nil
 	}
 }
 
