@@ -60,6 +60,7 @@ func fuzzSeeds(t testing.TB) [][]byte {
 		marshal(t, resource("", "web", span(1), span(2)), resource("b", "db", span(3))),
 		marshal(t, big),
 		protoAppendUnknown(marshal(t, resource("a", "api", span(1)))),
+		marshal(t, resource("a", "api", span(1)), resource("", "idle")),
 	}
 }
 
@@ -70,7 +71,9 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		lim := fuzzLimits()
 		var p Parser
-		batches, err := p.Parse(body, "dflt", lim)
+		batches, err := p.Parse(body, "", lim) // resources without a cluster are refused
+		checkParsed(t, batches, err, lim)
+		batches, err = p.Parse(body, "dflt", lim)
 		checkParsed(t, batches, err, lim)
 		if err == nil && len(batches) == 1 && batches[0].Forwarded {
 			dec := decodeBatch(t, batches[0])

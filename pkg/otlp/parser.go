@@ -303,6 +303,8 @@ func (p *Parser) walkResourceSpans(b []byte, base int, defaultCluster string) er
 			return err
 		}
 		r.group = g
+	} else {
+		r.rewrite = true // not forwarded as is, even without spans to refuse
 	}
 	// The resource's fields besides its scope spans, once rewritten: an
 	// upper bound (an existing cluster attribute is counted twice).

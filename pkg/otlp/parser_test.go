@@ -268,6 +268,20 @@ func TestNoClusterRefusesTheResource(t *testing.T) {
 	require.Contains(t, err.Error(), "1 span refused: resource 0: no k8s.cluster.name")
 }
 
+// A resource without spans and without a cluster is dropped, not
+// forwarded: every resource written names its cluster.
+func TestDropsEmptyResourceWithoutCluster(t *testing.T) {
+	empty := &tracepb.ResourceSpans{Resource: &resourcepb.Resource{Attributes: []*commonpb.KeyValue{str("service.name", "idle")}}}
+	var p Parser
+	batches, err := p.Parse(marshal(t, resource("a", "api", span(1)), empty), "", DefaultLimits())
+	require.NoError(t, err)
+	require.Len(t, batches, 1)
+	require.False(t, batches[0].Forwarded)
+	got := decodeBatch(t, batches[0])
+	require.Len(t, got.ResourceSpans, 1)
+	require.Equal(t, []string{"a"}, clusterOf(got.ResourceSpans[0].Resource))
+}
+
 func TestRefusesBadClusterAttribute(t *testing.T) {
 	twice := resource("a", "api", span(1))
 	twice.Resource.Attributes = append(twice.Resource.Attributes, str(ClusterAttribute, "b"))
