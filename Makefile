@@ -64,12 +64,14 @@ BENCH_SECONDS ?= 20
 BENCH_CONCURRENCY ?= 8
 BENCH_PHASES ?=
 BENCH_ARGS ?=
-# The spans phase's baseline, an OpenTelemetry Collector, is built here
-# only (cold ~10 min on 2 cores, then cached), never by make test.
+# The baselines built from the Go module proxy, vmagent for the agent
+# phase (cold ~4 min) and an OpenTelemetry Collector for the spans phase
+# (cold ~10 min), are built here only (then cached), never by make test.
 bench: deps build
-	@otelcol=""; case ",$(BENCH_PHASES)," in ,,|*,spans,*) otelcol="$$(bash scripts/build-otelcol.sh)";; esac; \
+	@vmagent=""; case ",$(BENCH_PHASES)," in ,,|*,agent,*) vmagent="$$(bash scripts/build-vmagent.sh)";; esac; \
+	otelcol=""; case ",$(BENCH_PHASES)," in ,,|*,spans,*) otelcol="$$(bash scripts/build-otelcol.sh)";; esac; \
 	$(BIN)/loadgen bench -bin=$(BIN) -root=$(CURDIR) -seconds=$(BENCH_SECONDS) -concurrency=$(BENCH_CONCURRENCY) \
-	  -phases="$(BENCH_PHASES)" -otelcol="$$otelcol" $(BENCH_ARGS)
+	  -phases="$(BENCH_PHASES)" -vmagent="$$vmagent" -otelcol="$$otelcol" $(BENCH_ARGS)
 
 # Regenerates proto/ Go code with pinned generators (protoc from Debian).
 proto:
