@@ -143,6 +143,10 @@ func (s *Sink) write(ctx context.Context, ps *partitionState, b *batch, recs []i
 		ps.adopt(p.created, now)
 		for _, c := range p.created {
 			s.m.active.WithLabelValues(c.key.cluster).Inc()
+			if c.overflow {
+				s.log.Warn("cluster has -spanmetrics.max-series-per-cluster label sets; spans of further ones are counted in its otel_metric_overflow=\"true\" series",
+					"cluster", c.key.cluster, "partition", ps.partition, "limit", s.cfg.MaxSeriesPerCluster)
+			}
 		}
 	}
 	var ws []written

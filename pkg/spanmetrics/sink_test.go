@@ -153,7 +153,7 @@ type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time { return c.t }
 
-func newTestSink(t *testing.T, out ingester.Sink, limit int) (*Sink, *clock, *prometheus.Registry) {
+func newTestSink(t testing.TB, out ingester.Sink, limit int) (*Sink, *clock, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	cfg := Config{IngesterID: "i1", MaxSeriesPerCluster: limit, SeriesIdleTimeout: 5 * time.Minute, MaxDecodedBytes: 1 << 20}
@@ -411,27 +411,38 @@ func TestBadRecord(t *testing.T) {
 	}
 }
 
-func FuzzDecode(f *testing.F) {
-	rec := spanRecord(f, 0, 0, "c1", "web", span("a", tracepb.Span_SPAN_KIND_SERVER, tracepb.Status_STATUS_CODE_ERROR, 12))
+// FuzzWrite feeds arbitrary record values through the whole sink:
+// decode, aggregation and the remote-write requests. A value that decodes
+// must give sorted labels (promFake checks) and as many calls as spans.
+func FuzzWrite(f *testing.F) {
+	rec := spanRecord(f, 0, 0, "c1", "web", span("a", tracepb.Span_SPAN_KIND_SERVER, tracepb.Status_STATUS_CODE_ERROR, 12),
+		span("ü\u2028", tracepb.Span_SpanKind(9), tracepb.Status_StatusCode(7), 20_000))
 	raw, _ := snappy.Decode(nil, rec.Value)
 	f.Add(raw)
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, raw []byte) {
+		out := &promFake{}
+		s, _, _ := newTestSink(t, out, 3)
 		r := rec
 		r.Value = snappy.Encode(nil, raw)
-		b, err := decode([]ingester.Record{r}, 1<<20)
-		if err != nil {
+		if err := s.Write(context.Background(), []ingester.Record{r}); err != nil {
+			if !ingester.IsPermanent(err) {
+				t.Fatalf("a bad record must be refused for good: %v", err)
+			}
 			return
 		}
-		var n uint64
-		for _, h := range b.sets {
-			n += h.count()
+		spans := 0.0
+		for _, c := range []string{"c1", ""} {
+			spans += testutil.ToFloat64(s.m.spans.WithLabelValues(c))
 		}
-		for _, c := range b.spans {
-			n -= c
+		calls := 0.0
+		for id, samples := range out.series {
+			if strings.HasPrefix(id, "__name__="+callsName+",") {
+				calls += samples[len(samples)-1].v
+			}
 		}
-		if n != 0 {
-			t.Fatalf("histogram counts and span counts differ by %d", n)
+		if calls != spans {
+			t.Fatalf("%v calls written for %v spans", calls, spans)
 		}
 	})
 }
