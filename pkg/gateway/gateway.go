@@ -17,6 +17,7 @@ import (
 	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc/health"
 
 	"github.com/tributary-io/tributary/pkg/kafka"
 	"github.com/tributary-io/tributary/pkg/otlp"
@@ -61,6 +62,7 @@ type Gateway struct {
 	// on Kafka: the last metadata check's error (nil when it passed) and
 	// the last produce failure, cleared by a later success.
 	checkErr        atomic.Pointer[error]
+	health          atomic.Pointer[health.Server] // the gRPC server's, once there is one
 	produceErr      atomic.Pointer[error]
 	produceFailedAt atomic.Int64
 }
@@ -101,6 +103,7 @@ const (
 func (g *Gateway) Run(ctx context.Context) error {
 	tick := time.NewTicker(readyInterval)
 	defer tick.Stop()
+	go g.healthLoop(ctx) // check may wait on Kafka; the gRPC health service must not
 	for {
 		g.check(ctx)
 		select {

@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	_ "google.golang.org/grpc/encoding/gzip" // OTLP exporters may compress with gzip
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
@@ -19,22 +21,60 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
+// traceService is OTLP's trace service. The metrics and logs services go
+// beside it: a ServiceDesc each, with grpcExport of their export function.
+const traceService = "opentelemetry.proto.collector.trace.v1.TraceService"
+
 // GRPCServer is the OTLP gRPC server: opentelemetry.proto.collector.trace.v1
-// TraceService/Export, answered like POST /v1/traces. Requests reach the
-// gateway's own decoder as the bytes gRPC received (decompressed), not as
-// objects gRPC built.
+// TraceService/Export, answered like POST /v1/traces, and grpc.health.v1
+// (SERVING while /-/ready is 200). Requests reach the gateway's own decoder
+// as the bytes gRPC received (decompressed), not as objects gRPC built.
 func (g *Gateway) GRPCServer() *grpc.Server {
 	srv := grpc.NewServer(
 		grpc.ForceServerCodecV2(otlpCodec{}),
 		grpc.MaxRecvMsgSize(g.cfg.OTLPGRPC.MaxRecvMsgSize),
 	)
 	srv.RegisterService(&grpc.ServiceDesc{
-		ServiceName: "opentelemetry.proto.collector.trace.v1.TraceService",
+		ServiceName: traceService,
 		HandlerType: (*any)(nil),
 		Methods:     []grpc.MethodDesc{{MethodName: "Export", Handler: g.grpcExport("spans", g.exportSpans)}},
 		Metadata:    "opentelemetry/proto/collector/trace/v1/trace_service.proto",
 	}, g)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	g.health.Store(hs)
+	g.updateHealth()
 	return srv
+}
+
+// healthLoop keeps the gRPC health service current until ctx ends.
+func (g *Gateway) healthLoop(ctx context.Context) {
+	tick := time.NewTicker(readyInterval / 4)
+	defer tick.Stop()
+	for {
+		g.updateHealth()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// updateHealth mirrors readiness in the gRPC health service, for the
+// server as a whole ("") and for each OTLP service, so that load balancers
+// and Kubernetes gRPC probes see what /-/ready says.
+func (g *Gateway) updateHealth() {
+	hs := g.health.Load()
+	if hs == nil {
+		return
+	}
+	st := healthpb.HealthCheckResponse_SERVING
+	if g.readiness() != nil {
+		st = healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	hs.SetServingStatus("", st)
+	hs.SetServingStatus(traceService, st)
 }
 
 // rawMessage is a request as gRPC received it, for the gateway to decode.

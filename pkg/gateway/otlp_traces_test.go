@@ -36,6 +36,7 @@ import (
 	"google.golang.org/grpc"
 	grpccodes "google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -629,4 +630,32 @@ func TestOTLPInflightBudget(t *testing.T) {
 	require.Empty(t, testenv.ReadTopic(t, f.kafka.Addr, "tributary.spans"))
 	resp, out = f.postOTLP(t, otlpRequestBody(t, "a", validSpan(2)))
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(out))
+}
+
+// The gRPC health service says what /-/ready says.
+func TestOTLPGRPCHealth(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	conn, _ := grpcClient(t, f.serveOTLPGRPC(t))
+	hc := healthpb.NewHealthClient(conn)
+	waitHealth := func(want healthpb.HealthCheckResponse_ServingStatus, within time.Duration) {
+		t.Helper()
+		testenv.Eventually(t, within, func() error {
+			for _, svc := range []string{"", "opentelemetry.proto.collector.trace.v1.TraceService"} {
+				resp, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{Service: svc})
+				if err != nil {
+					return err
+				}
+				if resp.Status != want {
+					return fmt.Errorf("%q is %s, want %s", svc, resp.Status, want)
+				}
+			}
+			return nil
+		})
+	}
+	waitHealth(healthpb.HealthCheckResponse_SERVING, 10*time.Second)
+	thaw := freeze(f.kafka, kmsg.Metadata)
+	waitHealth(healthpb.HealthCheckResponse_NOT_SERVING, 5*time.Second)
+	thaw()
+	waitHealth(healthpb.HealthCheckResponse_SERVING, 20*time.Second)
 }
