@@ -51,3 +51,22 @@ func TestConfigOverloadAndMetricClusters(t *testing.T) {
 	cfg = defaultConfig(t, "-metrics.max-clusters=0")
 	require.ErrorContains(t, cfg.Validate(), "metrics.max-clusters")
 }
+
+func TestConfigSpans(t *testing.T) {
+	cfg := defaultConfig(t)
+	require.Equal(t, "tributary.spans", cfg.SpansTopic)
+	require.Equal(t, ":4317", cfg.OTLPGRPC.ListenAddr)
+	require.Equal(t, 128, cfg.Spans.MaxAttributes)
+	require.NoError(t, cfg.Validate())
+
+	require.NoError(t, defaultConfig(t, "-otlp.grpc.listen-addr=").Validate(), "empty turns gRPC off")
+	for _, tc := range []struct{ flag, msg string }{
+		{"-topic.spans=", "topic.spans"},
+		{"-otlp.grpc.max-recv-msg-size=0", "otlp.grpc.max-recv-msg-size"},
+		{"-otlp.grpc.max-recv-msg-size=40000000", "otlp.grpc.max-recv-msg-size"},
+		{"-limits.spans.max-record-bytes=999000", "limits.spans.max-record-bytes"},
+		{"-limits.spans.max-attributes=0", "limits.spans"},
+	} {
+		require.ErrorContains(t, defaultConfig(t, tc.flag).Validate(), tc.msg, tc.flag)
+	}
+}
