@@ -59,7 +59,8 @@ func TestConfigSpans(t *testing.T) {
 	require.Equal(t, 128, cfg.Spans.MaxAttributes)
 	require.NoError(t, cfg.Validate())
 
-	require.NoError(t, defaultConfig(t, "-otlp.grpc.listen-addr=").Validate(), "empty turns gRPC off")
+	off := defaultConfig(t, "-otlp.grpc.listen-addr=")
+	require.NoError(t, off.Validate(), "empty turns gRPC off")
 	for _, tc := range []struct{ flag, msg string }{
 		{"-topic.spans=", "topic.spans"},
 		{"-otlp.grpc.max-recv-msg-size=0", "otlp.grpc.max-recv-msg-size"},
@@ -67,6 +68,7 @@ func TestConfigSpans(t *testing.T) {
 		{"-limits.spans.max-record-bytes=999000", "limits.spans.max-record-bytes"},
 		{"-limits.spans.max-attributes=0", "limits.spans"},
 	} {
-		require.ErrorContains(t, defaultConfig(t, tc.flag).Validate(), tc.msg, tc.flag)
+		c := defaultConfig(t, tc.flag)
+		require.ErrorContains(t, c.Validate(), tc.msg, tc.flag)
 	}
 }
