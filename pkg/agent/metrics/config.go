@@ -121,6 +121,10 @@ func (c *GatewayConfig) RemoteWrite(queue *yaml.Node) (map[string]any, error) {
 		// The gateway takes samples; metadata-only requests would cost a
 		// request per minute for nothing.
 		"metadata_config": map[string]any{"send": false},
+		// Prometheus drops the native histograms a scrape config with
+		// scrape_native_histograms collects unless told to send them; the
+		// gateway takes them.
+		"send_native_histograms": true,
 	}
 	if c.Timeout != 0 {
 		rw["remote_timeout"] = c.Timeout.String()

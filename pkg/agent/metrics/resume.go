@@ -18,6 +18,7 @@ import (
 
 	"github.com/golang/snappy"
 	config_util "github.com/prometheus/common/config"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage/remote"
@@ -195,14 +196,27 @@ func (r *resumer) save() {
 	r.m.resumeMark.Set(float64(next) / 1000)
 }
 
-// resend sends every float sample after the mark found in the backlog.
+// walSample is one float or histogram sample of the backlog (h or fh set
+// for a native histogram).
+type walSample struct {
+	ref chunks.HeadSeriesRef
+	t   int64
+	v   float64
+	h   *histogram.Histogram
+	fh  *histogram.FloatHistogram
+}
+
+// resend sends every sample (float and native histogram) after the mark
+// found in the backlog.
 func (r *resumer) resend(ctx context.Context, b *backlog, external labels.Labels) error {
 	after := r.Mark()
 	dec := record.NewDecoder(labels.NewSymbolTable(), r.log)
 	series := map[chunks.HeadSeriesRef]labels.Labels{}
 	var (
-		batch   []record.RefSample
+		batch   []walSample
 		samples []record.RefSample
+		hists   []record.RefHistogramSample
+		fhists  []record.RefFloatHistogramSample
 		refs    []record.RefSeries
 		total   int
 	)
@@ -225,6 +239,21 @@ func (r *resumer) resend(ctx context.Context, b *backlog, external labels.Labels
 		r.pending.Add(-int64(n))
 		return nil
 	}
+	add := func(s walSample) error {
+		if s.t <= after {
+			return nil
+		}
+		if _, ok := series[s.ref]; !ok {
+			return nil
+		}
+		batch = append(batch, s)
+		total++
+		r.pending.Add(1)
+		if len(batch) >= resendBatch {
+			return flush()
+		}
+		return nil
+	}
 	start := time.Now()
 	for _, rc := range b.readers {
 		rd := wlog.NewReader(rc)
@@ -240,27 +269,27 @@ func (r *resumer) resend(ctx context.Context, b *backlog, external labels.Labels
 			case record.Samples, record.SamplesV2:
 				samples, err = dec.Samples(rec, samples[:0])
 				for _, s := range samples {
-					if s.T <= after {
-						continue
-					}
-					if _, ok := series[s.Ref]; !ok {
-						continue
-					}
-					batch = append(batch, s)
-					total++
-					r.pending.Add(1)
-					if len(batch) >= resendBatch {
-						if err := flush(); err != nil {
-							return err
-						}
+					if err == nil {
+						err = add(walSample{ref: s.Ref, t: s.T, v: s.V})
 					}
 				}
-			case record.HistogramSamples, record.FloatHistogramSamples, record.CustomBucketsHistogramSamples,
-				record.CustomBucketsFloatHistogramSamples, record.HistogramSamplesV2, record.FloatHistogramSamplesV2:
-				r.m.resent.WithLabelValues("skipped_histogram").Inc()
+			case record.HistogramSamples, record.CustomBucketsHistogramSamples, record.HistogramSamplesV2:
+				hists, err = dec.HistogramSamples(rec, hists[:0])
+				for _, s := range hists {
+					if err == nil {
+						err = add(walSample{ref: s.Ref, t: s.T, h: s.H})
+					}
+				}
+			case record.FloatHistogramSamples, record.CustomBucketsFloatHistogramSamples, record.FloatHistogramSamplesV2:
+				fhists, err = dec.FloatHistogramSamples(rec, fhists[:0])
+				for _, s := range fhists {
+					if err == nil {
+						err = add(walSample{ref: s.Ref, t: s.T, fh: s.FH})
+					}
+				}
 			}
 			if err != nil {
-				return fmt.Errorf("decode WAL record: %w", err)
+				return fmt.Errorf("resend WAL record: %w", err)
 			}
 		}
 		if err := rd.Err(); err != nil {
@@ -275,14 +304,14 @@ func (r *resumer) resend(ctx context.Context, b *backlog, external labels.Labels
 	return nil
 }
 
-func encode(batch []record.RefSample, series map[chunks.HeadSeriesRef]labels.Labels, external labels.Labels) []byte {
+func encode(batch []walSample, series map[chunks.HeadSeriesRef]labels.Labels, external labels.Labels) []byte {
 	idx := map[chunks.HeadSeriesRef]int{}
 	req := &prompb.WriteRequest{}
 	b := labels.NewBuilder(labels.EmptyLabels())
 	for _, s := range batch {
-		i, ok := idx[s.Ref]
+		i, ok := idx[s.ref]
 		if !ok {
-			b.Reset(series[s.Ref])
+			b.Reset(series[s.ref])
 			external.Range(func(l labels.Label) {
 				if b.Get(l.Name) == "" {
 					b.Set(l.Name, l.Value)
@@ -293,10 +322,18 @@ func encode(batch []record.RefSample, series map[chunks.HeadSeriesRef]labels.Lab
 				ts.Labels = append(ts.Labels, prompb.Label{Name: l.Name, Value: l.Value})
 			})
 			i = len(req.Timeseries)
-			idx[s.Ref] = i
+			idx[s.ref] = i
 			req.Timeseries = append(req.Timeseries, ts)
 		}
-		req.Timeseries[i].Samples = append(req.Timeseries[i].Samples, prompb.Sample{Timestamp: s.T, Value: s.V})
+		ts := &req.Timeseries[i]
+		switch {
+		case s.h != nil:
+			ts.Histograms = append(ts.Histograms, prompb.FromIntHistogram(s.t, s.h))
+		case s.fh != nil:
+			ts.Histograms = append(ts.Histograms, prompb.FromFloatHistogram(s.t, s.fh))
+		default:
+			ts.Samples = append(ts.Samples, prompb.Sample{Timestamp: s.t, Value: s.v})
+		}
 	}
 	raw, err := req.Marshal()
 	if err != nil {

@@ -42,7 +42,7 @@ func newSelfMetrics(reg prometheus.Registerer, p *Pipeline) *selfMetrics {
 		}),
 		resent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tributary_agent_resend_samples_total",
-			Help: "Samples of a previous run resent from the WAL after a restart, by outcome (sent, dropped: refused by the gateway with a 4xx, skipped_histogram: records not resent).",
+			Help: "Samples (floats and native histograms) of a previous run resent from the WAL after a restart, by outcome (sent, dropped: refused by the gateway with a 4xx).",
 		}, []string{"outcome"}),
 		resendRetries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tributary_agent_resend_retries_total",
