@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -11,6 +12,12 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/golang/snappy"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
@@ -226,21 +233,8 @@ func TestSpanMetricsExact(t *testing.T) {
 
 	now := time.Now()
 	for _, c := range []string{"red-a", "red-b"} {
-		tl := p.tally[c]
-		for ls, n := range tl.calls {
-			if ls.service == "zz-batch" && ls.name > "job-2" {
-				continue
-			}
-			require.Equal(t, float64(n), promValue(t, prom, "sum(traces_span_metrics_calls_total"+setSelector(c, ls)+")", now), "%s %+v", c, ls)
-		}
-		for i, le := range []string{"2", "4", "6", "8", "10", "50", "100", "200", "400", "800", "1000", "1400", "2000", "5000", "10000", "15000", "+Inf"} {
-			q := fmt.Sprintf(`sum(traces_span_metrics_duration_milliseconds_bucket{cluster=%q,le=%q})`, c, le)
-			require.Equal(t, float64(tl.buckets[i]), promValue(t, prom, q, now), "%s le=%s", c, le)
-		}
-		require.InDelta(t, tl.sum, promValue(t, prom, fmt.Sprintf(`sum(traces_span_metrics_duration_milliseconds_sum{cluster=%q})`, c), now), 1e-6*tl.sum)
-		require.Equal(t, float64(tl.total), promValue(t, prom, fmt.Sprintf(`sum(traces_span_metrics_duration_milliseconds_count{cluster=%q})`, c), now))
-		require.Equal(t, float64(tl.total), promValue(t, prom, fmt.Sprintf(`sum(traces_span_metrics_calls_total{cluster=%q})`, c), now))
-		require.Equal(t, float64(tl.total), metricValue(t, ing.URL, "tributary_spanmetrics_spans_aggregated_total", map[string]string{"cluster": c}))
+		requireRED(t, prom, c, p.tally[c], now, func(ls labelSet) bool { return ls.service == "zz-batch" && ls.name > "job-2" })
+		require.Equal(t, float64(p.tally[c].total), metricValue(t, ing.URL, "tributary_spanmetrics_spans_aggregated_total", map[string]string{"cluster": c}))
 	}
 	// red-b: 8 label sets and the overflow series with job-3..5.
 	require.Equal(t, 8.0, promValue(t, prom, `count(traces_span_metrics_calls_total{cluster="red-b",otel_metric_overflow=""})`, now))
@@ -250,6 +244,83 @@ func TestSpanMetricsExact(t *testing.T) {
 	require.Equal(t, 6.0, promValue(t, prom, `count(traces_span_metrics_calls_total{cluster="red-a"})`, now))
 	// Every series names its writer and partition.
 	require.Zero(t, promValue(t, prom, `count(traces_span_metrics_calls_total{partition=""} or traces_span_metrics_calls_total{ingester!="ing-1"})`, now))
+}
+
+// requireRED checks the RED series of cluster in Prometheus at now against
+// what was sent: calls of every label set (but those skip says are in the
+// overflow series), and the cluster's bucket totals, sum and count.
+func requireRED(t *testing.T, prom *testenv.PrometheusServer, cluster string, tl *spanTally, now time.Time, skip func(labelSet) bool) {
+	t.Helper()
+	for ls, n := range tl.calls {
+		if skip == nil || !skip(ls) {
+			require.Equal(t, float64(n), promValue(t, prom, "sum(traces_span_metrics_calls_total"+setSelector(cluster, ls)+")", now), "%s %+v", cluster, ls)
+		}
+	}
+	for i, le := range []string{"2", "4", "6", "8", "10", "50", "100", "200", "400", "800", "1000", "1400", "2000", "5000", "10000", "15000", "+Inf"} {
+		q := fmt.Sprintf(`sum(traces_span_metrics_duration_milliseconds_bucket{cluster=%q,le=%q})`, cluster, le)
+		require.Equal(t, float64(tl.buckets[i]), promValue(t, prom, q, now), "%s le=%s", cluster, le)
+	}
+	require.InDelta(t, tl.sum, promValue(t, prom, fmt.Sprintf(`sum(traces_span_metrics_duration_milliseconds_sum{cluster=%q})`, cluster), now), 1e-6*tl.sum)
+	require.Equal(t, float64(tl.total), promValue(t, prom, fmt.Sprintf(`sum(traces_span_metrics_duration_milliseconds_count{cluster=%q})`, cluster), now))
+	require.Equal(t, float64(tl.total), promValue(t, prom, fmt.Sprintf(`sum(traces_span_metrics_calls_total{cluster=%q})`, cluster), now))
+}
+
+// The OpenTelemetry Go SDK sends spans of two clusters to the real
+// gateway's POST /v1/traces; the RED metrics the ingester derives from
+// the gateway's records are exact in Prometheus.
+func TestSpanMetricsFromSDK(t *testing.T) {
+	t.Parallel()
+	k := testenv.Kafka(t, 1) // waitGroupAtEnd needs a record in every partition
+	prom := testenv.Prometheus(t, testenv.SinkConfig)
+	gw := startGateway(t, k.Addr)
+	startIngester(t, k.Addr, prom.URL, "-spanmetrics.enabled", "-spanmetrics.flush-interval=500ms")
+
+	ctx := context.Background()
+	kinds := map[tracepb.Span_SpanKind]trace.SpanKind{
+		tracepb.Span_SPAN_KIND_SERVER: trace.SpanKindServer, tracepb.Span_SPAN_KIND_CLIENT: trace.SpanKindClient,
+		tracepb.Span_SPAN_KIND_PRODUCER: trace.SpanKindProducer, tracepb.Span_SPAN_KIND_INTERNAL: trace.SpanKindInternal,
+	}
+	tallies := map[string]*spanTally{}
+	t0 := time.Now().Add(-time.Minute)
+	for _, c := range []string{"sdk-east", "sdk-west"} {
+		tl := newSpanTally()
+		tallies[c] = tl
+		// A provider per service: the SDK puts service.name on the
+		// resource.
+		for _, svc := range []string{"frontend", "cart"} {
+			exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(gw.URL+"/v1/traces"))
+			require.NoError(t, err)
+			tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(resource.NewSchemaless(
+				attribute.String("k8s.cluster.name", c), attribute.String("service.name", svc))))
+			tr := tp.Tracer("spanmetrics-test")
+			for i := range 60 {
+				ls := baseSets[i%len(baseSets)]
+				if ls.service != svc {
+					continue
+				}
+				ms := spanDurations[i%len(spanDurations)]
+				start := t0.Add(time.Duration(i) * time.Millisecond)
+				_, sp := tr.Start(ctx, ls.name, trace.WithSpanKind(kinds[ls.kind]), trace.WithTimestamp(start))
+				switch ls.status {
+				case tracepb.Status_STATUS_CODE_ERROR:
+					sp.SetStatus(codes.Error, "failed")
+				case tracepb.Status_STATUS_CODE_OK:
+					sp.SetStatus(codes.Ok, "")
+				}
+				sp.End(trace.WithTimestamp(start.Add(time.Duration(ms * float64(time.Millisecond)))))
+				tl.add(ls, ms)
+			}
+			require.NoError(t, tp.ForceFlush(ctx))
+			require.NoError(t, tp.Shutdown(ctx))
+		}
+	}
+	waitGroupAtEnd(t, k.Addr, "tributary-spanmetrics", "tributary.spans", 60*time.Second)
+	requireNoDeadLetters(t, k.Addr)
+	now := time.Now()
+	for c, tl := range tallies {
+		require.Equal(t, 60, tl.total)
+		requireRED(t, prom, c, tl, now, nil)
+	}
 }
 
 // The ingester is killed (SIGKILL) mid-stream and restarted:
