@@ -275,7 +275,7 @@ func TestOTLPFromSDKExporters(t *testing.T) {
 
 // otlpRequestBody is an ExportTraceServiceRequest of one resource (cluster
 // "" leaves k8s.cluster.name out) with the given spans.
-func otlpRequestBody(t *testing.T, cluster string, spans ...*tracepb.Span) []byte {
+func otlpRequestBody(t testing.TB, cluster string, spans ...*tracepb.Span) []byte {
 	attrs := []*commonpb.KeyValue{{Key: "service.name", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: "svc"}}}}
 	if cluster != "" {
 		attrs = append(attrs, &commonpb.KeyValue{Key: otlp.ClusterAttribute, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: cluster}}})
