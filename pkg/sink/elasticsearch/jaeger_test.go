@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"hash/fnv"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,6 +22,7 @@ import (
 	otlptrace "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tributary-io/tributary/internal/testenv"
 	"github.com/tributary-io/tributary/pkg/ingester"
 	recordpb "github.com/tributary-io/tributary/proto/record/v1"
 )
@@ -475,5 +478,138 @@ func FuzzJaegerEncode(f *testing.F) {
 				t.Fatalf("document without index or id: %+v", d)
 			}
 		}
+	})
+}
+
+// Against the real ZincSearch: the templates are accepted, every span
+// comes back by an exact term query on its traceID (the query Jaeger's
+// reader sends) in the document written, the IDs and service names are
+// mapped as keywords, and the service index answers the terms
+// aggregations of Jaeger's service and operation lists.
+func TestJaegerZinc(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts ZincSearch")
+	}
+	z := testenv.Zinc(t)
+	ctx := context.Background()
+	cfg := jaegerTestConfig(z.ESURL)
+	cfg.Username, cfg.Password = z.User, z.Password
+	s := newJaegerSink(t, cfg)
+	require.NoError(t, s.Probe(ctx))
+
+	other := testTrace()
+	other.ResourceSpans[0].Resource.Attributes[0] = str("service.name", "payments")
+	for _, ss := range other.ResourceSpans[0].ScopeSpans {
+		for _, sp := range ss.Spans {
+			sp.TraceId = hexID(otherTrace)
+		}
+	}
+	require.NoError(t, s.Write(ctx, []ingester.Record{spanRecord(t, 1, "eu-1", testTrace()), spanRecord(t, 2, "eu-1", other)}))
+	// A replay overwrites.
+	require.NoError(t, s.Write(ctx, []ingester.Record{spanRecord(t, 1, "eu-1", testTrace())}))
+
+	byTrace := func(traceID string) (map[string]string, error) {
+		docs, total, err := z.Search(t, "jaeger-span-*", map[string]any{
+			"query": map[string]any{"term": map[string]any{"traceID": traceID}}, "size": 100,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if total != 2 || len(docs) != 2 {
+			return nil, fmt.Errorf("trace %s: %d hits (%d returned), want its 2 spans once each", traceID, total, len(docs))
+		}
+		out := map[string]string{}
+		for _, d := range docs {
+			delete(d, "_id")
+			delete(d, "@timestamp") // Zinc's own (indexing time)
+			b, _ := json.Marshal(d)
+			out[d["spanID"].(string)] = string(b)
+		}
+		return out, nil
+	}
+	var spans map[string]string
+	testenv.Eventually(t, 30*time.Second, func() (err error) {
+		spans, err = byTrace(testTraceID)
+		if err != nil {
+			return err
+		}
+		_, err = byTrace(otherTrace)
+		return err
+	})
+	require.JSONEq(t, wantRoot, spans[testRootID])
+	require.JSONEq(t, wantChild, spans[testChildID])
+
+	for _, index := range []string{"jaeger-span-2026-11-28", "jaeger-service-2026-11-29"} {
+		status, body, err := z.Do(http.MethodGet, "/es/"+index+"/_mapping", "", nil)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, status, "%s", body)
+		var m map[string]struct {
+			Mappings map[string]any `json:"mappings"`
+		}
+		require.NoError(t, json.Unmarshal(body, &m), "%s", body)
+		// Zinc answers with ES's nesting: process.serviceName is under
+		// process.properties.
+		typeOf := func(path string) string {
+			node := m[index].Mappings
+			for _, part := range strings.Split(path, ".") {
+				props, _ := node["properties"].(map[string]any)
+				node, _ = props[part].(map[string]any)
+			}
+			typ, _ := node["type"].(string)
+			return typ
+		}
+		if strings.HasPrefix(index, "jaeger-span-") {
+			for _, f := range []string{"traceID", "spanID", "operationName", "process.serviceName"} {
+				require.Equal(t, "keyword", typeOf(f), "%s %s: %s", index, f, body)
+			}
+			require.Equal(t, "numeric", typeOf("startTime"))
+			require.Equal(t, "date", typeOf("startTimeMillis"))
+		} else {
+			require.Equal(t, "keyword", typeOf("serviceName"), "%s", body)
+			require.Equal(t, "keyword", typeOf("operationName"), "%s", body)
+		}
+	}
+
+	terms := func(index string, query map[string]any, field string) ([]string, error) {
+		req := map[string]any{"size": 0, "aggs": map[string]any{"names": map[string]any{"terms": map[string]any{"field": field, "size": 100}}}}
+		if query != nil {
+			req["query"] = query
+		}
+		b, _ := json.Marshal(req)
+		status, body, err := z.Do(http.MethodPost, "/es/"+index+"/_search", "application/json", b)
+		if err != nil || status != http.StatusOK {
+			return nil, fmt.Errorf("%d %s %v", status, body, err)
+		}
+		var r struct {
+			Aggregations map[string]struct {
+				Buckets []struct {
+					Key string `json:"key"`
+				} `json:"buckets"`
+			} `json:"aggregations"`
+		}
+		if err := json.Unmarshal(body, &r); err != nil {
+			return nil, err
+		}
+		var out []string
+		for _, b := range r.Aggregations["names"].Buckets {
+			out = append(out, b.Key)
+		}
+		return out, nil
+	}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		services, err := terms("jaeger-service-*", nil, "serviceName")
+		if err != nil {
+			return err
+		}
+		ops, err := terms("jaeger-service-*", map[string]any{"term": map[string]any{"serviceName": "payments"}}, "operationName")
+		if err != nil {
+			return err
+		}
+		slices.Sort(services)
+		slices.Sort(ops)
+		if !slices.Equal(services, []string{"checkout", "payments"}) || !slices.Equal(ops, []string{"GET /cart", "SELECT carts"}) {
+			return fmt.Errorf("services %q, operations of payments %q", services, ops)
+		}
+		return nil
 	})
 }
