@@ -41,6 +41,10 @@ type config struct {
 		Sink     elasticsearch.Config `yaml:"sink"`
 		Consumer ingester.Config      `yaml:"consumer"`
 	} `yaml:"elasticsearch"`
+	Jaeger struct {
+		Sink     elasticsearch.JaegerConfig `yaml:"sink"`
+		Consumer ingester.Config            `yaml:"consumer"`
+	} `yaml:"jaeger"`
 	Discard struct {
 		Enabled  bool            `yaml:"enabled"`
 		Consumer ingester.Config `yaml:"consumer"`
@@ -64,6 +68,8 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 	c.Loki.Consumer.RegisterFlags("loki.", "loki", "tributary.logs", fs)
 	c.Elasticsearch.Sink.RegisterFlags("elasticsearch.", fs)
 	c.Elasticsearch.Consumer.RegisterFlags("elasticsearch.", "elasticsearch", "tributary.logs", fs)
+	c.Jaeger.Sink.RegisterFlags("jaeger.", fs)
+	c.Jaeger.Consumer.RegisterFlags("jaeger.", "jaeger", "tributary.spans", fs)
 	fs.BoolVar(&c.Discard.Enabled, "discard.enabled", false, "Run a sink that reads metrics and drops them (for benchmarks: the ingester's own ceiling).")
 	c.Discard.Consumer.RegisterFlags("discard.", "discard", "tributary.metrics", fs)
 	c.Spanmetrics.RegisterFlags("spanmetrics.", fs)
@@ -102,6 +108,9 @@ func (c *config) validate() error {
 	if err := check(c.Elasticsearch.Sink.Enabled(), "elasticsearch", &c.Elasticsearch.Sink, &c.Elasticsearch.Consumer); err != nil {
 		return err
 	}
+	if err := check(c.Jaeger.Sink.Enabled(), "jaeger", &c.Jaeger.Sink, &c.Jaeger.Consumer); err != nil {
+		return err
+	}
 	if err := check(c.Discard.Enabled, "discard", nil, &c.Discard.Consumer); err != nil {
 		return err
 	}
@@ -112,7 +121,7 @@ func (c *config) validate() error {
 		return err
 	}
 	if enabled == 0 {
-		return fmt.Errorf("no sink configured: set -prometheus.url, -loki.url or -elasticsearch.addresses")
+		return fmt.Errorf("no sink configured: set -prometheus.url, -loki.url, -elasticsearch.addresses or -jaeger.addresses")
 	}
 	return nil
 }
@@ -205,6 +214,24 @@ func runMain(args []string) error {
 			}
 		}()
 		if err := add("elasticsearch", recordpb.Signal_SIGNAL_LOGS, cfg.Elasticsearch.Consumer, es); err != nil {
+			return err
+		}
+	}
+	if cfg.Jaeger.Sink.Enabled() {
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.Jaeger.Sink.Timeout)
+		jaeger, err := elasticsearch.NewJaeger(ctx, cfg.Jaeger.Sink, log)
+		cancel()
+		if err != nil {
+			return err
+		}
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.Jaeger.Sink.Timeout)
+			defer cancel()
+			if err := jaeger.Close(ctx); err != nil {
+				log.Warn("jaeger sink close", "err", err)
+			}
+		}()
+		if err := add("jaeger", recordpb.Signal_SIGNAL_SPANS, cfg.Jaeger.Consumer, jaeger); err != nil {
 			return err
 		}
 	}
