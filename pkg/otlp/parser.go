@@ -520,8 +520,11 @@ func (p *Parser) checkSpan(b []byte, base int) (traceID, spanID []byte, prob *pr
 			case fSpanSpanID:
 				spanID, spanIDSet = f.val, true
 			default:
-				if len(f.val) != 0 && !validID(f.val, 8) {
-					prob = first(prob, newProblem(ReasonID, "parent_span_id must be empty or 8 bytes, not all zero; has %d", len(f.val)))
+				switch {
+				case len(f.val) == 8 && !validID(f.val, 8):
+					prob = first(prob, newProblem(ReasonID, "parent_span_id is all zero: leave it empty for a root span"))
+				case len(f.val) != 0 && len(f.val) != 8:
+					prob = first(prob, newProblem(ReasonID, "parent_span_id must be empty or 8 bytes; has %d", len(f.val)))
 				}
 			}
 		case fSpanTraceState:
@@ -596,9 +599,9 @@ func (p *Parser) checkSpan(b []byte, base int) (traceID, spanID []byte, prob *pr
 	// The IDs first: a refusal names the span by them.
 	switch {
 	case !traceIDSet || !validID(traceID, 16):
-		prob = newProblem(ReasonID, "trace_id must be 16 bytes, not all zero; has %d", len(traceID))
+		prob = idProblem("trace_id", traceID, 16)
 	case !spanIDSet || !validID(spanID, 8):
-		prob = newProblem(ReasonID, "span_id must be 8 bytes, not all zero; has %d", len(spanID))
+		prob = idProblem("span_id", spanID, 8)
 	case prob != nil:
 	case end < start:
 		prob = newProblem(ReasonTime, "end_time_unix_nano %d is before start_time_unix_nano %d", end, start)
@@ -701,8 +704,10 @@ func (p *Parser) checkLink(b []byte, base int) (*problem, error) {
 		i = f.end
 	}
 	switch {
-	case !validID(traceID, 16) || !validID(spanID, 8):
-		prob = newProblem(ReasonID, "a link's trace_id must be 16 bytes and span_id 8, not all zero; has %d and %d", len(traceID), len(spanID))
+	case !validID(traceID, 16):
+		prob = idProblem("a link's trace_id", traceID, 16)
+	case !validID(spanID, 8):
+		prob = idProblem("a link's span_id", spanID, 8)
 	case attrs > p.lim.MaxAttributes:
 		prob = first(prob, newProblem(ReasonLimit, "a link has %d attributes, more than %d (-limits.spans.max-attributes)", attrs, p.lim.MaxAttributes))
 	}
@@ -877,6 +882,14 @@ func (p *Parser) checkLen(n int) *problem {
 		return newProblem(ReasonLimit, "attribute value of %d bytes, longer than %d (-limits.spans.max-attribute-value-length)", n, p.lim.MaxAttributeValueLen)
 	}
 	return nil
+}
+
+// idProblem says why id is not a valid ID of n bytes.
+func idProblem(field string, id []byte, n int) *problem {
+	if len(id) == n {
+		return newProblem(ReasonID, "%s is all zero, the invalid ID", field)
+	}
+	return newProblem(ReasonID, "%s must be %d bytes; has %d", field, n, len(id))
 }
 
 // validID: n bytes, not all zero (W3C Trace Context's invalid ID).

@@ -142,12 +142,12 @@ func TestRefusesInvalidSpansKeepsTheRest(t *testing.T) {
 	}{
 		{"short trace id", "invalid_id", "trace_id must be 16 bytes", func(s *tracepb.Span) { s.TraceId = s.TraceId[:8] }},
 		{"no trace id", "invalid_id", "trace_id must be 16 bytes", func(s *tracepb.Span) { s.TraceId = nil }},
-		{"zero trace id", "invalid_id", "not all zero", func(s *tracepb.Span) { s.TraceId = make([]byte, 16) }},
-		{"zero span id", "invalid_id", "span_id must be 8 bytes", func(s *tracepb.Span) { s.SpanId = make([]byte, 8) }},
+		{"zero trace id", "invalid_id", "trace_id is all zero", func(s *tracepb.Span) { s.TraceId = make([]byte, 16) }},
+		{"zero span id", "invalid_id", "span_id is all zero", func(s *tracepb.Span) { s.SpanId = make([]byte, 8) }},
 		{"long span id", "invalid_id", "span_id must be 8 bytes", func(s *tracepb.Span) { s.SpanId = make([]byte, 16) }},
 		{"short parent", "invalid_id", "parent_span_id", func(s *tracepb.Span) { s.ParentSpanId = []byte{1, 2} }},
-		{"zero parent", "invalid_id", "parent_span_id", func(s *tracepb.Span) { s.ParentSpanId = make([]byte, 8) }},
-		{"bad link", "invalid_id", "link", func(s *tracepb.Span) { s.Links[0].SpanId = nil }},
+		{"zero parent", "invalid_id", "parent_span_id is all zero", func(s *tracepb.Span) { s.ParentSpanId = make([]byte, 8) }},
+		{"bad link", "invalid_id", "a link's span_id must be 8 bytes; has 0", func(s *tracepb.Span) { s.Links[0].SpanId = nil }},
 		{"end before start", "invalid_time", "before start", func(s *tracepb.Span) { s.EndTimeUnixNano = s.StartTimeUnixNano - 1 }},
 		{"too many attributes", "limit", "max-attributes", func(s *tracepb.Span) {
 			s.Attributes = append(s.Attributes, str("a", "1"), str("b", "2"))
@@ -468,7 +468,7 @@ func TestParseJSON(t *testing.T) {
 		{"not hex", `{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"zz"}]}]}]}`, "not a hex"},
 		{"not JSON", `{"resourceSpans":[`, "malformed OTLP/JSON"},
 		{"bad number", `{"resourceSpans":[{"scopeSpans":[{"spans":[{"startTimeUnixNano":"soon"}]}]}]}`, "malformed OTLP/JSON"},
-		{"bad span", `{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"00000000000000000000000000000000","spanId":"0102030405060708"}]}]}]}`, "trace_id must be 16 bytes, not all zero"},
+		{"bad span", `{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"00000000000000000000000000000000","spanId":"0102030405060708"}]}]}]}`, "trace_id is all zero"},
 	} {
 		_, err := p.ParseJSON([]byte(tc.body), "c1", DefaultLimits())
 		status, _ := reject.Status(err)
