@@ -339,18 +339,7 @@ func TestSpanMetricsCrashReplay(t *testing.T) {
 	first := startIngester(t, k.Addr, prom.URL, args...)
 
 	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			p.send([]string{"crash-a", "crash-b"}[i%2], baseSets)
-		}
-	}()
+	done := p.sendUntil(stop, "crash-a", "crash-b")
 	// Mid-stream: the first ingester has written counters and committed
 	// offsets, and more spans keep coming.
 	testenv.Eventually(t, 60*time.Second, func() error {
@@ -388,24 +377,89 @@ func TestSpanMetricsCrashReplay(t *testing.T) {
 	waitGroupAtEnd(t, k.Addr, "tributary-spanmetrics", "tributary.spans", 90*time.Second)
 	requireNoDeadLetters(t, k.Addr)
 
-	// Per partition, at the time of its last write: every series of the
-	// partition has a sample there, so increase() neither extrapolates
-	// past the end, nor before the start (each series begins with 0).
-	window := fmt.Sprintf("%ds", int(time.Since(start).Seconds())+60)
-	res, err := prom.Query(`max by (partition) (timestamp(traces_span_metrics_calls_total{cluster=~"crash-.*"}))`, time.Now())
-	require.NoError(t, err)
-	require.NotEmpty(t, res)
-	got := 0.0
-	for _, r := range res {
-		at := time.UnixMilli(int64(math.Round(r.Value * 1000)))
-		got += promValue(t, prom, fmt.Sprintf(`sum(increase(traces_span_metrics_calls_total{cluster=~"crash-.*",partition=%q}[%s]))`, r.Metric["partition"], window), at)
-	}
+	got := countedCalls(t, prom, `cluster=~"crash-.*"`, time.Since(start))
 	want := p.total()
 	t.Logf("spans produced %d, sum(increase()) %.3f, replay bound %d", want, got, bound)
 	require.GreaterOrEqual(t, got, float64(want), "a span was lost")
 	require.LessOrEqual(t, got, float64(want+bound), "more counted twice than the records between the commit and the crash")
 	// The restart met the counters: the same series went back to 0.
-	require.Positive(t, promValue(t, prom, fmt.Sprintf(`sum(resets(traces_span_metrics_calls_total{cluster=~"crash-.*"}[%s]))`, window), time.Now()))
+	require.Positive(t, promValue(t, prom, fmt.Sprintf(`sum(resets(traces_span_metrics_calls_total{cluster=~"crash-.*"}[%ds]))`, int(time.Since(start).Seconds())+60), time.Now()))
+}
+
+// sendUntil sends a record every 20 ms, for each cluster in turn, until
+// stop is closed; the returned channel is closed when it has stopped.
+func (p *spanProducer) sendUntil(stop <-chan struct{}, clusters ...string) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			p.send(clusters[i%len(clusters)], baseSets)
+		}
+	}()
+	return done
+}
+
+// countedCalls is sum(increase(traces_span_metrics_calls_total{sel}))
+// over the last since (plus a minute), taken per writer (partition and
+// ingester) at the time of the writer's last sample: every series of a
+// writer has a sample then, so increase() does not extrapolate past the
+// end, nor before the start (each series begins with 0).
+func countedCalls(t *testing.T, prom *testenv.PrometheusServer, sel string, since time.Duration) float64 {
+	t.Helper()
+	window := fmt.Sprintf("%ds", int(since.Seconds())+60)
+	res, err := prom.Query(`max by (partition, ingester) (timestamp(traces_span_metrics_calls_total{`+sel+`}))`, time.Now())
+	require.NoError(t, err)
+	require.NotEmpty(t, res)
+	got := 0.0
+	for _, r := range res {
+		at := time.UnixMilli(int64(math.Round(r.Value * 1000)))
+		got += promValue(t, prom, fmt.Sprintf(`sum(increase(traces_span_metrics_calls_total{%s,partition=%q,ingester=%q}[%s]))`,
+			sel, r.Metric["partition"], r.Metric["ingester"], window), at)
+	}
+	return got
+}
+
+// Two ingesters share the partitions; one is stopped (SIGTERM) mid-stream
+// and the other takes its partition over: the handover writes and commits
+// before it gives the partition up, so sum(increase()) over the test is
+// exactly the spans produced.
+func TestSpanMetricsRebalance(t *testing.T) {
+	t.Parallel()
+	start := time.Now()
+	k := testenv.Kafka(t, 2, testenv.FastGroups()...)
+	prom := testenv.Prometheus(t, testenv.SinkConfig)
+	p := newSpanProducer(t, k.Addr)
+	args := []string{"-spanmetrics.enabled", "-spanmetrics.flush-interval=300ms"}
+	a := startIngester(t, k.Addr, prom.URL, append(args, "-spanmetrics.ingester-id=a")...)
+	startIngester(t, k.Addr, prom.URL, append(args, "-spanmetrics.ingester-id=b")...)
+	stop := make(chan struct{})
+	clusters := []string{"rb-1", "rb-2", "rb-3", "rb-4", "rb-5", "rb-6", "rb-7", "rb-8"}
+	done := p.sendUntil(stop, clusters...)
+	// Both write: each holds a partition.
+	testenv.Eventually(t, 60*time.Second, func() error {
+		res, err := prom.Query(`count by (ingester) (traces_span_metrics_calls_total{cluster=~"rb-.*"})`, time.Now())
+		if err != nil || len(res) < 2 {
+			return fmt.Errorf("writers so far: %v %v", res, err)
+		}
+		return nil
+	})
+	require.NoError(t, a.Stop(30*time.Second), "graceful stop must exit 0")
+	time.Sleep(2 * time.Second)
+	close(stop)
+	<-done
+	waitGroupAtEnd(t, k.Addr, "tributary-spanmetrics", "tributary.spans", 90*time.Second)
+	requireNoDeadLetters(t, k.Addr)
+	// A partition moved: it has series of both writers.
+	moved, err := prom.Query(`count by (partition) (count by (partition, ingester) (traces_span_metrics_calls_total{cluster=~"rb-.*"})) == 2`, time.Now())
+	require.NoError(t, err)
+	require.NotEmpty(t, moved, "no partition changed hands")
+	got := countedCalls(t, prom, `cluster=~"rb-.*"`, time.Since(start))
+	require.Equal(t, float64(p.total()), got)
 }
 
 // committedOffsets is the group's committed offset per partition of
