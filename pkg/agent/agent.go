@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/tributary-io/tributary/pkg/agent/events"
 	"github.com/tributary-io/tributary/pkg/agent/metrics"
 	"github.com/tributary-io/tributary/pkg/k8s"
 )
@@ -117,6 +118,18 @@ func New(cfg *Config, mcfg *metrics.Config, p Params) (*Agent, error) {
 		return nil, err
 	}
 	a.pipeline = pl
+	if cfg.Events != nil {
+		le := cfg.Kubernetes.LeaderElection
+		w, err := events.New(events.Params{
+			Config: *cfg.Events, Cluster: cfg.Cluster, Node: cfg.Kubernetes.NodeName, Gateway: cfg.Gateway,
+			Pods: a.pods, Client: a.kube, Leader: a.elector, Namespace: le.Namespace, Identity: le.Identity,
+			FlushDeadline: p.FlushDeadline, Registerer: p.Registry, Logger: p.Logger,
+		})
+		if err != nil {
+			return nil, err
+		}
+		a.add("events", w)
+	}
 	a.reloadSuccess.Set(1)
 	p.Registry.MustRegister(a.reloads, a.reloadSuccess)
 	return a, nil

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tributary-io/tributary/pkg/agent/events"
 	"github.com/tributary-io/tributary/pkg/agent/metrics"
 	"github.com/tributary-io/tributary/pkg/k8s"
 )
@@ -37,11 +38,14 @@ type Config struct {
 	// that scrapes those jobs on a Lease. Absent: no Kubernetes, this agent
 	// scrapes every job. Changes need a restart.
 	Kubernetes *KubernetesConfig `yaml:"kubernetes"`
-	// Logs, Events and OTLP are reserved for the coming log tailer, events
-	// watcher and span receiver: they parse (as any YAML) and are ignored.
-	Logs   yaml.Node `yaml:"logs"`
-	Events yaml.Node `yaml:"events"`
-	OTLP   yaml.Node `yaml:"otlp"`
+	// Events, when present (even empty), ships the cluster's Kubernetes
+	// events from the leader of the agents' Lease; it needs the
+	// kubernetes section with leader_election.
+	Events *events.Config `yaml:"events"`
+	// Logs and OTLP are reserved for the coming log tailer and span
+	// receiver: they parse (as any YAML) and are ignored.
+	Logs yaml.Node `yaml:"logs"`
+	OTLP yaml.Node `yaml:"otlp"`
 }
 
 // KubernetesConfig is the kubernetes section.
@@ -179,6 +183,14 @@ func (c *Config) build() (*metrics.Config, error) {
 	if m.ScrapeTimeout == 0 {
 		m.ScrapeTimeout = min(m.ScrapeInterval, model.Duration(10*time.Second))
 	}
+	if c.Events != nil {
+		if c.Kubernetes == nil {
+			return nil, errors.New("events: needs the kubernetes section (with leader_election: one agent per cluster ships the events)")
+		}
+		if err := c.Events.Validate(); err != nil {
+			return nil, fmt.Errorf("events: %w", err)
+		}
+	}
 	if k := c.Kubernetes; k != nil && c.needsElection() {
 		le := &k.LeaderElection
 		if le.LeaseName == "" {
@@ -246,7 +258,7 @@ func (c *Config) build() (*metrics.Config, error) {
 // needsElection reports whether any work is done by one agent per cluster:
 // cluster-wide scrape jobs or the events watcher.
 func (c *Config) needsElection() bool {
-	return len(c.Metrics.ClusterWideJobs) > 0
+	return len(c.Metrics.ClusterWideJobs) > 0 || c.Events != nil
 }
 
 func jobName(n *yaml.Node) string {

@@ -32,7 +32,6 @@ metrics:
     - job_name: apiserver
       static_configs: [{targets: ["10.0.0.1:443"]}]
 logs: {anything: [goes, here]}
-events: {}
 otlp: {}
 `
 
@@ -99,6 +98,10 @@ func TestParseRefuses(t *testing.T) {
 		{"cluster-wide job missing", base + "metrics:\n  cluster_wide_jobs: [nope]\n", "no scrape config has job_name \"nope\""},
 		{"bad wal", base + "metrics:\n  wal: {compression: lz4}\n", "compression \"lz4\""},
 		{"bad queue", base + "metrics:\n  queue: {max_shards: -1}\n", "line 4: metrics.queue"},
+		{"events without kubernetes", base + "events: {}\n", "events: needs the kubernetes section"},
+		{"events without election", base + "kubernetes: {}\nevents: {}\n", "required when metrics.cluster_wide_jobs or events is set"},
+		{"events bad batch", base + "kubernetes: {leader_election: {namespace: a, identity: b}}\nevents: {batch_size: 100, max_pending: 10}\n", "max_pending 10 is below batch_size 100"},
+		{"events unknown key", base + "kubernetes: {leader_election: {namespace: a, identity: b}}\nevents: {batchsize: 1}\n", "field batchsize not found"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := Parse([]byte(tc.config))
