@@ -71,7 +71,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	// (4 MiB), so a Collector that raised its batch size still fits, while
 	// the memory grpc-go allocates per request before the in-flight budget
 	// sees it stays small.
-	fs.IntVar(&c.OTLPGRPC.MaxRecvMsgSize, "otlp.grpc.max-recv-msg-size", 16<<20, "Largest OTLP gRPC request, after decompression (RESOURCE_EXHAUSTED above). At most -limits.spans.max-decoded-bytes.")
+	fs.IntVar(&c.OTLPGRPC.MaxRecvMsgSize, "otlp.grpc.max-recv-msg-size", 16<<20, "Largest OTLP gRPC request, after decompression (RESOURCE_EXHAUSTED above). At most -limits.spans.max-decoded-bytes. An export is admitted only while -limits.max-inflight-bytes could take a message of this size (the whole budget, if it is smaller).")
 	fs.IntVar(&c.Spans.MaxDecodedBytes, "limits.spans.max-decoded-bytes", c.Spans.MaxDecodedBytes, "Largest uncompressed OTLP trace request (413 / RESOURCE_EXHAUSTED above), checked before allocating.")
 	fs.IntVar(&c.Spans.MaxRecordBytes, "limits.spans.max-record-bytes", c.Spans.MaxRecordBytes, "Largest Kafka record value of spans; larger requests are split between spans. Keep below the topic's max.message.bytes.")
 	fs.IntVar(&c.Spans.MaxAttributes, "limits.spans.max-attributes", c.Spans.MaxAttributes, "Most attributes a span, event, link, resource or scope may have (the OpenTelemetry SDKs' default limit); a span over it is refused (partial success).")

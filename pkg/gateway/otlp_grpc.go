@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -33,6 +34,7 @@ func (g *Gateway) GRPCServer() *grpc.Server {
 	srv := grpc.NewServer(
 		grpc.ForceServerCodecV2(otlpCodec{}),
 		grpc.MaxRecvMsgSize(g.cfg.OTLPGRPC.MaxRecvMsgSize),
+		grpc.InTapHandle(g.admit),
 	)
 	srv.RegisterService(&grpc.ServiceDesc{
 		ServiceName: traceService,
@@ -75,6 +77,26 @@ func (g *Gateway) updateHealth() {
 	}
 	hs.SetServingStatus("", st)
 	hs.SetServingStatus(traceService, st)
+}
+
+// grpcSignals are the OTLP export methods and their signals.
+var grpcSignals = map[string]string{"/" + traceService + "/Export": "spans"}
+
+// admit refuses an OTLP export before gRPC reads its message when the
+// in-flight budget could not take a message of the largest size
+// (-otlp.grpc.max-recv-msg-size, or the whole budget if that is smaller):
+// grpc-go allocates the message before the handler can reserve it, so this
+// is where a spent budget must say no. Health checks are always admitted.
+func (g *Gateway) admit(ctx context.Context, info *tap.Info) (context.Context, error) {
+	signal, ok := grpcSignals[info.FullMethodName]
+	need := min(int64(g.cfg.OTLPGRPC.MaxRecvMsgSize), g.cfg.MaxInflightBytes)
+	if !ok || g.inflight.Load()+need <= g.cfg.MaxInflightBytes {
+		return ctx, nil
+	}
+	start := time.Now()
+	code, reason := g.failed(ctx, signal, errOverloaded, mdValue(info.Header, "x-scope-orgid"), "")
+	g.count(signal, code, start)
+	return nil, g.grpcStatus(code, reason)
 }
 
 // rawMessage is a request as gRPC received it, for the gateway to decode.

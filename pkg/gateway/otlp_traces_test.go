@@ -601,13 +601,15 @@ func TestOTLPGRPCGracefulStopDrains(t *testing.T) {
 	require.Equal(t, 2, records)
 }
 
-// OTLP shares the in-flight budget: a request whose decompressed body (HTTP)
-// or message (gRPC) does not fit gets the overload answer with its retry
-// hint, and nothing is written.
+// OTLP shares the in-flight budget: a request whose decompressed body
+// does not fit, or a gRPC export arriving while the budget could not take a
+// message of -otlp.grpc.max-recv-msg-size, gets the overload answer with
+// its retry hint, and nothing is written.
 func TestOTLPInflightBudget(t *testing.T) {
 	f := newFixture(t, func(c *Config) {
 		c.MaxBodyBytes = 64 << 10
 		c.MaxInflightBytes = 64 << 10
+		c.OTLPGRPC.MaxRecvMsgSize = 32 << 10
 	})
 	_, client := grpcClient(t, f.serveOTLPGRPC(t))
 	big := validSpan(1)
@@ -620,16 +622,36 @@ func TestOTLPInflightBudget(t *testing.T) {
 	require.Equal(t, "2", resp.Header.Get("Retry-After"))
 	require.Contains(t, decodeStatus(t, resp, out).Message, "too many bytes in flight")
 
-	var req coltracepb.ExportTraceServiceRequest
-	require.NoError(t, proto.Unmarshal(body, &req))
-	_, err := client.Export(context.Background(), &req)
-	require.Equal(t, grpccodes.Unavailable, grpcstatus.Code(err), "%v", err)
-	require.Len(t, grpcstatus.Convert(err).Details(), 1, "with RetryInfo")
-
 	require.Zero(t, f.gw.inflight.Load(), "every reservation given back")
 	require.Empty(t, testenv.ReadTopic(t, f.kafka.Addr, "tributary.spans"))
-	resp, out = f.postOTLP(t, otlpRequestBody(t, "a", validSpan(2)))
-	require.Equal(t, http.StatusOK, resp.StatusCode, string(out))
+
+	// An HTTP export holds 40 KiB of the budget while Kafka takes a
+	// second; a small gRPC export meanwhile is refused before its message
+	// is read (40 KiB + 32 KiB > 64 KiB), answered once the budget is back.
+	f.kafka.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		time.Sleep(time.Second)
+		return nil, nil, false
+	})
+	held := validSpan(2)
+	held.Name = strings.Repeat("n", 40<<10)
+	done := make(chan int, 1)
+	go func() { resp, _ := f.postOTLP(t, otlpRequestBody(t, "a", held)); done <- resp.StatusCode }()
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if n := f.gw.inflight.Load(); n < 40<<10 {
+			return fmt.Errorf("%d bytes in flight", n)
+		}
+		return nil
+	})
+	var small coltracepb.ExportTraceServiceRequest
+	require.NoError(t, proto.Unmarshal(otlpRequestBody(t, "a", validSpan(3)), &small))
+	_, err := client.Export(context.Background(), &small)
+	require.Equal(t, grpccodes.Unavailable, grpcstatus.Code(err), "%v", err)
+	require.Len(t, grpcstatus.Convert(err).Details(), 1, "with RetryInfo")
+	require.Equal(t, http.StatusOK, <-done)
+	_, err = client.Export(context.Background(), &small)
+	require.NoError(t, err)
+	got, _ := readSpans(t, f.kafka.Addr)
+	require.Len(t, got, 2)
 }
 
 // The gRPC health service says what /-/ready says.
