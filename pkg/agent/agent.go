@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/tributary-io/tributary/pkg/agent/events"
+	"github.com/tributary-io/tributary/pkg/agent/logs"
 	"github.com/tributary-io/tributary/pkg/agent/metrics"
 	"github.com/tributary-io/tributary/pkg/k8s"
 )
@@ -129,6 +130,20 @@ func New(cfg *Config, mcfg *metrics.Config, p Params) (*Agent, error) {
 			return nil, err
 		}
 		a.add("events", w)
+	}
+	if cfg.Logs != nil {
+		var node string
+		if cfg.Kubernetes != nil {
+			node = cfg.Kubernetes.NodeName
+		}
+		t, err := logs.New(logs.Params{
+			Config: cfg.Logs, Cluster: cfg.Cluster, Node: node, Gateway: cfg.Gateway, Pods: a.pods,
+			FlushDeadline: p.FlushDeadline, Registerer: p.Registry, Logger: p.Logger.With("component", "logs"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		a.add("logs", t)
 	}
 	a.reloadSuccess.Set(1)
 	p.Registry.MustRegister(a.reloads, a.reloadSuccess)

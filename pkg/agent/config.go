@@ -19,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tributary-io/tributary/pkg/agent/events"
+	"github.com/tributary-io/tributary/pkg/agent/logs"
 	"github.com/tributary-io/tributary/pkg/agent/metrics"
 	"github.com/tributary-io/tributary/pkg/k8s"
 )
@@ -42,9 +43,11 @@ type Config struct {
 	// events from the leader of the agents' Lease; it needs the
 	// kubernetes section with leader_election.
 	Events *events.Config `yaml:"events"`
-	// Logs and OTLP are reserved for the coming log tailer and span
-	// receiver: they parse (as any YAML) and are ignored.
-	Logs yaml.Node `yaml:"logs"`
+	// Logs, when present, tails container logs (and configured files)
+	// into the gateway (pkg/agent/logs).
+	Logs *logs.Config `yaml:"logs"`
+	// OTLP is reserved for the coming span receiver: it parses (as any
+	// YAML) and is ignored.
 	OTLP yaml.Node `yaml:"otlp"`
 }
 
@@ -189,6 +192,11 @@ func (c *Config) build() (*metrics.Config, error) {
 		}
 		if err := c.Events.Validate(); err != nil {
 			return nil, fmt.Errorf("events: %w", err)
+		}
+	}
+	if c.Logs != nil {
+		if err := c.Logs.Validate(); err != nil {
+			return nil, fmt.Errorf("logs: %w", err)
 		}
 	}
 	if k := c.Kubernetes; k != nil && c.needsElection() {

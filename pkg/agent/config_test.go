@@ -31,7 +31,7 @@ metrics:
           target_label: pod
     - job_name: apiserver
       static_configs: [{targets: ["10.0.0.1:443"]}]
-logs: {anything: [goes, here]}
+logs: {positions_file: /var/lib/agent/log-positions.json}
 otlp: {}
 `
 

@@ -143,6 +143,14 @@ func New(p Params) (*Tailer, error) {
 			return PodMeta{Namespace: info.Namespace, Name: info.Name, Labels: info.Labels, Annotations: info.Annotations}, ok
 		}
 	}
+	if t.node == "" {
+		// Without kubernetes.node_name (outside Kubernetes): the host.
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("node name: %w", err)
+		}
+		t.node = h
+	}
 	if t.flushDeadline <= 0 {
 		t.flushDeadline = 10 * time.Second
 	}
