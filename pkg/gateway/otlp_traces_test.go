@@ -681,3 +681,34 @@ func TestOTLPGRPCHealth(t *testing.T) {
 	thaw()
 	waitHealth(healthpb.HealthCheckResponse_SERVING, 20*time.Second)
 }
+
+// One request mixing clusters becomes one record per cluster, each keyed
+// by its cluster, with the tenant in the envelope.
+func TestOTLPSplitsClusters(t *testing.T) {
+	f := newFixture(t, nil)
+	mixed := &coltracepb.ExportTraceServiceRequest{}
+	for _, body := range [][]byte{otlpRequestBody(t, "a", validSpan(1)), otlpRequestBody(t, "", validSpan(2), validSpan(3)), otlpRequestBody(t, "a", validSpan(4))} {
+		var part coltracepb.ExportTraceServiceRequest
+		require.NoError(t, proto.Unmarshal(body, &part))
+		mixed.ResourceSpans = append(mixed.ResourceSpans, part.ResourceSpans...)
+	}
+	body, err := proto.Marshal(mixed)
+	require.NoError(t, err)
+	resp, out := f.postOTLP(t, body, "X-Tributary-Cluster", "b", "X-Scope-OrgID", "team-1")
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(out))
+
+	msgs := testenv.ReadTopic(t, f.kafka.Addr, "tributary.spans")
+	require.Len(t, msgs, 2)
+	items := map[string]string{}
+	for _, m := range msgs {
+		env, err := record.Parse(m.Headers)
+		require.NoError(t, err)
+		require.Equal(t, "team-1", env.GetTenant())
+		items[string(m.Key)] = fmt.Sprint(env.GetItems())
+	}
+	require.Equal(t, map[string]string{"a": "2", "b": "2"}, items)
+	got, _ := readSpans(t, f.kafka.Addr)
+	for id, cluster := range map[byte]string{1: "a", 2: "b", 3: "b", 4: "a"} {
+		require.Equal(t, cluster, got[hex.EncodeToString(bytes.Repeat([]byte{id}, 8))].cluster)
+	}
+}
