@@ -36,6 +36,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang/snappy"
@@ -54,6 +55,11 @@ type Sink struct {
 	log *slog.Logger
 	m   *metrics
 	now func() time.Time
+
+	// lastTS is the timestamp (ms) of the last request of any partition:
+	// the next one is later, so the samples of every series are in order,
+	// also when a partition's state was swept and made again.
+	lastTS atomic.Int64
 
 	mu        sync.Mutex
 	parts     map[partKey]*partitionState
@@ -173,7 +179,7 @@ func (s *Sink) send(ctx context.Context, ps *partitionState, ws []written, recs 
 	if len(ws) == 0 {
 		return nil
 	}
-	reqs := requests(ws, ps.nextTS(s.now()))
+	reqs := requests(ws, s.nextTS())
 	out := make([]ingester.Record, 0, len(reqs))
 	samples := 0
 	last := recs[len(recs)-1]
@@ -209,6 +215,19 @@ func (s *Sink) send(ctx context.Context, ps *partitionState, ws []written, recs 
 		return fmt.Errorf("spanmetrics: write %d series of partition %d: %w", samples, ps.partition, err)
 	}
 	return nil
+}
+
+// nextTS is the timestamp (ms) of the next request: now, or just after
+// the last one.
+func (s *Sink) nextTS() int64 {
+	now := s.now().UnixMilli()
+	for {
+		last := s.lastTS.Load()
+		ts := max(now, last+1)
+		if s.lastTS.CompareAndSwap(last, ts) {
+			return ts
+		}
+	}
 }
 
 func (s *Sink) expired(dropped map[string]int) {

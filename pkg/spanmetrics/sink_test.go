@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -445,4 +446,57 @@ func FuzzWrite(f *testing.F) {
 			t.Fatalf("%v calls written for %v spans", calls, spans)
 		}
 	})
+}
+
+// syncFake is a promFake safe for concurrent writes.
+type syncFake struct {
+	mu sync.Mutex
+	promFake
+}
+
+func (f *syncFake) Write(ctx context.Context, recs []ingester.Record) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.promFake.Write(ctx, recs)
+}
+
+// Partitions written concurrently while idle series are expired and swept
+// all the time (run with -race): every series still has strictly
+// increasing timestamps, starts at 0, and only ever drops to 0 (a reset
+// after expiry), never to another value.
+func TestConcurrentPartitions(t *testing.T) {
+	out := &syncFake{}
+	reg := prometheus.NewRegistry()
+	cfg := Config{IngesterID: "i1", SeriesIdleTimeout: time.Millisecond, MaxDecodedBytes: 1 << 20}
+	cfg.Consumer.BatchMaxDelay = time.Millisecond
+	s := New(cfg, out, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	var wg sync.WaitGroup
+	for part := range int32(4) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				rec := spanRecord(t, part, int64(i), fmt.Sprintf("c%d", part%2), "web",
+					span(fmt.Sprintf("op-%d", i%3), tracepb.Span_SPAN_KIND_SERVER, tracepb.Status_STATUS_CODE_OK, 1))
+				if err := s.Write(context.Background(), []ingester.Record{rec}); err != nil {
+					t.Error(err)
+					return
+				}
+				if i%10 == 0 {
+					time.Sleep(2 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	require.NotEmpty(t, out.series)
+	for id, samples := range out.series {
+		require.Zero(t, samples[0].v, "%s starts at 0", id)
+		for i := 1; i < len(samples); i++ {
+			require.Greater(t, samples[i].ts, samples[i-1].ts, id)
+			if samples[i].v < samples[i-1].v {
+				require.Zero(t, samples[i].v, "%s: only a reset to 0 may go down", id)
+			}
+		}
+	}
 }

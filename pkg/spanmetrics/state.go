@@ -42,11 +42,8 @@ type partitionState struct {
 	partition int32
 	tenant    string
 	ingester  string
-	// lastTS is the timestamp (ms) of the last request: the next one is
-	// later, so every series' samples are in order.
-	lastTS   int64
-	clusters map[string]*clusterState
-	dead     bool // removed from the sink's map; look it up again
+	clusters  map[string]*clusterState
+	dead      bool // removed from the sink's map; look it up again
 }
 
 type clusterState struct {
@@ -228,17 +225,6 @@ func (ps *partitionState) expire(now time.Time, idle time.Duration, b *batch) ma
 		}
 	}
 	return dropped
-}
-
-// nextTS is the timestamp (ms) of the next request: now, or just after
-// the last one.
-func (ps *partitionState) nextTS(now time.Time) int64 {
-	ts := now.UnixMilli()
-	if ts <= ps.lastTS {
-		ts = ps.lastTS + 1
-	}
-	ps.lastTS = ts
-	return ts
 }
 
 // values are the cumulative values s is written with now: its counts
