@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/binary"
-	"io"
 	"mime"
 	"net/http"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tributary-io/tributary/pkg/bounded"
 	"github.com/tributary-io/tributary/pkg/reject"
 )
 
@@ -148,38 +148,12 @@ func gunzip(body []byte, maxBytes int, reserve func(int) error) ([]byte, error) 
 	if err != nil {
 		return nil, reject.BadRequest("gzip body: %v", err)
 	}
-	limit := maxBytes + 1 // one byte more than allowed tells "too large" from "exactly max"
-	size := 4 * len(body)
+	hint := 0
 	if len(body) >= 4 {
-		size = int(binary.LittleEndian.Uint32(body[len(body)-4:])) + 1
+		hint = int(binary.LittleEndian.Uint32(body[len(body)-4:])) + 1 // +1: the read that sees the end
+		// Deflate cannot expand more than 1032:1: a trailer claiming more
+		// lies, and must not buy a large buffer with a small body.
+		hint = min(hint, 1032*len(body))
 	}
-	size = max(min(limit, size, 64<<20), 4<<10)
-	if err := reserve(size); err != nil {
-		return nil, err
-	}
-	buf := make([]byte, 0, size)
-	for {
-		if len(buf) == cap(buf) {
-			if len(buf) >= limit {
-				return nil, reject.TooLarge("decompressed body exceeds the limit of %d bytes", maxBytes)
-			}
-			grown := min(2*cap(buf), limit)
-			if err := reserve(grown); err != nil {
-				return nil, err
-			}
-			buf = append(make([]byte, 0, grown), buf...)
-		}
-		n, err := zr.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, reject.BadRequest("gzip body: %v", err)
-		}
-	}
-	if len(buf) > maxBytes {
-		return nil, reject.TooLarge("decompressed body exceeds the limit of %d bytes", maxBytes)
-	}
-	return buf, nil
+	return bounded.ReadAll(zr, hint, maxBytes, reserve)
 }

@@ -24,6 +24,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/tributary-io/tributary/pkg/bounded"
 	"github.com/tributary-io/tributary/pkg/reject"
 )
 
@@ -204,46 +205,10 @@ func Parse(body []byte, contentType, contentEncoding string, lim Limits, opt Opt
 	return parseProtobuf(data, &v)
 }
 
-// Decompression reads into a buffer that starts at readChunk (or a guess
-// from the compressed size) and doubles, reserving each new buffer before
-// allocating it. The old buffer stays reserved: until the collector frees
-// it, it is memory too.
-const readChunk = 64 << 10
-
-// readLimited decompresses r, refusing more than maxBytes (413).
+// readLimited decompresses r, refusing more than maxBytes (413), with
+// every buffer reserved before it is allocated.
 func readLimited(r io.Reader, compressed, maxBytes int, opt *Options) ([]byte, error) {
-	limit := maxBytes + 1 // one byte more than allowed tells "too large" from "exactly max"
-	if maxBytes <= 0 {
-		limit = 1<<62 - 1
-	}
-	size := min(max(4*compressed, readChunk), limit)
-	if err := opt.reserve(size); err != nil {
-		return nil, err
-	}
-	buf := make([]byte, 0, size)
-	for {
-		if len(buf) == cap(buf) {
-			if len(buf) >= limit {
-				return nil, reject.TooLarge("decompressed body exceeds the limit of %d bytes", maxBytes)
-			}
-			next := min(2*cap(buf), limit)
-			if err := opt.reserve(next); err != nil {
-				return nil, err
-			}
-			buf = append(make([]byte, 0, next), buf...)
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			if len(buf) >= limit {
-				return nil, reject.TooLarge("decompressed body exceeds the limit of %d bytes", maxBytes)
-			}
-			return buf, nil
-		}
-		if err != nil {
-			return nil, reject.BadRequest("decompress body: %v", err)
-		}
-	}
+	return bounded.ReadAll(r, 4*compressed, maxBytes, opt.reserve)
 }
 
 func isJSON(contentType string, body []byte) (bool, error) {
