@@ -38,8 +38,9 @@ import (
 // Endpoints and EndpointSlices (pods and nodes may have them).
 type Kube struct {
 	Etcd, APIServer *Process
-	// URL is https://127.0.0.1:<port> of the apiserver.
-	URL string
+	// URL is https://127.0.0.1:<port> of the apiserver; EtcdURL is etcd's
+	// client URL (e.g. to compact its history: POST /v3/kv/compaction).
+	URL, EtcdURL string
 	// Kubeconfig is a kubeconfig file for Token (a member of
 	// system:masters) that trusts the apiserver's serving certificate.
 	Kubeconfig string
@@ -161,6 +162,7 @@ func StartKube(t testing.TB) *Kube {
 		Etcd:      etcd,
 		APIServer: apiserver,
 		URL:       "https://" + Addr(port),
+		EtcdURL:   clientURL,
 		Token:     kubeAdminToken,
 		CAFile:    caFile,
 	}
