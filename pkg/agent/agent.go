@@ -18,6 +18,7 @@ import (
 	"github.com/tributary-io/tributary/pkg/agent/events"
 	"github.com/tributary-io/tributary/pkg/agent/logs"
 	"github.com/tributary-io/tributary/pkg/agent/metrics"
+	"github.com/tributary-io/tributary/pkg/agent/otlp"
 	"github.com/tributary-io/tributary/pkg/k8s"
 )
 
@@ -144,6 +145,20 @@ func New(cfg *Config, mcfg *metrics.Config, p Params) (*Agent, error) {
 			return nil, err
 		}
 		a.add("logs", t)
+	}
+	if cfg.OTLP != nil {
+		var node string
+		if cfg.Kubernetes != nil {
+			node = cfg.Kubernetes.NodeName
+		}
+		r, err := otlp.New(otlp.Params{
+			Config: *cfg.OTLP, Cluster: cfg.Cluster, Node: node, Gateway: cfg.Gateway, Pods: a.pods,
+			FlushDeadline: p.FlushDeadline, Registerer: p.Registry, Logger: p.Logger,
+		})
+		if err != nil {
+			return nil, err
+		}
+		a.add("otlp", r)
 	}
 	a.reloadSuccess.Set(1)
 	p.Registry.MustRegister(a.reloads, a.reloadSuccess)

@@ -21,6 +21,7 @@ import (
 	"github.com/tributary-io/tributary/pkg/agent/events"
 	"github.com/tributary-io/tributary/pkg/agent/logs"
 	"github.com/tributary-io/tributary/pkg/agent/metrics"
+	"github.com/tributary-io/tributary/pkg/agent/otlp"
 	"github.com/tributary-io/tributary/pkg/k8s"
 )
 
@@ -46,9 +47,10 @@ type Config struct {
 	// Logs, when present, tails container logs (and configured files)
 	// into the gateway (pkg/agent/logs).
 	Logs *logs.Config `yaml:"logs"`
-	// OTLP is reserved for the coming span receiver: it parses (as any
-	// YAML) and is ignored.
-	OTLP yaml.Node `yaml:"otlp"`
+	// OTLP, when present (even empty), receives OTLP on the node and
+	// relays it to the gateway with the sending pod's attributes
+	// (pkg/agent/otlp); the pod attributes need kubernetes.node_name.
+	OTLP *otlp.Config `yaml:"otlp"`
 }
 
 // KubernetesConfig is the kubernetes section.
@@ -197,6 +199,11 @@ func (c *Config) build() (*metrics.Config, error) {
 	if c.Logs != nil {
 		if err := c.Logs.Validate(); err != nil {
 			return nil, fmt.Errorf("logs: %w", err)
+		}
+	}
+	if c.OTLP != nil {
+		if err := c.OTLP.Validate(); err != nil {
+			return nil, fmt.Errorf("otlp: %w", err)
 		}
 	}
 	if k := c.Kubernetes; k != nil && c.needsElection() {
