@@ -114,15 +114,19 @@ func leaseHolder(t *testing.T, k *testenv.Kube) (string, time.Time) {
 
 // Two agents campaign for one Lease; the cluster-wide job runs on exactly
 // one. The leader is killed with SIGKILL (no release): the other takes the
-// Lease once it expires and scrapes the job from then on. In the sink the
-// series continues: the hand-over gap is the Lease take-over (the old
-// leader's last scrape to the new leader's acquireTime, itself at most
-// lease duration + retry period after the kill) plus at most one scrape
-// interval (and the pipeline's reaction, leaderReaction); no scrape is
-// lost or stored twice (the sink holds exactly as many samples as the
-// target answered scrapes, once the killed agent, restarted as its
-// DaemonSet would, has resent its WAL); and no two scrapes by different
-// agents are less than a scrape interval apart.
+// Lease once it expires and scrapes the job from then on. The killed one
+// comes back as a follower; then the leader is stopped gracefully (a
+// rolling update) and the follower takes the released Lease at once.
+// Asserted for both hand-overs: the new leader's first scrape is at most
+// one scrape interval (plus the pipeline's reaction, leaderReaction) after
+// its acquireTime in the Lease, so the series' gap in the sink is the
+// take-over (the old leader's last scrape to that acquireTime; after a
+// kill at most lease duration + retry period, after a release at most a
+// retry period) plus at most one interval; no two scrapes by different
+// agents are less than a scrape interval apart, and no agent scrapes
+// outside its term; and the sink holds exactly as many samples as the
+// target answered scrapes (nothing lost, no two on one timestamp), once
+// the killed agent, restarted as its DaemonSet would, has resent its WAL.
 func TestAgentLeaderHandOver(t *testing.T) {
 	t.Parallel()
 	k := testenv.StartKube(t)
@@ -179,39 +183,63 @@ func TestAgentLeaderHandOver(t *testing.T) {
 	a = startAgent(t, cfgA, portA)
 	waitFor(t, func() bool { return a.metric(t, `tributary_agent_resend_samples_total{outcome="sent"}`) > 0 })
 	require.Equal(t, 0.0, a.metric(t, "tributary_agent_leader"))
-	time.Sleep(3 * scrapeEvery)
+	require.Zero(t, metricValue(t, a.URL, "tributary_agent_targets", map[string]string{"job": "wide"}))
+
+	// A rolling update: the leader stops gracefully and releases the
+	// Lease; the follower takes it at its next retry.
+	time.Sleep(rand.N(5 * time.Second))
+	stopping := time.Now()
+	require.NoError(t, b.Stop(30*time.Second))
+	stoppedB := time.Now()
+	beforeRelease := scrapedBy("a")
+	waitFor(t, func() bool { return scrapedBy("a") >= beforeRelease+8 })
+	holder, acquired2 := leaseHolder(t, k)
+	require.Equal(t, "a", holder)
+	require.Equal(t, 1.0, a.metric(t, "tributary_agent_leader"))
 	wide.closed.Store(true)
 	time.Sleep(scrapeEvery + 500*time.Millisecond) // a scrape in flight finishes
 
-	log := wide.log()
-	var lastA, firstB time.Time
-	for i, s := range log {
-		switch s.by {
-		case "a":
-			require.True(t, s.at.Before(killed), "scrape %d by the killed leader at %s, after the kill at %s", i, s.at, killed)
-			lastA = s.at
-		case "b":
-			require.False(t, s.at.Before(acquired), "scrape %d by b at %s, before it acquired the Lease at %s", i, s.at, acquired)
-			if firstB.IsZero() {
-				firstB = s.at
-			}
-		default:
-			t.Fatalf("scrape %d by %q", i, s.by)
-		}
-		if i > 0 && s.by != log[i-1].by {
-			require.GreaterOrEqual(t, s.at.Sub(log[i-1].at), scrapeEvery,
-				"scrapes by %s and %s closer than one scrape interval", log[i-1].by, s.by)
-		}
+	// The terms, in order: who scraped, from when (its acquireTime) until
+	// when it could no longer scrape.
+	terms := []struct {
+		by          string
+		from, until time.Time
+	}{
+		{"a", time.Time{}, killed},
+		{"b", acquired, stoppedB},
+		{"a", acquired2, time.Now()},
 	}
-	takeover := acquired.Sub(killed)
-	t.Logf("killed %s; last scrape by a %s before; b acquired the Lease %s after the kill, first scraped %s after that",
-		killed.Format(time.StampMilli), killed.Sub(lastA), takeover, firstB.Sub(acquired))
-	require.LessOrEqual(t, takeover, leaseDuration+retryPeriod+time.Second, "Lease take-over slower than the election allows")
-	require.LessOrEqual(t, firstB.Sub(acquired), scrapeEvery+leaderReaction,
-		"the new leader's first scrape came more than one scrape interval (+%s reaction) after it acquired the Lease", leaderReaction)
+	log := wide.log()
+	term := 0
+	type handOver struct{ last, acquired, first time.Time }
+	var hand []handOver
+	for i, s := range log {
+		if s.by != terms[term].by {
+			require.Less(t, term+1, len(terms), "scrape %d by %s after the last term", i, s.by)
+			term++
+			require.Equal(t, terms[term].by, s.by, "scrape %d: a term of %s, want %s", i, s.by, terms[term].by)
+			prev := log[i-1]
+			// No two agents scrape within one interval of each other.
+			require.GreaterOrEqual(t, s.at.Sub(prev.at), scrapeEvery,
+				"scrapes by %s and %s closer than one scrape interval", prev.by, s.by)
+			hand = append(hand, handOver{last: prev.at, acquired: terms[term].from, first: s.at})
+		}
+		require.False(t, s.at.Before(terms[term].from), "scrape %d by %s at %s, before its term began at %s", i, s.by, s.at, terms[term].from)
+		require.True(t, s.at.Before(terms[term].until), "scrape %d by %s at %s, after its term ended at %s", i, s.by, s.at, terms[term].until)
+	}
+	require.Len(t, hand, 2, "hand-overs seen by the target")
+	t.Logf("killed a at %s, b acquired the Lease %s later; stopped b at %s, a acquired it %s later",
+		killed.Format(time.StampMilli), acquired.Sub(killed), stopping.Format(time.StampMilli), acquired2.Sub(stopping))
+	require.LessOrEqual(t, acquired.Sub(killed), leaseDuration+retryPeriod+time.Second, "take-over after a kill slower than the Lease allows")
+	require.LessOrEqual(t, acquired2.Sub(stopping), retryPeriod+2*time.Second, "a released Lease not taken at the follower's next retry")
+	for i, h := range hand {
+		t.Logf("hand-over %d: last scrape %s before the Lease changed hands, first scrape %s after", i, h.acquired.Sub(h.last), h.first.Sub(h.acquired))
+		require.LessOrEqual(t, h.first.Sub(h.acquired), scrapeEvery+leaderReaction,
+			"hand-over %d: the new leader's first scrape came more than one scrape interval (+%s reaction) after it acquired the Lease", i, leaderReaction)
+	}
 
 	// The sink: every answered scrape exactly once, and the series has no
-	// gap but the hand-over's.
+	// gap but the hand-overs'.
 	want := len(log)
 	var got []point
 	deadline := time.Now().Add(60 * time.Second)
@@ -222,13 +250,16 @@ func TestAgentLeaderHandOver(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	require.Len(t, got, want, "samples in the sink vs scrapes the target answered")
-	allowed := acquired.Sub(lastA) + scrapeEvery + leaderReaction
 	for i := 1; i < len(got); i++ {
 		gap := got[i].t.Sub(got[i-1].t)
 		require.Positive(t, gap, "two samples at %s", got[i].t)
 		limit := scrapeEvery * 3 / 2 // a missed scrape makes it two
-		if !got[i-1].t.After(lastA) && got[i].t.After(lastA) {
-			limit = allowed // the hand-over
+		for _, h := range hand {
+			// Sample timestamps are the scrapes' start, a little before
+			// the target answered.
+			if !got[i-1].t.After(h.last) && got[i].t.After(h.last) {
+				limit = h.acquired.Sub(h.last) + scrapeEvery + leaderReaction
+			}
 		}
 		require.LessOrEqual(t, gap, limit, "gap of %s before the sample at %s", gap, got[i].t.Format(time.StampMilli))
 	}
