@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -231,5 +232,68 @@ func TestWatcherShipsAndResumes(t *testing.T) {
 	}
 	require.True(t, seen[string(e2.UID)+"/2"], "the occurrence between stop and restart")
 	require.True(t, seen[string(e2.UID)+"/3"])
+	w2.stop(t)
+}
+
+// compact drops etcd's history up to rv, as the apiserver's own
+// compaction (every 5 minutes by default) does.
+func compact(t *testing.T, kube *testenv.Kube, rv string) {
+	t.Helper()
+	resp, err := http.Post(kube.EtcdURL+"/v3/kv/compaction", "application/json",
+		strings.NewReader(fmt.Sprintf(`{"revision": %q, "physical": true}`, rv)))
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+}
+
+// A resume point the apiserver no longer has history for (etcd compacted
+// past it; events bypass the apiserver's watch cache): the watch answers
+// 410 Gone, the watcher lists, ships what changed after the point (an
+// event's latest occurrence) and skips what the point says was shipped.
+func TestWatcherResumesAfterGone(t *testing.T) {
+	t.Parallel()
+	kube := testenv.StartKube(t)
+	ctx := context.Background()
+	evs := kube.Client.CoreV1().Events("default")
+	sink := startSink(t)
+	base := time.Now().Truncate(time.Second)
+
+	var created []*corev1.Event
+	for i := range 5 {
+		e, err := evs.Create(ctx, newEvent(fmt.Sprintf("old-%d", i), base), metav1.CreateOptions{})
+		require.NoError(t, err)
+		created = append(created, e)
+	}
+	w1 := startWatcher(t, kube.Client, sink.URL)
+	sink.waitFor(t, 5)
+	w1.stop(t)
+
+	// After the resume point old-0 recurs twice; then etcd forgets.
+	e0 := created[0]
+	for c := int32(2); c <= 3; c++ {
+		e0.Count, e0.LastTimestamp = c, metav1.NewTime(base.Add(time.Duration(c)*time.Second))
+		var err error
+		e0, err = evs.Update(ctx, e0, metav1.UpdateOptions{})
+		require.NoError(t, err)
+	}
+	compact(t, kube, e0.ResourceVersion)
+
+	w2 := startWatcher(t, kube.Client, sink.URL)
+	sink.waitFor(t, 6)
+	time.Sleep(time.Second)
+	got := sink.all()
+	require.Equal(t, 1.0, testutil.ToFloat64(w2.m.relists), "the watch from the resume point got 410 and the watcher listed")
+	require.Equal(t, 1.0, testutil.ToFloat64(w2.m.shipped), "old-0's latest occurrence only")
+	require.Equal(t, 4.0, testutil.ToFloat64(w2.m.skipped.WithLabelValues("already_shipped")), "old-1..4 skipped")
+	seen := map[string]bool{}
+	for _, r := range got {
+		require.False(t, seen[key(r)], "occurrence %s shipped twice", key(r))
+		seen[key(r)] = true
+	}
+	// The intermediate occurrence (count 2) is what a 410 loses: the list
+	// holds each event's latest state only.
+	require.True(t, seen[string(e0.UID)+"/3"])
+	require.False(t, seen[string(e0.UID)+"/2"])
 	w2.stop(t)
 }
