@@ -268,36 +268,17 @@ func requireOutageMet(t *testing.T, url, sink string) {
 // settled everything the topic held when the wait began or later.
 func waitGroupAtEnd(t *testing.T, kafkaAddr, group, topic string, timeout time.Duration) {
 	t.Helper()
-	cfg := sarama.NewConfig()
-	cfg.Version = sarama.V2_8_0_0
-	client, err := sarama.NewClient([]string{kafkaAddr}, cfg)
-	require.NoError(t, err)
-	defer client.Close()
-	admin, err := sarama.NewClusterAdminFromClient(client)
-	require.NoError(t, err)
-	defer admin.Close()
-	parts, err := client.Partitions(topic)
-	require.NoError(t, err)
 	deadline := time.Now().Add(timeout)
 	var last string
 	for {
 		behind := []string{}
-		resp, err := admin.ListConsumerGroupOffsets(group, map[string][]int32{topic: parts})
+		committed, hwm, err := groupOffsets(t, kafkaAddr, group, topic)
 		if err != nil {
 			behind = append(behind, err.Error())
 		}
-		for _, p := range parts {
-			if err != nil {
-				break
-			}
-			hwm, herr := client.GetOffset(topic, p, sarama.OffsetNewest)
-			require.NoError(t, herr)
-			committed := int64(-1)
-			if b := resp.GetBlock(topic, p); b != nil {
-				committed = b.Offset
-			}
-			if committed != hwm {
-				behind = append(behind, fmt.Sprintf("partition %d: committed %d, high watermark %d", p, committed, hwm))
+		for p := range int32(len(hwm)) {
+			if committed[p] != hwm[p] {
+				behind = append(behind, fmt.Sprintf("partition %d: committed %d, high watermark %d", p, committed[p], hwm[p]))
 			}
 		}
 		if len(behind) == 0 {
@@ -309,4 +290,34 @@ func waitGroupAtEnd(t *testing.T, kafkaAddr, group, topic string, timeout time.D
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// groupOffsets reads, per partition of topic, the committed offset of
+// group (-1: none) and the partition's high watermark.
+func groupOffsets(t *testing.T, kafkaAddr, group, topic string) (committed, hwm map[int32]int64, err error) {
+	t.Helper()
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V2_8_0_0
+	client, err := sarama.NewClient([]string{kafkaAddr}, cfg)
+	require.NoError(t, err)
+	defer client.Close()
+	admin, err := sarama.NewClusterAdminFromClient(client)
+	require.NoError(t, err)
+	defer admin.Close()
+	parts, err := client.Partitions(topic)
+	require.NoError(t, err)
+	resp, err := admin.ListConsumerGroupOffsets(group, map[string][]int32{topic: parts})
+	if err != nil {
+		return nil, nil, err
+	}
+	committed, hwm = map[int32]int64{}, map[int32]int64{}
+	for _, p := range parts {
+		h, err := client.GetOffset(topic, p, sarama.OffsetNewest)
+		require.NoError(t, err)
+		hwm[p], committed[p] = h, -1
+		if b := resp.GetBlock(topic, p); b != nil {
+			committed[p] = b.Offset
+		}
+	}
+	return committed, hwm, nil
 }

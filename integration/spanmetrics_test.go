@@ -346,7 +346,11 @@ func TestSpanMetricsCrashReplay(t *testing.T) {
 		if v := promValue(t, prom, `sum(traces_span_metrics_calls_total{cluster=~"crash-.*"})`, time.Now()); v < 100 {
 			return fmt.Errorf("%v calls written so far", v)
 		}
-		for _, off := range committedOffsets(t, k.Addr, "tributary-spanmetrics", "tributary.spans") {
+		committed, _, err := groupOffsets(t, k.Addr, "tributary-spanmetrics", "tributary.spans")
+		if err != nil {
+			return err
+		}
+		for _, off := range committed {
 			if off > 0 {
 				return nil
 			}
@@ -365,7 +369,8 @@ func TestSpanMetricsCrashReplay(t *testing.T) {
 		acked[part] = next
 	}
 	p.mu.Unlock()
-	committed := committedOffsets(t, k.Addr, "tributary-spanmetrics", "tributary.spans")
+	committed, _, err := groupOffsets(t, k.Addr, "tributary-spanmetrics", "tributary.spans")
+	require.NoError(t, err)
 	t.Logf("committed offsets at the crash: %v; produced up to: %v", committed, acked)
 	for part, next := range acked {
 		bound += p.spansIn(part, max(committed[part], 0), next)
@@ -460,30 +465,4 @@ func TestSpanMetricsRebalance(t *testing.T) {
 	require.NotEmpty(t, moved, "no partition changed hands")
 	got := countedCalls(t, prom, `cluster=~"rb-.*"`, time.Since(start))
 	require.Equal(t, float64(p.total()), got)
-}
-
-// committedOffsets is the group's committed offset per partition of
-// topic (-1: none).
-func committedOffsets(t *testing.T, kafkaAddr, group, topic string) map[int32]int64 {
-	t.Helper()
-	cfg := sarama.NewConfig()
-	cfg.Version = sarama.V2_8_0_0
-	admin, err := sarama.NewClusterAdmin([]string{kafkaAddr}, cfg)
-	require.NoError(t, err)
-	defer admin.Close()
-	client, err := sarama.NewClient([]string{kafkaAddr}, cfg)
-	require.NoError(t, err)
-	defer client.Close()
-	parts, err := client.Partitions(topic)
-	require.NoError(t, err)
-	resp, err := admin.ListConsumerGroupOffsets(group, map[string][]int32{topic: parts})
-	require.NoError(t, err)
-	out := map[int32]int64{}
-	for _, p := range parts {
-		out[p] = -1
-		if b := resp.GetBlock(topic, p); b != nil {
-			out[p] = b.Offset
-		}
-	}
-	return out
 }
