@@ -184,6 +184,12 @@ func TestRelayRefusedBatchIsolatesTheBadRequest(t *testing.T) {
 	require.Equal(t, 4.0, r.counter(t, "tributary_agent_otlp_send_requests_total", "code", "400")+r.counter(t, "tributary_agent_otlp_send_requests_total", "code", "200"),
 		"want the batch (400), then each request alone (200, 400, 200)")
 	require.Contains(t, r.pipes[traces].lastError(), "attribute too long")
+	var page strings.Builder
+	r.Status(&page)
+	require.Contains(t, page.String(), "receivers:  grpc "+r.GRPCAddr()+", http "+r.HTTPAddr())
+	require.Contains(t, page.String(), "queue:      0 of 67108864 bytes")
+	require.Contains(t, page.String(), "400 Bad Request: attribute too long")
+	require.Contains(t, page.String(), "k8s attrs:  off")
 }
 
 // A 2xx with partial_success from the gateway counts the refused spans as
