@@ -40,6 +40,9 @@ func runMain(args []string, stdout io.Writer) error {
 	if len(args) > 0 && args[0] == "bench" {
 		return runBench(args[1:], stdout)
 	}
+	if len(args) > 0 && args[0] == "tracegen" {
+		return runTracegen(args[1:], stdout)
+	}
 	var cfg config
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	cfg.Load.RegisterFlags(fs)
