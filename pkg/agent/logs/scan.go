@@ -39,21 +39,31 @@ func (t *Tailer) scan(now time.Time) {
 		t.startPos = nil
 		t.dirty = true
 	}
+	if t.dirty {
+		t.savePositions()
+	}
+	t.observe(false)
+}
+
+// observe sets the gauges and the status page. With stat, the sizes of
+// open files are read again: while the tailer waits for the gateway it
+// does not scan, and the lag must still grow with the files.
+func (t *Tailer) observe(stat bool) {
 	open := 0
 	var lag int64
 	for _, g := range t.groups {
 		for _, fs := range g.files {
 			if fs.f != nil {
 				open++
+				if fi, err := fs.f.Stat(); stat && err == nil {
+					fs.size = fi.Size()
+				}
 			}
 			lag += max(fs.size, fs.read) - fs.acked
 		}
 	}
 	t.m.filesTailed.Set(float64(open))
 	t.m.positionsLag.Set(float64(lag))
-	if t.dirty {
-		t.savePositions()
-	}
 	t.snapshotStatus()
 }
 

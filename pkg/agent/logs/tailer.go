@@ -425,10 +425,18 @@ func (t *Tailer) flush(ctx context.Context) error {
 		return nil
 	}
 	if b.lines > 0 {
-		select {
-		case t.sem <- struct{}{}:
-		case <-ctx.Done():
-			return ctx.Err()
+		tick := time.NewTicker(time.Duration(t.cfg.PollInterval))
+		defer tick.Stop()
+	wait:
+		for {
+			select {
+			case t.sem <- struct{}{}:
+				break wait
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-tick.C:
+				t.observe(true)
+			}
 		}
 	}
 	t.cur = nil

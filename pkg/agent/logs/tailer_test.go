@@ -254,8 +254,15 @@ func TestTailerBackPressure(t *testing.T) {
 	// 1 in flight + 1 open batch + one read buffer beyond.
 	require.LessOrEqual(t, read, float64(2*cfg.BatchMaxBytes+readBufSize), "read while the gateway held everything")
 	require.Zero(t, testutil.ToFloat64(r.tl.m.sentLines))
+	// The lag keeps counting what is written and cannot be read yet.
+	w.Lines(n, n+10000)
+	fi, err := os.Stat(w.Path)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		return testutil.ToFloat64(r.tl.m.positionsLag) == float64(fi.Size())
+	}, 5*time.Second, 10*time.Millisecond)
 	close(release)
-	waitLines(t, s, out, logstest.Seq(0, n))
+	waitLines(t, s, out, logstest.Seq(0, n+10000))
 }
 
 // A batch the gateway refuses for ever is dropped and counted, and its
