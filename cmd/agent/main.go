@@ -89,7 +89,8 @@ func runMain(args []string) error {
 		fmt.Fprintln(out, "       agent status [-addr=URL] print a running agent's targets, WAL and send queue")
 		fmt.Fprintln(out, "\nThe agent scrapes the targets of metrics.scrape_configs (Prometheus's own format), keeps")
 		fmt.Fprintln(out, "the samples in a WAL on disk (metrics.wal) and sends them to gateway.url with")
-		fmt.Fprintln(out, "cluster=<cluster> on every series. Flags:")
+		fmt.Fprintln(out, "cluster=<cluster> on every series. With an events section, the agent elected on")
+		fmt.Fprintln(out, "kubernetes.leader_election also ships the cluster's Kubernetes events as log lines. Flags:")
 		fs.PrintDefaults()
 		fmt.Fprintf(out, "\nEvery flag can also be set by environment variable, e.g. -config.file as %s.\n", flagenv.EnvName(envPrefix, "config.file"))
 	}
