@@ -5,6 +5,10 @@
 # small loop that pushes one Loki JSON line per second. Beside the sender,
 # the Tributary agent (cmd/agent) scrapes the same stack with static_configs
 # (jobs agent-*), keeps the samples in its WAL and sends them as "demo".
+# Traces: loadgen tracegen (a three-service shop instrumented with the
+# OpenTelemetry SDK) sends OTLP to the agent's OTLP relay, which adds
+# k8s.cluster.name=demo and relays to the gateway; the ingester's jaeger
+# consumer writes Jaeger's span documents into ZincSearch (jaeger-span-*).
 #   scripts/demo.sh start | stop | status
 # Everything listens on 127.0.0.1. State and logs live in .demo/.
 set -euo pipefail
@@ -21,6 +25,12 @@ AGENT_PORT=${DEMO_AGENT_PORT:-19095}
 LOKI_PORT=${DEMO_LOKI_PORT:-13100}
 LOKI_GRPC_PORT=${DEMO_LOKI_GRPC_PORT:-13101}
 LOKI_MEMBERLIST_PORT=${DEMO_LOKI_MEMBERLIST_PORT:-13102}
+ZINC_PORT=${DEMO_ZINC_PORT:-14080}
+GATEWAY_OTLP_PORT=${DEMO_GATEWAY_OTLP_PORT:-14317}
+AGENT_OTLP_GRPC_PORT=${DEMO_AGENT_OTLP_GRPC_PORT:-14417}
+AGENT_OTLP_HTTP_PORT=${DEMO_AGENT_OTLP_HTTP_PORT:-14418}
+ZINC_USER=admin
+ZINC_PASSWORD=tributary-demo-Zinc1
 
 running() { [ -f "$DEMO/pids/$1" ] && kill -0 "$(cat "$DEMO/pids/$1")" 2>/dev/null; }
 
@@ -96,9 +106,11 @@ log_sender() {
 }
 
 start() {
-  mkdir -p "$DEMO"/{pids,logs,kafka,sink-data,sender-data,loki,agent-data}
+  mkdir -p "$DEMO"/{pids,logs,kafka,sink-data,sender-data,loki,agent-data,zinc}
   echo "Building or finding Loki (first time: ~7 minutes, cached in ~/.cache/tributary)..."
   LOKI_BIN=$(bash "$ROOT/scripts/build-loki.sh" | tail -n 1)
+  echo "Building or finding ZincSearch (first time: several minutes, cached in ~/.cache/tributary)..."
+  ZINC_BIN=$(bash "$ROOT/scripts/build-zinc.sh" | tail -n 1)
   loki_config >"$DEMO/loki.yml"
   cat >"$DEMO/sink.yml" <<YAML
 # The sink only stores what the ingester writes. Replays after an ingester
@@ -140,6 +152,11 @@ metrics:
       static_configs: [{targets: ["127.0.0.1:$INGESTER_PORT"]}]
     - job_name: agent-sink
       static_configs: [{targets: ["127.0.0.1:$SINK_PORT"]}]
+# The OTLP relay: tracegen sends here; no kubernetes section, so only
+# k8s.cluster.name is added.
+otlp:
+  grpc_listen_addr: 127.0.0.1:$AGENT_OTLP_GRPC_PORT
+  http_listen_addr: 127.0.0.1:$AGENT_OTLP_HTTP_PORT
 YAML
   echo "Starting the Tributary demo (development broker; see README):"
   launch devbroker "$BIN/devbroker" -port "$BROKER_PORT" -data-dir "$DEMO/kafka"
@@ -149,10 +166,18 @@ YAML
   wait_http "http://127.0.0.1:$SINK_PORT/-/ready" "sink Prometheus"
   launch loki "$LOKI_BIN" -config.file="$DEMO/loki.yml"
   wait_http "http://127.0.0.1:$LOKI_PORT/ready" Loki
-  launch gateway "$BIN/gateway" -http.listen-addr=127.0.0.1:$GATEWAY_PORT -kafka.brokers=127.0.0.1:$BROKER_PORT
+  # Elasticsearch-compatible store for the spans (Jaeger's documents).
+  launch zincsearch env ZINC_SERVER_ADDRESS=127.0.0.1 ZINC_SERVER_PORT=$ZINC_PORT ZINC_DATA_PATH="$DEMO/zinc" \
+    ZINC_FIRST_ADMIN_USER=$ZINC_USER ZINC_FIRST_ADMIN_PASSWORD=$ZINC_PASSWORD ZINC_TELEMETRY=false ZINC_SENTRY=false \
+    ZINC_SENTRY_DSN= ZINC_PROFILER=false ZINC_PROFILER_SERVER= ZINC_METADATA_STORAGE=bolt ZINC_ETCD_ENDPOINTS= \
+    ZINC_SERVER_MODE=node ZINC_PROMETHEUS_ENABLE=false ZINC_PLUGIN_ES_VERSION=8.19.0 GIN_MODE=release "$ZINC_BIN"
+  wait_http "http://127.0.0.1:$ZINC_PORT/healthz" ZincSearch
+  launch gateway "$BIN/gateway" -http.listen-addr=127.0.0.1:$GATEWAY_PORT -kafka.brokers=127.0.0.1:$BROKER_PORT \
+    -otlp.grpc.listen-addr=127.0.0.1:$GATEWAY_OTLP_PORT
   wait_http "http://127.0.0.1:$GATEWAY_PORT/-/ready" gateway
   launch ingester "$BIN/ingester" -http.listen-addr=127.0.0.1:$INGESTER_PORT -kafka.brokers=127.0.0.1:$BROKER_PORT \
-    -prometheus.url=http://127.0.0.1:$SINK_PORT/api/v1/write -loki.url=http://127.0.0.1:$LOKI_PORT/loki/api/v1/push
+    -prometheus.url=http://127.0.0.1:$SINK_PORT/api/v1/write -loki.url=http://127.0.0.1:$LOKI_PORT/loki/api/v1/push \
+    -jaeger.addresses=http://127.0.0.1:$ZINC_PORT/es -jaeger.username=$ZINC_USER -jaeger.password=$ZINC_PASSWORD
   wait_http "http://127.0.0.1:$INGESTER_PORT/-/ready" ingester
   launch prometheus-sender prometheus --config.file="$DEMO/sender.yml" --storage.tsdb.path="$DEMO/sender-data" \
     --web.listen-address=127.0.0.1:$SENDER_PORT
@@ -160,6 +185,7 @@ YAML
   launch agent "$BIN/agent" -config.file="$DEMO/agent.yml" -http.listen-addr=127.0.0.1:$AGENT_PORT
   wait_http "http://127.0.0.1:$AGENT_PORT/-/ready" agent
   launch log-sender bash "$ROOT/scripts/demo.sh" log-sender
+  launch tracegen "$BIN/loadgen" tracegen -endpoint=127.0.0.1:$AGENT_OTLP_GRPC_PORT -rate=2
 
   local q='count by (cluster, job) (up)'
   echo "Waiting for the sender's metrics to arrive in the sink Prometheus..."
@@ -191,18 +217,41 @@ YAML
       echo "LogQL: {cluster=\"demo\"}   e.g."
       echo "  curl -G http://127.0.0.1:$LOKI_PORT/loki/api/v1/query_range --data-urlencode 'query={cluster=\"demo\"}' --data-urlencode limit=5"
       python3 -c 'import json,sys; [print("  %s %s" % (s["stream"], v[1])) for s in json.load(sys.stdin)["data"]["result"] for v in s["values"][:5]]' <<<"$out" 2>/dev/null || true
+      break
+    fi
+    sleep 1
+  done
+  if ! grep -q 'demo log line' <<<"$out"; then
+    echo "demo: no logs with cluster=demo in Loki after 60 s; see .demo/logs/" >&2
+    exit 1
+  fi
+  echo
+  echo "Waiting for the demo traces to arrive in ZincSearch..."
+  local index body
+  index="jaeger-span-$(date -u +%F)"
+  body='{"query":{"term":{"process.serviceName":"demo-frontend"}},"size":3}'
+  for _ in $(seq 1 90); do
+    out=$(curl -fsS -u "$ZINC_USER:$ZINC_PASSWORD" -H 'Content-Type: application/json' \
+      "http://127.0.0.1:$ZINC_PORT/es/$index/_search" -d "$body" 2>/dev/null || true)
+    if grep -q '"traceID"' <<<"$out"; then
+      echo "Traces are flowing: tracegen -> agent OTLP (127.0.0.1:$AGENT_OTLP_GRPC_PORT) -> gateway -> Kafka -> ingester -> ZincSearch, in Jaeger's schema."
+      echo "Elasticsearch query (Jaeger's span index of today):"
+      echo "  curl -u $ZINC_USER:$ZINC_PASSWORD -H 'Content-Type: application/json' http://127.0.0.1:$ZINC_PORT/es/$index/_search -d '$body'"
+      python3 -c 'import json,sys; [print("  trace %s  %s  %s" % (h["_source"]["traceID"], h["_source"]["process"]["serviceName"], h["_source"]["operationName"])) for h in json.load(sys.stdin)["hits"]["hits"]]' <<<"$out" 2>/dev/null || true
+      echo "A whole trace: the same query with {\"term\":{\"traceID\":\"<id>\"}}. The spans carry k8s.cluster.name=demo (process.tags), set by the agent."
+      echo "Jaeger v2 reads these indices (scripts/build-jaeger.sh builds it; see the README's spans section)."
       echo "Stop with: make demo-stop"
       return 0
     fi
     sleep 1
   done
-  echo "demo: no logs with cluster=demo in Loki after 60 s; see .demo/logs/" >&2
+  echo "demo: no traces of demo-frontend in ZincSearch ($index) after 90 s; see .demo/logs/ (tracegen, agent, ingester)" >&2
   exit 1
 }
 
 stop() {
   # Sender first, so that the gateway is idle before it drains; the broker last.
-  for name in log-sender agent prometheus-sender gateway ingester loki prometheus-sink devbroker; do
+  for name in tracegen log-sender agent prometheus-sender gateway ingester loki zincsearch prometheus-sink devbroker; do
     if running "$name"; then
       pid=$(cat "$DEMO/pids/$name")
       kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
@@ -215,7 +264,7 @@ stop() {
 }
 
 status() {
-  for name in devbroker prometheus-sink loki gateway ingester prometheus-sender agent log-sender; do
+  for name in devbroker prometheus-sink loki zincsearch gateway ingester prometheus-sender agent log-sender tracegen; do
     if running "$name"; then echo "$name: running (pid $(cat "$DEMO/pids/$name"))"; else echo "$name: stopped"; fi
   done
 }
