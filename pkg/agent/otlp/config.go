@@ -17,8 +17,8 @@ type Config struct {
 	// HTTPListenAddr serves OTLP HTTP (default :4318); "off" turns it off.
 	HTTPListenAddr string `yaml:"http_listen_addr"`
 	// MaxRequestBytes bounds one export request, uncompressed (413 /
-	// RESOURCE_EXHAUSTED above). Default 4 MiB: gRPC's own default message
-	// limit, which the SDK exporters already keep to.
+	// RESOURCE_EXHAUSTED above). Default 4 MiB: gRPC's own default receive
+	// limit, what a gRPC sender already expects of a server.
 	MaxRequestBytes int `yaml:"max_request_bytes"`
 	// MaxQueueBytes bounds what the agent holds: accepted requests not yet
 	// acknowledged by the gateway, encoded. When it is spent the receiver
