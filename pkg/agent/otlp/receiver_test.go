@@ -345,3 +345,25 @@ func TestRelayShutdownDeadline(t *testing.T) {
 	require.Equal(t, 0.0, r.counter(t, "tributary_agent_otlp_relayed_items_total"))
 	require.Equal(t, 0, r.budget.load())
 }
+
+// Until the node's pods are listed the relay would add no pod attributes:
+// senders are asked to retry instead of getting spans without them.
+func TestRelayWaitsForThePodList(t *testing.T) {
+	gw := startGateway(t)
+	r := startRelay(t, gw.URL, Config{Batch: BatchConfig{Timeout: modelMillis(10)}}, fakePods{[]k8s.PodInfo{testPod}}, 0)
+	r.podsSynced.Store(false)
+	require.False(t, r.Ready())
+	resp, body := postHTTP(t, r.HTTPAddr(), traceRequestOf(nil, "early"))
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	require.NotEmpty(t, resp.Header.Get("Retry-After"))
+	var st spb.Status
+	require.NoError(t, proto.Unmarshal(body, &st))
+	require.Contains(t, st.Message, "not yet listed")
+	require.Equal(t, 1.0, r.counter(t, "tributary_agent_otlp_refused_items_total", "reason", "not_ready"))
+
+	r.podsSynced.Store(true)
+	resp, _ = postHTTP(t, r.HTTPAddr(), traceRequestOf(nil, "later"))
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Eventually(t, func() bool { return len(gw.received()) == 1 }, 5*time.Second, 10*time.Millisecond)
+	require.Equal(t, "cart-7d9f", gw.byName()["later"].resource["k8s.pod.name"])
+}
