@@ -1,9 +1,18 @@
 package testenv
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -40,6 +49,12 @@ const jaegerReadyTimeout = 60 * time.Second
 // send_get_body_as POST (Zinc has no GET _search). The pipeline is the
 // no-op receiver and exporter, so nothing listens but the query service,
 // on loopback; the Collector's own telemetry is off.
+//
+// Jaeger reaches Zinc through aggsProxy: Zinc reads a search's
+// aggregations only under the key "aggs", while Jaeger's client sends the
+// synonym "aggregations" (both are Elasticsearch's), so without it the
+// terms aggregations behind /api/services and
+// /api/services/<svc>/operations come back empty whatever the documents.
 func StartJaeger(t testing.TB, z *ZincServer, indexPrefix string) *JaegerQuery {
 	t.Helper()
 	bin := JaegerBinary(t)
@@ -81,7 +96,7 @@ receivers:
   nop:
 exporters:
   nop:
-`, Addr(httpPort), Addr(grpcPort), z.ESURL, z.User, z.Password, indexPrefix)
+`, Addr(httpPort), Addr(grpcPort), aggsProxy(t, z.URL)+"/es", z.User, z.Password, indexPrefix)
 	path := filepath.Join(t.TempDir(), "jaeger.yaml")
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
@@ -90,4 +105,46 @@ exporters:
 	j.Proc = StartProcess(t, "jaeger", bin, []string{"--config=" + path})
 	WaitHTTP(t, j.Proc, j.URL+"/api/services", jaegerReadyTimeout)
 	return j
+}
+
+// aggsProxy forwards to the Zinc server at target, renaming the top-level
+// key "aggregations" of every search body (each line of a _msearch) to
+// "aggs", the only one Zinc reads. Nothing else is changed. It is closed
+// when t ends.
+func aggsProxy(t testing.TB, target string) string {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/_search") || strings.HasSuffix(r.URL.Path, "/_msearch") {
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			lines := bytes.Split(body, []byte("\n"))
+			for i, line := range lines {
+				var m map[string]json.RawMessage
+				if json.Unmarshal(line, &m) != nil || m["aggregations"] == nil || m["aggs"] != nil {
+					continue
+				}
+				m["aggs"] = m["aggregations"]
+				delete(m, "aggregations")
+				if lines[i], err = json.Marshal(m); err != nil {
+					http.Error(w, err.Error(), http.StatusBadRequest)
+					return
+				}
+			}
+			body = bytes.Join(lines, []byte("\n"))
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.ContentLength = int64(len(body))
+			r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
 }
