@@ -230,7 +230,8 @@ func TestAgentLeaderHandOver(t *testing.T) {
 	require.Len(t, hand, 2, "hand-overs seen by the target")
 	t.Logf("killed a at %s, b acquired the Lease %s later; stopped b at %s, a acquired it %s later",
 		killed.Format(time.StampMilli), acquired.Sub(killed), stopping.Format(time.StampMilli), acquired2.Sub(stopping))
-	require.LessOrEqual(t, acquired.Sub(killed), leaseDuration+retryPeriod+time.Second, "take-over after a kill slower than the Lease allows")
+	// 2 s for the API server and the candidates on a loaded machine.
+	require.LessOrEqual(t, acquired.Sub(killed), leaseDuration+retryPeriod+2*time.Second, "take-over after a kill slower than the Lease allows")
 	require.LessOrEqual(t, acquired2.Sub(stopping), retryPeriod+2*time.Second, "a released Lease not taken at the follower's next retry")
 	for i, h := range hand {
 		t.Logf("hand-over %d: last scrape %s before the Lease changed hands, first scrape %s after", i, h.acquired.Sub(h.last), h.first.Sub(h.acquired))
