@@ -40,8 +40,9 @@ const jaegerReadyTimeout = 60 * time.Second
 
 // StartJaeger starts Jaeger's query service reading the Zinc server z,
 // indices with indexPrefix ("" for none, as the ingester's
-// -jaeger.index-prefix), and waits until its API answers. It is killed
-// when t ends.
+// -jaeger.index-prefix), and waits until its /api/services answers 200.
+// Zinc refuses a search when none of the indices exists, so start it once
+// a service document is indexed. It is killed when t ends.
 //
 // The storage settings ZincSearch needs: create_mappings false (Zinc
 // refuses Jaeger's templates: the ingester installs its own),
