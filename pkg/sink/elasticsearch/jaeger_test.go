@@ -539,6 +539,19 @@ func TestJaegerZinc(t *testing.T) {
 	require.JSONEq(t, wantRoot, spans[testRootID])
 	require.JSONEq(t, wantChild, spans[testChildID])
 
+	// The filters of Jaeger's trace search (which Zinc itself refuses, see
+	// the README): service, operation and a startTime range select the
+	// spans.
+	docs, total, err := z.Search(t, "jaeger-span-*", map[string]any{"query": map[string]any{"bool": map[string]any{"must": []any{
+		map[string]any{"term": map[string]any{"process.serviceName": "payments"}},
+		map[string]any{"term": map[string]any{"operationName": "SELECT carts"}},
+		map[string]any{"range": map[string]any{"startTime": map[string]any{"gte": t0.UnixMicro(), "lte": t0.Add(time.Millisecond).UnixMicro()}}},
+	}}}})
+	require.NoError(t, err)
+	require.Equal(t, 1, total)
+	require.Equal(t, otherTrace, docs[0]["traceID"])
+	require.Equal(t, testChildID, docs[0]["spanID"])
+
 	for _, index := range []string{"jaeger-span-2026-11-28", "jaeger-service-2026-11-29"} {
 		status, body, err := z.Do(http.MethodGet, "/es/"+index+"/_mapping", "", nil)
 		require.NoError(t, err)
