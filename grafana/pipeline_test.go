@@ -103,11 +103,16 @@ metrics:
 
 	produceFutureSchemaRecord(t, k.Addr)
 
-	// The sink away for a few seconds: the ingester retries.
+	// The sink away for a few seconds: the ingester retries. Its retry
+	// counter exists from the start, so require that it moved: the "Sink
+	// retries" panel then shows a real retry, not a zero.
 	waitForData(t, prom, `tributary_ingester_items_written_total{cluster="dashboards"}`)
 	prom.Stop()
 	time.Sleep(3 * time.Second)
 	prom.Restart(t)
+	waitForData(t, prom, `tributary_ingester_sink_retries_total{cluster="dashboards"} > 0`)
+	waitForData(t, prom, `tributary_ingester_dlq_records_total{cluster="dashboards"} > 0`)
+	waitForData(t, prom, `tributary_gateway_requests_total{cluster="dashboards", code="400"} > 0`)
 
 	d := loadDashboards(t)["tributary-pipeline.json"]
 	require.NotEmpty(t, d.UID)
