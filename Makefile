@@ -9,7 +9,7 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 # coordinator's deadline on go1.26 (go.dev/issue/75804) and fails at random.
 FUZZTIME ?= 30000x
 
-.PHONY: all build test fuzz deps servers demo demo-stop bench proto fmt vet clean
+.PHONY: all build test fuzz deps servers demo demo-stop bench proto fmt vet clean images
 
 all: build
 
@@ -73,6 +73,12 @@ bench: deps build
 	otelcol=""; case ",$(BENCH_PHASES)," in ,,|*,spans,*) otelcol="$$(bash scripts/build-otelcol.sh)";; esac; \
 	$(BIN)/loadgen bench -bin=$(BIN) -root=$(CURDIR) -seconds=$(BENCH_SECONDS) -concurrency=$(BENCH_CONCURRENCY) \
 	  -phases="$(BENCH_PHASES)" -vmagent="$$vmagent" -otelcol="$$otelcol" $(BENCH_ARGS)
+
+# Container images, one per Dockerfile target, where docker or podman exists.
+IMAGE_TAG ?= dev
+images:
+	@engine=$$(command -v docker || command -v podman) || { echo "make images: no docker or podman on this machine; nothing built"; exit 1; }; \
+	for t in gateway ingester agent loadgen; do $$engine build --target $$t -t tributary/$$t:$(IMAGE_TAG) . || exit 1; done
 
 # Regenerates proto/ Go code with pinned generators (protoc from Debian).
 proto:
