@@ -42,18 +42,8 @@ func flagValue(s types.ServiceConfig, name string) string {
 	return ""
 }
 
-// listens: does service s serve on container port port (its own
-// -http.listen-addr / --web.listen-address, or the image's known port)?
-func containerPort(t *testing.T, s types.ServiceConfig, flag string) string {
-	v := flagValue(s, flag)
-	require.NotEmpty(t, v, "service %s: no -%s", s.Name, flag)
-	_, port, err := net.SplitHostPort(v)
-	require.NoError(t, err)
-	return port
-}
-
-// serviceURL checks that address (a URL or host:port) names a service of
-// the project on the port it serves, and returns the service.
+// checkAddress checks that address (a URL or host:port) names a service
+// of the project on the port that service serves (ports, by service name).
 func checkAddress(t *testing.T, p *types.Project, from, address string, ports map[string]string) {
 	t.Helper()
 	hostport := address
