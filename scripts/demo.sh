@@ -105,8 +105,25 @@ log_sender() {
   done
 }
 
+# A container's log as the kubelet writes it (CRI format under
+# <pods>/<namespace>_<pod>_<uid>/<container>/0.log), rotated by rename every
+# 200 lines like the kubelet does; the agent's logs section tails it.
+pod_log_writer() {
+  local dir="$DEMO/pods/demo_log-writer_0b5e7d1c-demo/app" n=0
+  mkdir -p "$dir"
+  while true; do
+    n=$((n + 1))
+    printf '%s stdout F demo pod line %d\n' "$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)" "$n" >>"$dir/0.log"
+    if ((n % 200 == 0)); then
+      mv "$dir/0.log" "$dir/0.log.$(date -u +%Y%m%d-%H%M%S)"
+      ls -1t "$dir"/0.log.* 2>/dev/null | tail -n +3 | xargs -r rm -f
+    fi
+    sleep 0.5
+  done
+}
+
 start() {
-  mkdir -p "$DEMO"/{pids,logs,kafka,sink-data,sender-data,loki,agent-data,zinc}
+  mkdir -p "$DEMO"/{pids,logs,kafka,sink-data,sender-data,loki,agent-data,zinc,pods}
   echo "Building or finding Loki (first time: ~7 minutes, cached in ~/.cache/tributary)..."
   LOKI_BIN=$(bash "$ROOT/scripts/build-loki.sh" | tail -n 1)
   echo "Building or finding ZincSearch (first time: several minutes, cached in ~/.cache/tributary)..."
@@ -152,6 +169,10 @@ metrics:
       static_configs: [{targets: ["127.0.0.1:$INGESTER_PORT"]}]
     - job_name: agent-sink
       static_configs: [{targets: ["127.0.0.1:$SINK_PORT"]}]
+# Container logs: the demo's pod directory instead of /var/log/pods.
+logs:
+  pods_dir: "$DEMO/pods"
+  positions_file: "$DEMO/agent-data/positions.yaml"
 # The OTLP relay: tracegen sends here; no kubernetes section, so only
 # k8s.cluster.name is added.
 otlp:
@@ -185,6 +206,7 @@ YAML
   launch agent "$BIN/agent" -config.file="$DEMO/agent.yml" -http.listen-addr=127.0.0.1:$AGENT_PORT
   wait_http "http://127.0.0.1:$AGENT_PORT/-/ready" agent
   launch log-sender bash "$ROOT/scripts/demo.sh" log-sender
+  launch pod-log-writer bash "$ROOT/scripts/demo.sh" pod-log-writer
   launch tracegen "$BIN/loadgen" tracegen -endpoint=127.0.0.1:$AGENT_OTLP_GRPC_PORT -rate=2
 
   local q='count by (cluster, job) (up)'
@@ -226,6 +248,21 @@ YAML
     exit 1
   fi
   echo
+  echo "Waiting for the agent's container logs (.demo/pods, rotated every 200 lines) to arrive in Loki..."
+  for _ in $(seq 1 60); do
+    start_ns=$(( ($(date +%s) - 600) * 1000000000 ))
+    out=$(curl -fsS --get "http://127.0.0.1:$LOKI_PORT/loki/api/v1/query_range" \
+      --data-urlencode 'query={cluster="demo", namespace="demo", pod="log-writer", container="app"}' \
+      --data-urlencode "start=$start_ns" --data-urlencode limit=3 || true)
+    if grep -q 'demo pod line' <<<"$out"; then
+      echo "Container logs are flowing (agent logs section -> gateway -> Kafka -> ingester -> Loki):"
+      echo "  LogQL: {cluster=\"demo\", namespace=\"demo\", pod=\"log-writer\"}; the agent's files and offsets: bin/agent status -addr=127.0.0.1:$AGENT_PORT"
+      break
+    fi
+    sleep 1
+  done
+  grep -q 'demo pod line' <<<"$out" || { echo "demo: no container logs of pod log-writer in Loki after 60 s; see .demo/logs/ (agent, pod-log-writer)" >&2; exit 1; }
+
   echo "Waiting for the demo traces to arrive in ZincSearch..."
   local index body
   index="jaeger-span-$(date -u +%F)"
@@ -251,7 +288,7 @@ YAML
 
 stop() {
   # Sender first, so that the gateway is idle before it drains; the broker last.
-  for name in tracegen log-sender agent prometheus-sender gateway ingester loki zincsearch prometheus-sink devbroker; do
+  for name in tracegen log-sender pod-log-writer agent prometheus-sender gateway ingester loki zincsearch prometheus-sink devbroker; do
     if running "$name"; then
       pid=$(cat "$DEMO/pids/$name")
       kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
@@ -274,5 +311,6 @@ case "${1:-}" in
   stop) stop ;;
   status) status ;;
   log-sender) log_sender ;;
+  pod-log-writer) pod_log_writer ;;
   *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
 esac
