@@ -114,20 +114,30 @@ func (e *encoder) encode(docs []document, recs []ingester.Record) ([]document, e
 	return docs, nil
 }
 
-func (e *encoder) decode(value []byte) (*push.PushRequest, error) {
+// unsnappy decodes a record value into *buf (grown as needed and reused),
+// refusing one that would decode to more than max bytes before allocating.
+func unsnappy(buf *[]byte, value []byte, max int) ([]byte, error) {
 	n, err := snappy.DecodedLen(value)
 	if err != nil {
 		return nil, fmt.Errorf("snappy: %w", err)
 	}
-	if n > e.maxBytes {
-		return nil, fmt.Errorf("decodes to %d bytes, over the limit of %d", n, e.maxBytes)
+	if n > max {
+		return nil, fmt.Errorf("decodes to %d bytes, over the limit of %d", n, max)
 	}
-	if cap(e.decoded) < n {
-		e.decoded = make([]byte, n)
+	if cap(*buf) < n {
+		*buf = make([]byte, n)
 	}
-	raw, err := snappy.Decode(e.decoded[:n], value)
+	raw, err := snappy.Decode((*buf)[:n], value)
 	if err != nil {
 		return nil, fmt.Errorf("snappy: %w", err)
+	}
+	return raw, nil
+}
+
+func (e *encoder) decode(value []byte) (*push.PushRequest, error) {
+	raw, err := unsnappy(&e.decoded, value, e.maxBytes)
+	if err != nil {
+		return nil, err
 	}
 	var req push.PushRequest
 	if err := req.Unmarshal(raw); err != nil {

@@ -11,7 +11,6 @@ import (
 	"math"
 	"strconv"
 
-	"github.com/golang/snappy"
 	tracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	otlptrace "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -202,19 +201,9 @@ func (e *jaegerEncoder) encode(recs []ingester.Record, cache *serviceCache) ([]d
 }
 
 func (e *jaegerEncoder) decode(value []byte) (*tracepb.ExportTraceServiceRequest, error) {
-	n, err := snappy.DecodedLen(value)
+	raw, err := unsnappy(&e.decoded, value, e.maxBytes)
 	if err != nil {
-		return nil, fmt.Errorf("snappy: %w", err)
-	}
-	if n > e.maxBytes {
-		return nil, fmt.Errorf("decodes to %d bytes, over the limit of %d", n, e.maxBytes)
-	}
-	if cap(e.decoded) < n {
-		e.decoded = make([]byte, n)
-	}
-	raw, err := snappy.Decode(e.decoded[:n], value)
-	if err != nil {
-		return nil, fmt.Errorf("snappy: %w", err)
+		return nil, err
 	}
 	var req tracepb.ExportTraceServiceRequest
 	if err := proto.Unmarshal(raw, &req); err != nil {
