@@ -418,6 +418,9 @@ type outRecord struct {
 
 // produce writes recs to topic and waits for all acknowledgements.
 func (g *Gateway) produce(ctx context.Context, signal recordpb.Signal, topic, contentType, tenant string, recs []outRecord) error {
+	if err := g.admitWrite(ctx, signal, recs); err != nil {
+		return err
+	}
 	now := time.Now().UnixNano()
 	msgs := make([]*sarama.ProducerMessage, len(recs))
 	for i, rec := range recs {
