@@ -21,6 +21,12 @@ func main() {
 	dataDir := fs.String("data-dir", "", "Directory to persist topics in across restarts. Empty: memory only.")
 	topics := fs.String("topics", "tributary.metrics,tributary.logs,tributary.spans,tributary.dlq", "Topics to create at start.")
 	partitions := fs.Int("partitions", 4, "Partitions per created topic.")
+	// Off by default, as Kafka's own log.flush settings: every produce is
+	// written to the data dir (the page cache) before it is acknowledged,
+	// so a killed devbroker loses nothing; only a crash of the host can
+	// lose acknowledged records, and this single node has no replica to
+	// cover that. On: fsync each batch before the acknowledgement.
+	syncWrites := fs.Bool("sync-writes", false, "With -data-dir, fsync every produced batch before acknowledging it, so acknowledged records survive a crash of the host (not only of devbroker). Slower.")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "devbroker: a single-node Kafka-protocol broker for development and tests (franz-go kfake). Not for production.")
 		fs.PrintDefaults()
@@ -34,6 +40,9 @@ func main() {
 			os.Exit(1)
 		}
 		opts = append(opts, kfake.DataDir(*dataDir))
+		if *syncWrites {
+			opts = append(opts, kfake.SyncWrites())
+		}
 	}
 	var names []string
 	for _, t := range strings.Split(*topics, ",") {
