@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/health"
 
 	"github.com/tributary-io/tributary/pkg/kafka"
+	"github.com/tributary-io/tributary/pkg/limits"
 	"github.com/tributary-io/tributary/pkg/otlp"
 	"github.com/tributary-io/tributary/pkg/record"
 	"github.com/tributary-io/tributary/pkg/reject"
@@ -57,6 +58,7 @@ type Gateway struct {
 	bodies   *freeList[[]byte]
 	parsers  *freeList[*remotewrite.Parser]
 	spans    *freeList[*otlp.Parser]
+	limits   *limits.Limiter // per-cluster rates and per-request bounds (ratelimit.go)
 
 	// Readiness, kept by Run and by produce so that /-/ready never waits
 	// on Kafka: the last metadata check's error (nil when it passed) and
@@ -76,6 +78,7 @@ func New(cfg Config, producer Producer, reg prometheus.Registerer, gatherer prom
 		bodies:  newFreeList[[]byte](keptBodies),
 		parsers: newFreeList[*remotewrite.Parser](min(2*runtime.GOMAXPROCS(0), maxKeptParsers)),
 		spans:   newFreeList[*otlp.Parser](min(2*runtime.GOMAXPROCS(0), maxKeptParsers)),
+		limits:  limits.NewLimiter(cfg.MaxMetricClusters),
 	}
 	notChecked := errors.New("kafka not checked yet")
 	g.checkErr.Store(&notChecked)
