@@ -23,17 +23,22 @@ func PrometheusBinary(t testing.TB) string {
 	if p, err := exec.LookPath("prometheus"); err == nil {
 		return p
 	}
-	installOnce.Do(func() {
-		cmd := exec.Command("bash", filepath.Join(RepoRoot(t), "scripts", "install-deps.sh"))
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("install prometheus: %v\n%s", err, out)
-		}
-	})
+	installOnce.Do(func() { runInstallDeps(t) })
 	p, err := exec.LookPath("prometheus")
 	if err != nil {
 		t.Fatalf("prometheus not found after install: %v", err)
 	}
 	return p
+}
+
+// runInstallDeps installs the Debian packages the tests need
+// (scripts/install-deps.sh: Prometheus, the blackbox exporter, kcat).
+func runInstallDeps(t testing.TB) {
+	t.Helper()
+	cmd := exec.Command("bash", filepath.Join(RepoRoot(t), "scripts", "install-deps.sh"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("scripts/install-deps.sh: %v\n%s", err, out)
+	}
 }
 
 // PrometheusServer is a real Prometheus started by a test.
