@@ -120,6 +120,7 @@ func (r *request) emit(out []Batch, cluster string, chunk []piece, lim Limits, o
 
 func (r *request) batch(cluster string, chunk []piece, value []byte) Batch {
 	b := Batch{Cluster: strings.Clone(cluster), Value: value}
+	b.Streams = len(chunk)
 	for _, p := range chunk {
 		b.Entries += p.to - p.from
 		for _, e := range r.entries[p.from:p.to] {

@@ -144,6 +144,7 @@ type Batch struct {
 	Value     []byte
 	Entries   int
 	LineBytes int // sum of len(line) over entries
+	Streams   int // streams with entries here (a stream split over records counts in each)
 }
 
 // Parse validates a push body and splits it by cluster.

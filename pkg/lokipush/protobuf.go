@@ -208,7 +208,7 @@ func parseProtobuf(body []byte, v *validator) ([]Batch, error) {
 	fits := (v.lim.MaxRecordBytes <= 0 || len(body) <= v.lim.MaxRecordBytes) &&
 		(v.lim.MaxRecordDecodedBytes <= 0 || len(b) <= v.lim.MaxRecordDecodedBytes)
 	if !sc.rewrite && refused == nil && fits {
-		return []Batch{{Cluster: strings.Clone(sc.cluster), Value: body, Entries: sc.entries, LineBytes: sc.lineBytes}}, nil
+		return []Batch{{Cluster: strings.Clone(sc.cluster), Value: body, Entries: sc.entries, LineBytes: sc.lineBytes, Streams: sc.streams}}, nil
 	}
 	r, err := collectPushRequest(b, v, st.labels[:0], sc)
 	if err != nil {
