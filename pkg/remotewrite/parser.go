@@ -79,6 +79,10 @@ type Limits struct {
 	// gateway's -limits.max-clusters-per-request); <= 0:
 	// split.DefaultMaxClusters.
 	MaxClusters int `yaml:"-"`
+	// OverrideCluster makes the default cluster replace every series'
+	// cluster label that names another cluster (the sender's identity
+	// wins: -auth.cluster-mismatch=overwrite).
+	OverrideCluster bool `yaml:"-"`
 }
 
 // Defaults of the time window.
@@ -125,11 +129,14 @@ type seriesInfo struct {
 	start, end int // TimeSeries payload in the decoded request
 	group      int // cluster: index into the Grouper's names
 	hasCluster bool
-	sorted     bool
-	partial    bool // some samples are outside the time window
-	samples    int  // kept float samples
-	histograms int  // kept histogram samples
-	exemplars  int  // kept exemplars
+	// dropCluster: the series' own cluster label is replaced by the
+	// default cluster (Limits.OverrideCluster).
+	dropCluster bool
+	sorted      bool
+	partial     bool // some samples are outside the time window
+	samples     int  // kept float samples
+	histograms  int  // kept histogram samples
+	exemplars   int  // kept exemplars
 }
 
 // Parser validates and splits requests. It keeps its buffers between calls;
@@ -458,8 +465,12 @@ func (p *Parser) walkSeries(b []byte, base, index int, defaultCluster string) (s
 				if len(value) == 0 {
 					refuse(reasonLabels, "empty "+ClusterLabel+" label")
 				}
-				s.hasCluster = true
-				cluster = value
+				if lim.OverrideCluster && string(value) != defaultCluster {
+					s.dropCluster = true
+				} else {
+					s.hasCluster = true
+					cluster = value
+				}
 			}
 		case fSeriesSamples:
 			if typ != protowire.BytesType {

@@ -86,6 +86,10 @@ func (p *Parser) appendSeries(dec []byte, s *seriesInfo, cluster string, maxRaw 
 		num, _, start, end, next := field(b, i)
 		if num == fSeriesLabels {
 			name, _, _ := label(b[start:end], 0)
+			if s.dropCluster && string(name) == ClusterLabel {
+				i = next
+				continue // replaced by clusterField
+			}
 			p.labels = append(p.labels, labelSpan{start: i, end: next, name: name})
 			labelsLen += next - i
 		}
