@@ -50,7 +50,10 @@ type FileConfig struct {
 	// (<name>.<suffix>, <name>-<suffix>, <stem>-<suffix>.<ext>) are
 	// followed too; compressed ones (.gz, .bz2, .xz, .zst) are skipped.
 	Paths []string `yaml:"paths"`
-	// Labels are the streams' labels (cluster and node are added).
+	// Labels are the streams' labels. cluster is added; node is added
+	// unless set here. A sidecar agent, which has no pod informer, sets
+	// node, namespace, pod and container from the downward API
+	// (${NODE_NAME}, ...) so its streams read like container logs.
 	Labels map[string]string `yaml:"labels"`
 	// Format: raw (default) or json.
 	Format Format `yaml:"format"`
@@ -61,8 +64,10 @@ type FileConfig struct {
 
 var labelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 
-// reserved labels are set by the agent.
-var reserved = []string{"cluster", "node", "namespace", "pod", "container", "stream"}
+// reserved labels are set by the agent on every stream of files: the
+// cluster is the agent's identity, stream is a container log's stdout or
+// stderr.
+var reserved = []string{"cluster", "stream"}
 
 // Validate fills defaults and checks the section.
 func (c *Config) Validate() error {
