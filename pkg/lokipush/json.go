@@ -300,7 +300,7 @@ func (p *jsonParser) request(v *validator) (*request, error) {
 		if s.entriesTo == s.entriesFrom {
 			continue // Loki parses the labels of an empty stream, then skips it
 		}
-		ls := normalize(pairs)
+		ls := normalize(pairs).override(v.opt)
 		name := func() string {
 			if !s.hasLabels {
 				return fmt.Sprintf("#%d", i)

@@ -167,6 +167,22 @@ func normalize(pairs []labelPair) labelSet {
 	return labelSet{pairs: out, cluster: cluster}
 }
 
+// override drops the cluster label when opt.OverrideCluster is set and it
+// names another cluster than opt.DefaultCluster, which is then added in
+// its place (the pairs are filtered in place).
+func (ls labelSet) override(opt Options) labelSet {
+	if !opt.OverrideCluster || ls.cluster == "" || ls.cluster == opt.DefaultCluster {
+		return ls
+	}
+	out := ls.pairs[:0]
+	for _, p := range ls.pairs {
+		if p.name != ClusterLabel {
+			out = append(out, p)
+		}
+	}
+	return labelSet{pairs: out}
+}
+
 // checkStream applies the gateway's rule (a stream has a cluster label, or
 // there is a default cluster dflt to add) and Loki's to ls.
 func (ls labelSet) checkStream(lim Limits, dflt string, name func() string) error {

@@ -116,6 +116,10 @@ type Options struct {
 	// MaxClusters bounds the distinct clusters of one request (400 above);
 	// <= 0: split.DefaultMaxClusters.
 	MaxClusters int
+	// OverrideCluster makes DefaultCluster replace every stream's cluster
+	// label that names another cluster (the sender's identity wins:
+	// -auth.cluster-mismatch=overwrite).
+	OverrideCluster bool
 	// Reserve, if set, is called before the decoder allocates memory that
 	// grows with the input (decompressed and decoded copies, re-encoded
 	// records), with the number of bytes about to be allocated. An error

@@ -353,7 +353,7 @@ func scanStream(b []byte, base, idx int, v *validator, scratch []labelPair) (str
 	if total == 0 {
 		return st, nil // Loki parses the labels of an empty stream, then skips it
 	}
-	ls := normalize(pairs)
+	ls := normalize(pairs).override(v.opt)
 	st.cluster = ls.cluster
 	if ls.cluster == "" {
 		st.cluster, st.addCluster = v.opt.DefaultCluster, true
@@ -519,7 +519,7 @@ func collectPushRequest(b []byte, v *validator, scratch []labelPair, sc requestS
 			}
 			s := alias(labels)
 			pairs, _ := parseLabels(s, scratch)
-			ls := normalize(pairs)
+			ls := normalize(pairs).override(v.opt)
 			st := outStream{cluster: ls.cluster, labels: s, from: len(r.entries)}
 			if ls.cluster == "" {
 				st.cluster = v.opt.DefaultCluster
