@@ -13,6 +13,8 @@ import (
 	"github.com/tributary-io/tributary/pkg/kafka"
 	"github.com/tributary-io/tributary/pkg/lokipush"
 	"github.com/tributary-io/tributary/pkg/otlp"
+	"github.com/tributary-io/tributary/pkg/otlplogs"
+	"github.com/tributary-io/tributary/pkg/otlpmetrics"
 	"github.com/tributary-io/tributary/pkg/remotewrite"
 	"github.com/tributary-io/tributary/pkg/split"
 )
@@ -43,6 +45,8 @@ type Config struct {
 	Logs              lokipush.Limits      `yaml:"logs"`
 	Spans             otlp.Limits          `yaml:"spans"`
 	OTLPGRPC          OTLPGRPCConfig       `yaml:"otlp_grpc"`
+	OTLPMetrics       otlpmetrics.Config   `yaml:"otlp_metrics"`
+	OTLPLogs          OTLPLogsConfig       `yaml:"otlp_logs"`
 	Producer          kafka.ProducerConfig `yaml:"producer"`
 	Kafka             kafka.Config         `yaml:"kafka"`
 }
@@ -115,6 +119,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Producer.AckTimeout, "kafka.ack-timeout", 10*time.Second, "Longest wait for Kafka to acknowledge a request's records before answering 503.")
 	fs.IntVar(&c.Producer.MaxMessageBytes, "kafka.max-message-bytes", 1000000, "Producer's largest message (value + key + headers).")
 	fs.DurationVar(&c.Producer.Linger, "kafka.linger", kafka.DefaultLinger, "How long records wait for others to share their produce request (Kafka's linger.ms); 0 sends each at once.")
+	c.OTLPMetrics.RegisterFlags("otlp.metrics.", fs)
+	fs.StringVar(&c.OTLPLogs.ConfigFile, "otlp.logs.config-file", "", "YAML file mapping OTLP log attributes to Loki stream labels and structured metadata, in the shape of Loki's limits_config.otlp_config (resource_attributes, scope_attributes, log_attributes) plus default_resource_attributes_as_index_labels. Empty: Loki's default mapping.")
 	c.Kafka.RegisterFlags("kafka.", fs)
 }
 
@@ -164,5 +170,13 @@ func (c *Config) Validate() error {
 	if c.Producer.Linger < 0 || c.Producer.Linger >= c.Producer.AckTimeout {
 		return errors.New("kafka.linger must be at least 0 and below kafka.ack-timeout")
 	}
+	if err := c.OTLPMetrics.Validate(c.RemoteWrite.UTF8Names); err != nil {
+		return err
+	}
+	mapping, err := otlplogs.LoadConfig(c.OTLPLogs.ConfigFile)
+	if err != nil {
+		return fmt.Errorf("otlp.logs.config-file: %w", err)
+	}
+	c.OTLPLogs.mapping = mapping
 	return c.Kafka.Validate()
 }

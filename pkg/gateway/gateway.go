@@ -58,6 +58,7 @@ type Gateway struct {
 	bodies   *freeList[[]byte]
 	parsers  *freeList[*remotewrite.Parser]
 	spans    *freeList[*otlp.Parser]
+	otlp     *otlpSignals    // OTLP metrics and logs (otlp_metrics.go)
 	limits   *limits.Limiter // per-cluster rates and per-request bounds (ratelimit.go)
 
 	// Readiness, kept by Run and by produce so that /-/ready never waits
@@ -78,6 +79,7 @@ func New(cfg Config, producer Producer, reg prometheus.Registerer, gatherer prom
 		bodies:  newFreeList[[]byte](keptBodies),
 		parsers: newFreeList[*remotewrite.Parser](min(2*runtime.GOMAXPROCS(0), maxKeptParsers)),
 		spans:   newFreeList[*otlp.Parser](min(2*runtime.GOMAXPROCS(0), maxKeptParsers)),
+		otlp:    newOTLPSignals(cfg, reg),
 		limits:  limits.NewLimiter(cfg.MaxMetricClusters),
 	}
 	notChecked := errors.New("kafka not checked yet")
@@ -171,6 +173,8 @@ func (g *Gateway) Handler() http.Handler {
 	mux.Handle("POST /api/v1/write", g.remoteWriteHandler())
 	mux.Handle("POST /loki/api/v1/push", g.instrument("logs", g.lokiPush))
 	mux.Handle("POST /v1/traces", g.otlpHTTP("spans", g.cfg.Spans.MaxDecodedBytes, g.exportSpans))
+	mux.Handle("POST /v1/metrics", g.otlpHTTP("metrics", g.cfg.RemoteWrite.MaxDecodedBytes, g.exportMetrics))
+	mux.Handle("POST /v1/logs", g.otlpHTTP("logs", g.cfg.Logs.MaxDecodedBytes, g.exportLogs))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "OK")

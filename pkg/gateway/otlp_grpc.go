@@ -26,6 +26,12 @@ import (
 // beside it: a ServiceDesc each, with grpcExport of their export function.
 const traceService = "opentelemetry.proto.collector.trace.v1.TraceService"
 
+// OTLP's metrics and logs services.
+const (
+	metricsService = "opentelemetry.proto.collector.metrics.v1.MetricsService"
+	logsService    = "opentelemetry.proto.collector.logs.v1.LogsService"
+)
+
 // GRPCServer is the OTLP gRPC server: opentelemetry.proto.collector.trace.v1
 // TraceService/Export, answered like POST /v1/traces, and grpc.health.v1
 // (SERVING while /-/ready is 200). Requests reach the gateway's own decoder
@@ -41,6 +47,18 @@ func (g *Gateway) GRPCServer() *grpc.Server {
 		HandlerType: (*any)(nil),
 		Methods:     []grpc.MethodDesc{{MethodName: "Export", Handler: g.grpcExport("spans", g.exportSpans)}},
 		Metadata:    "opentelemetry/proto/collector/trace/v1/trace_service.proto",
+	}, g)
+	srv.RegisterService(&grpc.ServiceDesc{
+		ServiceName: metricsService,
+		HandlerType: (*any)(nil),
+		Methods:     []grpc.MethodDesc{{MethodName: "Export", Handler: g.grpcExport("metrics", g.exportMetrics)}},
+		Metadata:    "opentelemetry/proto/collector/metrics/v1/metrics_service.proto",
+	}, g)
+	srv.RegisterService(&grpc.ServiceDesc{
+		ServiceName: logsService,
+		HandlerType: (*any)(nil),
+		Methods:     []grpc.MethodDesc{{MethodName: "Export", Handler: g.grpcExport("logs", g.exportLogs)}},
+		Metadata:    "opentelemetry/proto/collector/logs/v1/logs_service.proto",
 	}, g)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
@@ -77,10 +95,16 @@ func (g *Gateway) updateHealth() {
 	}
 	hs.SetServingStatus("", st)
 	hs.SetServingStatus(traceService, st)
+	hs.SetServingStatus(metricsService, st)
+	hs.SetServingStatus(logsService, st)
 }
 
 // grpcSignals are the OTLP export methods and their signals.
-var grpcSignals = map[string]string{"/" + traceService + "/Export": "spans"}
+var grpcSignals = map[string]string{
+	"/" + traceService + "/Export":   "spans",
+	"/" + metricsService + "/Export": "metrics",
+	"/" + logsService + "/Export":    "logs",
+}
 
 // admit refuses an OTLP export before gRPC reads its message when the
 // in-flight budget could not take a message of the largest size

@@ -45,6 +45,10 @@ type Limits struct {
 	// gateway's -limits.max-clusters-per-request); <= 0:
 	// split.DefaultMaxClusters.
 	MaxClusters int `yaml:"-"`
+	// OverrideCluster makes the default cluster replace every resource's
+	// k8s.cluster.name that names another cluster (the sender's identity
+	// wins: -auth.cluster-mismatch=overwrite).
+	OverrideCluster bool `yaml:"-"`
 }
 
 // DefaultLimits follow the OpenTelemetry SDKs' span limits where they have

@@ -294,7 +294,7 @@ func (p *Parser) walkResourceSpans(b []byte, base int, defaultCluster string) er
 		prob = first(prob, newProblem(ReasonCluster, "%s appears %d times", ClusterAttribute, clusterAttrs))
 	case clusterAttrs == 0 && defaultCluster == "":
 		prob = first(prob, newProblem(ReasonNoCluster, "no %s attribute, no cluster header and no -default-cluster", ClusterAttribute))
-	case clusterAttrs == 0:
+	case clusterAttrs == 0, p.lim.OverrideCluster && string(cluster) != defaultCluster:
 		cluster, r.rewrite = []byte(defaultCluster), true
 	}
 	if prob == nil {
