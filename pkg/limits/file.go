@@ -27,6 +27,8 @@ type File struct {
 // clusters fit in a few hundred KiB.
 const maxFileBytes = 16 << 20
 
+var errFileTooLarge = fmt.Errorf("limits file larger than %d bytes", maxFileBytes)
+
 // ParseFile reads a limits file. Unknown keys, negative bounds and
 // duplicate keys are errors, naming the cluster.
 func ParseFile(b []byte) (*File, error) {
@@ -62,7 +64,7 @@ func LoadFile(path string) (*File, error) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	if len(b) > maxFileBytes {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxFileBytes)
+		return nil, fmt.Errorf("%s: %w", path, errFileTooLarge)
 	}
 	f, err := ParseFile(b)
 	if err != nil {

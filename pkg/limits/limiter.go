@@ -12,8 +12,8 @@ import (
 // gateway's flag (per-request bounds) or no limit (rates).
 //
 // Its state is bounded: one bucket per cluster and rated signal, only for
-// clusters with a rate, at most maxClusters clusters beyond those named in
-// the file or tokens. A bucket that has refilled is forgotten when room is
+// clusters with a rate: those named in the file or tokens, and up to
+// maxClusters×3 buckets of others. A bucket that has refilled is forgotten when room is
 // needed (a new one would start full: nothing is lost); when no bucket can
 // be forgotten, further clusters share one bucket per signal.
 type Limiter struct {
@@ -37,6 +37,7 @@ type bucketKey struct {
 type snapshot struct {
 	defaults Cluster
 	named    map[string]Cluster
+	active   bool // any limit set at all
 }
 
 // NewLimiter returns a limiter without limits until SetFile or SetTokens.
@@ -78,8 +79,13 @@ func (l *Limiter) merge() {
 		}
 		s.named[name] = c.Over(base)
 	}
+	s.active = s.defaults != Cluster{} || len(s.named) > 0
 	l.snap.Store(s)
 }
+
+// Active is false while no limit is set anywhere: the gateway skips all
+// checks.
+func (l *Limiter) Active() bool { return l.snap.Load().active }
 
 // For is cluster's merged limits; unset fields are zero (the flags apply).
 func (l *Limiter) For(cluster string) Cluster {
@@ -167,15 +173,16 @@ func (l *Limiter) bucket(cluster string, s Signal, now time.Time, rate float64, 
 		b.refill(now, rate, burst)
 		return b
 	}
-	limit := (l.maxClusters + len(l.snap.Load().named)) * int(numSignals)
-	if len(l.buckets) >= limit {
+	_, named := l.snap.Load().named[cluster]
+	limit := l.maxClusters * int(numSignals)
+	if !named && len(l.buckets) >= limit {
 		for k, b := range l.buckets {
 			if b.refill(now, b.rate, int(b.burst)); b.full() {
 				delete(l.buckets, k)
 			}
 		}
 	}
-	if len(l.buckets) >= limit {
+	if !named && len(l.buckets) >= limit {
 		b := l.overflow[s]
 		if b == nil {
 			b = newBucket(now, rate, burst)

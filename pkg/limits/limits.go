@@ -29,6 +29,10 @@ type Cluster struct {
 	MaxLabelNameLength   int `yaml:"max_label_name_length"`
 	MaxLabelValueLength  int `yaml:"max_label_value_length"`
 	MaxLineBytes         int `yaml:"max_line_bytes"`
+	// MaxSpanAttributes and MaxSpanAttributeValueLength bound spans'
+	// attributes (-limits.spans.max-attributes, -limits.spans.max-attribute-value-length).
+	MaxSpanAttributes           int `yaml:"max_span_attributes"`
+	MaxSpanAttributeValueLength int `yaml:"max_span_attribute_value_length"`
 }
 
 // DefaultBurstSeconds sizes a burst left at 0: ten seconds of the rate. A
@@ -64,6 +68,8 @@ func (c Cluster) Over(base Cluster) Cluster {
 	i(&c.MaxLabelNameLength, base.MaxLabelNameLength)
 	i(&c.MaxLabelValueLength, base.MaxLabelValueLength)
 	i(&c.MaxLineBytes, base.MaxLineBytes)
+	i(&c.MaxSpanAttributes, base.MaxSpanAttributes)
+	i(&c.MaxSpanAttributeValueLength, base.MaxSpanAttributeValueLength)
 	return c
 }
 
@@ -85,7 +91,8 @@ func (c Cluster) Validate() error {
 		{"max_series_per_request", c.MaxSeriesPerRequest}, {"max_streams_per_request", c.MaxStreamsPerRequest},
 		{"max_spans_per_request", c.MaxSpansPerRequest}, {"max_labels_per_series", c.MaxLabelsPerSeries},
 		{"max_label_name_length", c.MaxLabelNameLength}, {"max_label_value_length", c.MaxLabelValueLength},
-		{"max_line_bytes", c.MaxLineBytes},
+		{"max_line_bytes", c.MaxLineBytes}, {"max_span_attributes", c.MaxSpanAttributes},
+		{"max_span_attribute_value_length", c.MaxSpanAttributeValueLength},
 	} {
 		if b.v < 0 {
 			return fmt.Errorf("%s is %d: want 0 (not set) or more", b.name, b.v)
