@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/tributary-io/tributary/pkg/auth"
 	"github.com/tributary-io/tributary/pkg/kafka"
 	"github.com/tributary-io/tributary/pkg/lokipush"
 	"github.com/tributary-io/tributary/pkg/otlp"
@@ -45,6 +46,8 @@ type Config struct {
 	Logs              lokipush.Limits      `yaml:"logs"`
 	Spans             otlp.Limits          `yaml:"spans"`
 	OTLPGRPC          OTLPGRPCConfig       `yaml:"otlp_grpc"`
+	Auth              auth.Config          `yaml:"auth"`
+	TLS               auth.TLSConfig       `yaml:"tls"`
 	OTLPMetrics       otlpmetrics.Config   `yaml:"otlp_metrics"`
 	OTLPLogs          OTLPLogsConfig       `yaml:"otlp_logs"`
 	Producer          kafka.ProducerConfig `yaml:"producer"`
@@ -122,6 +125,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.OTLPMetrics.RegisterFlags("otlp.metrics.", fs)
 	fs.StringVar(&c.OTLPLogs.ConfigFile, "otlp.logs.config-file", "", "YAML file mapping OTLP log attributes to Loki stream labels and structured metadata, in the shape of Loki's limits_config.otlp_config (resource_attributes, scope_attributes, log_attributes) plus default_resource_attributes_as_index_labels. Empty: Loki's default mapping.")
 	c.Kafka.RegisterFlags("kafka.", fs)
+	c.Auth.RegisterFlags(fs)
+	c.TLS.RegisterFlags(fs)
 }
 
 func (c *Config) validateSpans() error {
@@ -178,5 +183,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("otlp.logs.config-file: %w", err)
 	}
 	c.OTLPLogs.mapping = mapping
+	if err := c.Auth.Validate(c.TLS); err != nil {
+		return err
+	}
 	return c.Kafka.Validate()
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc/health"
 
+	"github.com/tributary-io/tributary/pkg/auth"
 	"github.com/tributary-io/tributary/pkg/kafka"
 	"github.com/tributary-io/tributary/pkg/limits"
 	"github.com/tributary-io/tributary/pkg/otlp"
@@ -68,6 +69,8 @@ type Gateway struct {
 	health          atomic.Pointer[health.Server] // the gRPC server's, once there is one
 	produceErr      atomic.Pointer[error]
 	produceFailedAt atomic.Int64
+
+	auth *auth.Authenticator // identities and TLS (identity.go); nil without
 }
 
 // New builds a gateway writing through producer.
@@ -180,7 +183,7 @@ func (g *Gateway) Handler() http.Handler {
 		fmt.Fprintln(w, "OK")
 	})
 	mux.HandleFunc("GET /-/ready", g.ready)
-	return mux
+	return g.authenticate(mux)
 }
 
 // ready is 200 while Kafka answers metadata requests for the metrics topic
@@ -375,6 +378,9 @@ type request struct {
 	tenant  string
 	cluster string // for data without a cluster label; "" refuses such data
 	release func()
+	// override: cluster replaces every other cluster the data claims (the
+	// sender's identity, -auth.cluster-mismatch=overwrite).
+	override bool
 }
 
 // receive reads the tenant, the default cluster and the body of r. The body
@@ -386,6 +392,10 @@ func (g *Gateway) receive(r *http.Request, signal string, maxDecoded int, snappy
 		return nil, err
 	}
 	cluster, err := g.clusterDefault(r)
+	if err != nil {
+		return nil, err
+	}
+	tenant, cluster, override, err := g.applyIdentity(r.Context(), tenant, r.Header.Get(g.cfg.ClusterHeader), cluster)
 	if err != nil {
 		return nil, err
 	}
@@ -403,7 +413,7 @@ func (g *Gateway) receive(r *http.Request, signal string, maxDecoded int, snappy
 		return nil, err
 	}
 	g.metrics.bytes.WithLabelValues(signal).Add(float64(len(body)))
-	req := &request{body: body, tenant: tenant, cluster: cluster, release: releaseBody}
+	req := &request{body: body, tenant: tenant, cluster: cluster, release: releaseBody, override: override}
 	if n := decodedLen(body); snappyBody && n > 0 && n <= maxDecoded {
 		releaseDecoded, err := g.reserve(int64(n))
 		if err != nil {

@@ -40,6 +40,7 @@ func (g *Gateway) lokiPush(r *http.Request) (int, error) {
 			return nil
 		},
 	}
+	opt.OverrideCluster = req.override
 	body := req.body
 	ct := r.Header.Get("Content-Type")
 	if mt, _, err := mime.ParseMediaType(ct); err == nil {

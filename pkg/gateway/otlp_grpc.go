@@ -40,7 +40,8 @@ func (g *Gateway) GRPCServer() *grpc.Server {
 	srv := grpc.NewServer(
 		grpc.ForceServerCodecV2(otlpCodec{}),
 		grpc.MaxRecvMsgSize(g.cfg.OTLPGRPC.MaxRecvMsgSize),
-		grpc.InTapHandle(g.admit),
+		grpc.InTapHandle(g.tap),
+		grpc.Creds(g.grpcCredentials()), // nil: plain text
 	)
 	srv.RegisterService(&grpc.ServiceDesc{
 		ServiceName: traceService,
@@ -191,6 +192,10 @@ func (g *Gateway) serveGRPC(ctx context.Context, signal string, md metadata.MD, 
 	if err != nil {
 		return nil, err
 	}
+	tenant, cluster, override, err := g.applyIdentity(ctx, tenant, mdValue(md, strings.ToLower(g.cfg.ClusterHeader)), cluster)
+	if err != nil {
+		return nil, err
+	}
 	// gRPC has allocated the body already (at most -otlp.grpc.max-recv-msg-size);
 	// from here on it counts like an HTTP body.
 	release, err := g.reserve(int64(len(body)))
@@ -205,7 +210,7 @@ func (g *Gateway) serveGRPC(ctx context.Context, signal string, md metadata.MD, 
 			release()
 		}
 	}()
-	return export(ctx, &otlpRequest{body: body, tenant: tenant, cluster: cluster, reserve: func(n int) error {
+	return export(ctx, &otlpRequest{body: body, tenant: tenant, cluster: cluster, override: override, reserve: func(n int) error {
 		release, err := g.reserve(int64(n))
 		if err != nil {
 			return err
@@ -231,6 +236,10 @@ func grpcCode(httpStatus int) codes.Code {
 	switch httpStatus {
 	case http.StatusOK:
 		return codes.OK
+	case http.StatusUnauthorized:
+		return codes.Unauthenticated
+	case http.StatusForbidden:
+		return codes.PermissionDenied
 	case http.StatusBadRequest, http.StatusUnsupportedMediaType:
 		return codes.InvalidArgument
 	case http.StatusRequestEntityTooLarge, http.StatusTooManyRequests:

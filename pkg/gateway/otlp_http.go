@@ -27,6 +27,9 @@ type otlpRequest struct {
 	// reserve takes n more bytes of the in-flight budget for this request
 	// (given back when it ends) before they are allocated.
 	reserve func(n int) error
+	// override: cluster replaces every other cluster the data claims (the
+	// sender's identity, -auth.cluster-mismatch=overwrite).
+	override bool
 }
 
 // otlpExport validates and writes one OTLP export request and returns the
@@ -88,7 +91,7 @@ func (g *Gateway) otlpHTTP(signal string, maxDecoded int, export otlpExport) htt
 		} else {
 			defer g.putBody(req.body) // records never alias the body
 		}
-		resp, err := export(r.Context(), &otlpRequest{body: body, json: isJSON, tenant: req.tenant, cluster: req.cluster, reserve: reserve})
+		resp, err := export(r.Context(), &otlpRequest{body: body, json: isJSON, tenant: req.tenant, cluster: req.cluster, override: req.override, reserve: reserve})
 		if err != nil {
 			return 0, err
 		}

@@ -25,6 +25,7 @@ func (g *Gateway) exportSpans(ctx context.Context, req *otlpRequest) (proto.Mess
 	}
 	lim := g.cfg.Spans
 	lim.MaxClusters = g.cfg.MaxClustersPerRequest
+	lim.OverrideCluster = req.override
 	var (
 		batches []otlp.Batch
 		err     error

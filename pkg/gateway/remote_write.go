@@ -87,6 +87,7 @@ func (g *Gateway) remoteWrite(w http.ResponseWriter, r *http.Request) (int, erro
 	}
 	lim := g.cfg.RemoteWrite
 	lim.MaxClusters = g.cfg.MaxClustersPerRequest
+	lim.OverrideCluster = req.override
 	var batches []remotewrite.Batch
 	if proto == protoV2 {
 		batches, err = p.ParseV2(body, req.cluster, lim)

@@ -1,0 +1,420 @@
+// Package charts tests the Helm charts under k8s/charts: rendered with the
+// Helm Go SDK as `helm template` renders them, linted, decoded strictly with
+// client-go's scheme and applied (server-side, dry run) to a real
+// kube-apiserver. Helm ignores this directory's Go files: they are outside
+// each chart's own directory.
+package charts
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"helm.sh/helm/v4/pkg/action"
+	chartcommon "helm.sh/helm/v4/pkg/chart/common"
+	"helm.sh/helm/v4/pkg/chart/loader"
+	release "helm.sh/helm/v4/pkg/release/v1"
+	releaseutil "helm.sh/helm/v4/pkg/release/v1/util"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/restmapper"
+	"sigs.k8s.io/yaml"
+
+	"github.com/tributary-io/tributary/internal/testenv"
+)
+
+// TestMain stops the package's shared kube-apiserver (sharedKube) after
+// every test ran.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	shared.stop()
+	os.Exit(code)
+}
+
+// render renders chart dir (relative to k8s/charts) as `helm template` does
+// with the Helm v4 Go SDK (client-only dry run, the kube version of the
+// test apiserver), for the values files given (relative to k8s/charts)
+// plus set, as release name "rel" in namespace ns. set's keys are dotted
+// paths like --set's ("gateway.token.value"), its values kept as they are
+// (no string parsing). It fails the test on any render error and returns
+// the manifests split into objects; a manifest with a duplicate key is a
+// render error.
+func render(t *testing.T, dir, ns string, valuesFiles []string, set map[string]any) []*unstructured.Unstructured {
+	t.Helper()
+	objs, err := renderErr(t, dir, ns, valuesFiles, set)
+	if err != nil {
+		t.Fatalf("render %s with %v %v: %v", dir, valuesFiles, set, err)
+	}
+	return objs
+}
+
+// renderErr is render that returns the error instead (for values-schema
+// tests).
+func renderErr(t *testing.T, dir, ns string, valuesFiles []string, set map[string]any) ([]*unstructured.Unstructured, error) {
+	t.Helper()
+	vals := values(t, valuesFiles, set)
+	ch, err := loader.Load(dir)
+	if err != nil {
+		return nil, fmt.Errorf("load chart %s: %w", dir, err)
+	}
+	cfg := action.NewConfiguration()
+	cfg.SetLogger(slog.DiscardHandler)
+	install := action.NewInstall(cfg)
+	install.DryRunStrategy = action.DryRunClient
+	install.ReleaseName = "rel"
+	install.Namespace = ns
+	install.Replace = true // no release-name check, as helm template
+	install.KubeVersion = kubeVersion(t)
+	r, err := install.RunWithContext(context.Background(), ch, vals)
+	if err != nil {
+		return nil, err
+	}
+	rel, ok := r.(*release.Release)
+	if !ok {
+		return nil, fmt.Errorf("install returned %T, want *release.Release", r)
+	}
+	return splitManifest(rel.Manifest)
+}
+
+// splitManifest turns a rendered manifest stream into objects. Each
+// document is converted with YAMLToJSONStrict, which refuses duplicate keys
+// (the apiserver would silently keep one of them).
+func splitManifest(manifest string) ([]*unstructured.Unstructured, error) {
+	docs := releaseutil.SplitManifests(manifest)
+	keys := make([]string, 0, len(docs))
+	for k := range docs {
+		keys = append(keys, k)
+	}
+	sort.Sort(releaseutil.BySplitManifestsOrder(keys))
+	var objs []*unstructured.Unstructured
+	for _, k := range keys {
+		doc := docs[k]
+		j, err := yaml.YAMLToJSONStrict([]byte(doc))
+		if err != nil {
+			return nil, fmt.Errorf("manifest %s: %w\n%s", sourceOf(doc), err, doc)
+		}
+		if bytes.Equal(bytes.TrimSpace(j), []byte("null")) {
+			continue // a template that rendered to nothing but comments
+		}
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(j); err != nil {
+			return nil, fmt.Errorf("manifest %s: %w\n%s", sourceOf(doc), err, doc)
+		}
+		objs = append(objs, u)
+	}
+	return objs, nil
+}
+
+var sourceComment = regexp.MustCompile(`# Source: (\S+)`)
+
+func sourceOf(doc string) string {
+	if m := sourceComment.FindStringSubmatch(doc); m != nil {
+		return m[1]
+	}
+	return "(unknown template)"
+}
+
+// values reads the values files in order (a later file wins, maps merged
+// as Helm merges -f files) and applies set on top.
+func values(t *testing.T, files []string, set map[string]any) map[string]any {
+	t.Helper()
+	out := map[string]any{}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatalf("values file: %v", err)
+		}
+		var m map[string]any
+		if err := yaml.Unmarshal(data, &m); err != nil {
+			t.Fatalf("values file %s: %v", f, err)
+		}
+		out = mergeValues(out, m)
+	}
+	for k, v := range set {
+		path := strings.Split(k, ".")
+		m := out
+		for _, p := range path[:len(path)-1] {
+			next, ok := m[p].(map[string]any)
+			if !ok {
+				next = map[string]any{}
+				m[p] = next
+			}
+			m = next
+		}
+		m[path[len(path)-1]] = v
+	}
+	return out
+}
+
+// mergeValues merges b into a: maps recursively, anything else replaced.
+func mergeValues(a, b map[string]any) map[string]any {
+	for k, v := range b {
+		if bm, ok := v.(map[string]any); ok {
+			if am, ok := a[k].(map[string]any); ok {
+				a[k] = mergeValues(am, bm)
+				continue
+			}
+		}
+		a[k] = v
+	}
+	return a
+}
+
+var kubeVersionRE = regexp.MustCompile(`(?m)^KUBE_VERSION=(v[0-9.]+)$`)
+
+// kubeVersion is the version of the kube-apiserver the tests run against
+// (scripts/build-kube.sh builds it), so that templates that test
+// .Capabilities.KubeVersion render as they would for that cluster.
+func kubeVersion(t *testing.T) *chartcommon.KubeVersion {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "scripts", "build-kube.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := kubeVersionRE.FindSubmatch(data)
+	if m == nil {
+		t.Fatal("scripts/build-kube.sh sets no KUBE_VERSION=v<x.y.z>")
+	}
+	v, err := chartcommon.ParseKubeVersion(string(m[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// lint runs the Helm SDK's lint (helm lint level) on the chart and fails on
+// errors. Warnings fail too (helm lint --strict): a chart users touch
+// first should not warn.
+func lint(t *testing.T, dir string, valuesFiles []string) {
+	t.Helper()
+	l := action.NewLint()
+	l.Strict = true
+	l.Namespace = "tributary"
+	l.KubeVersion = kubeVersion(t)
+	res := l.Run([]string{dir}, values(t, valuesFiles, nil))
+	for _, m := range res.Messages {
+		t.Logf("lint %s: %s", dir, m)
+	}
+	if len(res.Errors) > 0 {
+		t.Fatalf("lint %s with %v: %v", dir, valuesFiles, errors.Join(res.Errors...))
+	}
+	if res.TotalChartsLinted != 1 {
+		t.Fatalf("lint %s: %d charts linted, want 1", dir, res.TotalChartsLinted)
+	}
+}
+
+// decodeStrict decodes every object with client-go's scheme and a strict
+// serializer (unknown or duplicate fields are errors); objects of kinds not
+// in the scheme are returned in other for the caller to check.
+func decodeStrict(t *testing.T, objs []*unstructured.Unstructured) (typed []runtime.Object, other []*unstructured.Unstructured) {
+	t.Helper()
+	s := kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, scheme.Scheme, scheme.Scheme, kjson.SerializerOptions{Strict: true})
+	for _, u := range objs {
+		gvk := u.GroupVersionKind()
+		if !scheme.Scheme.Recognizes(gvk) {
+			other = append(other, u)
+			continue
+		}
+		data, err := u.MarshalJSON()
+		if err != nil {
+			t.Fatalf("%s %s: %v", gvk.Kind, u.GetName(), err)
+		}
+		obj, _, err := s.Decode(data, nil, nil)
+		if err != nil {
+			t.Fatalf("strict decode of %s %s: %v", gvk.Kind, u.GetName(), err)
+		}
+		typed = append(typed, obj)
+	}
+	return typed, other
+}
+
+// dryRunApply applies every object with server-side apply and dryRun=All
+// against the real kube-apiserver k, creating the namespace first for
+// real (ns, and any other namespace an object names); it fails on any
+// error. Objects whose kind the apiserver does not
+// know (CRDs not installed) are returned, not applied.
+func dryRunApply(t *testing.T, k *testenv.Kube, ns string, objs []*unstructured.Unstructured) (skipped []*unstructured.Unstructured) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ensureNamespace(t, k, ns)
+	for _, u := range objs {
+		if n := u.GetNamespace(); n != "" && n != ns {
+			ensureNamespace(t, k, n)
+		}
+	}
+	dyn, err := dynamic.NewForConfig(k.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(k.Client.Discovery()))
+	for _, u := range objs {
+		gvk := u.GroupVersionKind()
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if meta.IsNoMatchError(err) {
+			skipped = append(skipped, u)
+			continue
+		}
+		if err != nil {
+			t.Fatalf("map %s: %v", gvk, err)
+		}
+		var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
+		if m.Scope.Name() == meta.RESTScopeNameNamespace {
+			n := u.GetNamespace()
+			if n == "" {
+				n = ns
+			}
+			ri = dyn.Resource(m.Resource).Namespace(n)
+		}
+		data, err := u.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = ri.Patch(ctx, u.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{
+			DryRun: []string{metav1.DryRunAll}, FieldManager: "tributary-chart-test", Force: new(true),
+		})
+		if err != nil {
+			t.Fatalf("server-side dry-run apply of %s %s: %v", gvk.Kind, u.GetName(), err)
+		}
+	}
+	return skipped
+}
+
+// ensureNamespace creates namespace ns (for real) unless it exists.
+func ensureNamespace(t *testing.T, k *testenv.Kube, ns string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := k.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("create namespace %s: %v", ns, err)
+	}
+}
+
+// sharedKube is the package's one kube-apiserver (each start costs
+// seconds): started by the first test that asks, stopped by TestMain after
+// the last test. Tests sharing it use their own namespaces.
+func sharedKube(t *testing.T) *testenv.Kube {
+	t.Helper()
+	shared.once.Do(func() {
+		shared.tb = &packageTB{TB: t}
+		shared.kube = testenv.StartKube(shared.tb)
+	})
+	if shared.kube == nil {
+		t.Fatal("the shared kube-apiserver failed to start (see the first test that asked for it)")
+	}
+	return shared.kube
+}
+
+// sharedAPIServer is the package's one kube-apiserver.
+type sharedAPIServer struct {
+	once sync.Once
+	tb   *packageTB
+	kube *testenv.Kube
+}
+
+var shared sharedAPIServer
+
+// stop kills the apiserver and etcd and removes their data.
+func (s *sharedAPIServer) stop() {
+	if s.tb != nil {
+		s.tb.runCleanups()
+	}
+}
+
+// packageTB is the testing.TB the shared apiserver is started with: it
+// belongs to the first test that asked for it while starting (a failure
+// fails that test), but its cleanups and temporary directories last until
+// TestMain ends, and its logs after that test go to stderr.
+type packageTB struct {
+	testing.TB
+	mu       sync.Mutex
+	cleanups []func()
+	dirs     []string
+}
+
+func (p *packageTB) Helper() {}
+
+func (p *packageTB) Cleanup(f func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cleanups = append(p.cleanups, f)
+}
+
+func (p *packageTB) TempDir() string {
+	d, err := os.MkdirTemp("", "tributary-charts-kube-")
+	if err != nil {
+		p.TB.Fatal(err)
+	}
+	p.mu.Lock()
+	p.dirs = append(p.dirs, d)
+	p.mu.Unlock()
+	return d
+}
+
+// Failed is false after the start: a later test's failure is not the
+// apiserver's, and the first test may have ended.
+func (p *packageTB) Failed() bool { return false }
+
+func (p *packageTB) Logf(format string, args ...any) {
+	fmt.Fprintf(logOut, "sharedKube: "+format+"\n", args...)
+}
+
+var logOut io.Writer = os.Stderr
+
+func (p *packageTB) runCleanups() {
+	p.mu.Lock()
+	cleanups, dirs := p.cleanups, p.dirs
+	p.cleanups, p.dirs = nil, nil
+	p.mu.Unlock()
+	for i := len(cleanups) - 1; i >= 0; i-- {
+		cleanups[i]()
+	}
+	for _, d := range dirs {
+		_ = os.RemoveAll(d)
+	}
+}
+
+// objectsOf returns the objects of kind, in render order.
+func objectsOf(objs []*unstructured.Unstructured, kind string) []*unstructured.Unstructured {
+	var out []*unstructured.Unstructured
+	for _, o := range objs {
+		if o.GetKind() == kind {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// toTyped converts u into out (a typed API object) strictly: a field out
+// does not have is an error.
+func toTyped(u *unstructured.Unstructured, out any) error {
+	data, err := u.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	return dec.Decode(out)
+}
