@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -64,14 +65,24 @@ func Registry() *prometheus.Registry {
 // HTTP adds a block serving h on addr. On interrupt it stops accepting and
 // waits up to grace for in-flight requests to finish.
 func HTTP(g *run.Group, addr string, h http.Handler, grace time.Duration, log *slog.Logger) error {
+	return HTTPTLS(g, addr, h, nil, grace, log)
+}
+
+// HTTPTLS is HTTP over TLS with tc (HTTP/2 offered), or plain text when tc
+// is nil.
+func HTTPTLS(g *run.Group, addr string, h http.Handler, tc *tls.Config, grace time.Duration, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, TLSConfig: tc}
 	g.Add(func() error {
-		log.Info("serving HTTP", "addr", ln.Addr().String())
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		log.Info("serving HTTP", "addr", ln.Addr().String(), "tls", tc != nil)
+		serve := srv.Serve
+		if tc != nil {
+			serve = func(ln net.Listener) error { return srv.ServeTLS(ln, "", "") } // the certificate comes from tc
+		}
+		if err := serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil
