@@ -12,21 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"path/filepath"
-	"regexp"
-	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"helm.sh/helm/v4/pkg/action"
 	chartcommon "helm.sh/helm/v4/pkg/chart/common"
-	"helm.sh/helm/v4/pkg/chart/loader"
-	release "helm.sh/helm/v4/pkg/release/v1"
-	releaseutil "helm.sh/helm/v4/pkg/release/v1/util"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -39,8 +31,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/restmapper"
-	"sigs.k8s.io/yaml"
 
+	"github.com/tributary-io/tributary/internal/charttest"
 	"github.com/tributary-io/tributary/internal/testenv"
 )
 
@@ -73,130 +65,23 @@ func render(t *testing.T, dir, ns string, valuesFiles []string, set map[string]a
 // tests).
 func renderErr(t *testing.T, dir, ns string, valuesFiles []string, set map[string]any) ([]*unstructured.Unstructured, error) {
 	t.Helper()
-	vals := values(t, valuesFiles, set)
-	ch, err := loader.Load(dir)
-	if err != nil {
-		return nil, fmt.Errorf("load chart %s: %w", dir, err)
-	}
-	cfg := action.NewConfiguration()
-	cfg.SetLogger(slog.DiscardHandler)
-	install := action.NewInstall(cfg)
-	install.DryRunStrategy = action.DryRunClient
-	install.ReleaseName = "rel"
-	install.Namespace = ns
-	install.Replace = true // no release-name check, as helm template
-	install.KubeVersion = kubeVersion(t)
-	r, err := install.RunWithContext(context.Background(), ch, vals)
-	if err != nil {
-		return nil, err
-	}
-	rel, ok := r.(*release.Release)
-	if !ok {
-		return nil, fmt.Errorf("install returned %T, want *release.Release", r)
-	}
-	return splitManifest(rel.Manifest)
+	return charttest.Render(dir, ns, values(t, valuesFiles, set), kubeVersion(t))
 }
 
-// splitManifest turns a rendered manifest stream into objects. Each
-// document is converted with YAMLToJSONStrict, which refuses duplicate keys
-// (the apiserver would silently keep one of them).
-func splitManifest(manifest string) ([]*unstructured.Unstructured, error) {
-	docs := releaseutil.SplitManifests(manifest)
-	keys := make([]string, 0, len(docs))
-	for k := range docs {
-		keys = append(keys, k)
-	}
-	sort.Sort(releaseutil.BySplitManifestsOrder(keys))
-	var objs []*unstructured.Unstructured
-	for _, k := range keys {
-		doc := docs[k]
-		j, err := yaml.YAMLToJSONStrict([]byte(doc))
-		if err != nil {
-			return nil, fmt.Errorf("manifest %s: %w\n%s", sourceOf(doc), err, doc)
-		}
-		if bytes.Equal(bytes.TrimSpace(j), []byte("null")) {
-			continue // a template that rendered to nothing but comments
-		}
-		u := &unstructured.Unstructured{}
-		if err := u.UnmarshalJSON(j); err != nil {
-			return nil, fmt.Errorf("manifest %s: %w\n%s", sourceOf(doc), err, doc)
-		}
-		objs = append(objs, u)
-	}
-	return objs, nil
-}
-
-var sourceComment = regexp.MustCompile(`# Source: (\S+)`)
-
-func sourceOf(doc string) string {
-	if m := sourceComment.FindStringSubmatch(doc); m != nil {
-		return m[1]
-	}
-	return "(unknown template)"
-}
-
-// values reads the values files in order (a later file wins, maps merged
-// as Helm merges -f files) and applies set on top.
+// values is charttest.Values, failing the test on a values file it cannot
+// read.
 func values(t *testing.T, files []string, set map[string]any) map[string]any {
 	t.Helper()
-	out := map[string]any{}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatalf("values file: %v", err)
-		}
-		var m map[string]any
-		if err := yaml.Unmarshal(data, &m); err != nil {
-			t.Fatalf("values file %s: %v", f, err)
-		}
-		out = mergeValues(out, m)
-	}
-	for k, v := range set {
-		path := strings.Split(k, ".")
-		m := out
-		for _, p := range path[:len(path)-1] {
-			next, ok := m[p].(map[string]any)
-			if !ok {
-				next = map[string]any{}
-				m[p] = next
-			}
-			m = next
-		}
-		m[path[len(path)-1]] = v
-	}
-	return out
-}
-
-// mergeValues merges b into a: maps recursively, anything else replaced.
-func mergeValues(a, b map[string]any) map[string]any {
-	for k, v := range b {
-		if bm, ok := v.(map[string]any); ok {
-			if am, ok := a[k].(map[string]any); ok {
-				a[k] = mergeValues(am, bm)
-				continue
-			}
-		}
-		a[k] = v
-	}
-	return a
-}
-
-var kubeVersionRE = regexp.MustCompile(`(?m)^KUBE_VERSION=(v[0-9.]+)$`)
-
-// kubeVersion is the version of the kube-apiserver the tests run against
-// (scripts/build-kube.sh builds it), so that templates that test
-// .Capabilities.KubeVersion render as they would for that cluster.
-func kubeVersion(t *testing.T) *chartcommon.KubeVersion {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "scripts", "build-kube.sh"))
+	v, err := charttest.Values(files, set)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := kubeVersionRE.FindSubmatch(data)
-	if m == nil {
-		t.Fatal("scripts/build-kube.sh sets no KUBE_VERSION=v<x.y.z>")
-	}
-	v, err := chartcommon.ParseKubeVersion(string(m[1]))
+	return v
+}
+
+func kubeVersion(t *testing.T) *chartcommon.KubeVersion {
+	t.Helper()
+	v, err := charttest.KubeVersion(testenv.RepoRoot(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,17 +279,6 @@ func (p *packageTB) runCleanups() {
 	for _, d := range dirs {
 		_ = os.RemoveAll(d)
 	}
-}
-
-// objectsOf returns the objects of kind, in render order.
-func objectsOf(objs []*unstructured.Unstructured, kind string) []*unstructured.Unstructured {
-	var out []*unstructured.Unstructured
-	for _, o := range objs {
-		if o.GetKind() == kind {
-			out = append(out, o)
-		}
-	}
-	return out
 }
 
 // toTyped converts u into out (a typed API object) strictly: a field out
