@@ -16,6 +16,7 @@ import (
 	"github.com/oklog/run"
 	"google.golang.org/grpc"
 
+	"github.com/tributary-io/tributary/pkg/auth"
 	"github.com/tributary-io/tributary/pkg/flagenv"
 	"github.com/tributary-io/tributary/pkg/gateway"
 	"github.com/tributary-io/tributary/pkg/kafka"
@@ -27,6 +28,8 @@ type config struct {
 	Log     server.LogConfig `yaml:"log"`
 	GC      server.GCConfig  `yaml:"runtime"`
 	Pprof   bool             `yaml:"pprof"`
+
+	hashToken hashTokenConfig
 }
 
 // gcOverhead is what the gateway needs besides the bodies in flight: kept
@@ -53,8 +56,12 @@ func parseConfig(args []string) (config, error) {
 	// under load (perf), the memory limit keeps the heap bounded.
 	cfg.GC.RegisterFlags(fs, 400, "limits.max-inflight-bytes + 128 MiB")
 	fs.BoolVar(&cfg.Pprof, "debug.pprof", false, "Serve Go profiles under /debug/pprof/.")
+	cfg.hashToken.RegisterFlags(fs)
 	if err := flagenv.Parse(fs, args, "TRIBUTARY_GATEWAY", &cfg); err != nil {
 		return cfg, err
+	}
+	if cfg.hashToken.Enabled {
+		return cfg, nil // a command of its own: the gateway's configuration is not needed
 	}
 	if err := cfg.Gateway.Validate(); err != nil {
 		return cfg, err
@@ -69,6 +76,9 @@ func runMain(args []string) error {
 	}
 	if err != nil {
 		return err
+	}
+	if cfg.hashToken.Enabled {
+		return cfg.hashToken.Run(os.Stdin, os.Stdout)
 	}
 	log, err := cfg.Log.Logger("gateway")
 	if err != nil {
@@ -87,13 +97,20 @@ func runMain(args []string) error {
 
 	// Kafka may start after the gateway: until it answers, writes get 503
 	// and /-/ready says why, while /metrics and /-/healthy work.
+	// Tokens, certificates and the client CA are read before anything
+	// listens: a gateway that cannot check identities does not start.
+	authn, err := auth.New(cfg.Gateway.Auth, cfg.Gateway.TLS, reg, log)
+	if err != nil {
+		return err
+	}
 	producer := kafka.Connect(cfg.Gateway.Kafka, cfg.Gateway.Producer, "gateway", reg, log)
-	gw := gateway.New(cfg.Gateway, producer, reg, reg, log)
+	gw := gateway.New(cfg.Gateway, producer, reg, reg, log).WithAuth(authn)
 
 	var g run.Group
 	server.Signals(&g, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	g.Add(func() error { return gw.Run(ctx) }, func(error) { cancel() })
+	g.Add(func() error { return gw.RunAuth(ctx) }, func(error) { cancel() })
 	// The HTTP block stops first and waits for in-flight requests (each
 	// waits for its Kafka acknowledgement); only then is the producer closed.
 	mux := http.NewServeMux()
@@ -101,7 +118,7 @@ func runMain(args []string) error {
 	if cfg.Pprof {
 		server.Pprof(mux)
 	}
-	if err := server.HTTP(&g, cfg.Gateway.ListenAddr, mux, cfg.Gateway.ShutdownTimeout, log); err != nil {
+	if err := server.HTTPTLS(&g, cfg.Gateway.ListenAddr, mux, gw.TLSConfig(), cfg.Gateway.ShutdownTimeout, log); err != nil {
 		producer.Close()
 		return err
 	}

@@ -56,14 +56,19 @@ func HashToken(token string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// TokenEntryYAML is a tokens.yaml list entry for token (its hash only).
-func TokenEntryYAML(token, cluster, tenant string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "  - sha256: %s\n    cluster: %q\n", HashToken(token), cluster)
-	if tenant != "" {
-		fmt.Fprintf(&b, "    tenant: %q\n", tenant)
+// TokenEntryYAML is e as an item of tokens.yaml's tokens: list, indented
+// to be appended below a "tokens:" line. It refuses an entry ParseTokens
+// would refuse.
+func TokenEntryYAML(e TokenEntry) (string, error) {
+	if _, err := e.check(); err != nil {
+		return "", err
 	}
-	return b.String()
+	b, err := yaml.Marshal([]TokenEntry{e})
+	if err != nil {
+		return "", err
+	}
+	lines := strings.SplitAfter(strings.TrimRight(string(b), "\n"), "\n")
+	return "  " + strings.Join(lines, "  ") + "\n", nil
 }
 
 // ParseTokens parses tokens.yaml. Errors name the line of the entry at
