@@ -28,6 +28,7 @@ import (
 type config struct {
 	ListenAddr string               `yaml:"listen_addr"`
 	Kafka      kafka.Config         `yaml:"kafka"`
+	Consumer   kafka.ConsumerConfig `yaml:"kafka_consumer"`
 	DLQ        kafka.ProducerConfig `yaml:"dlq"`
 	Prometheus struct {
 		Sink     promsink.Config `yaml:"sink"`
@@ -60,6 +61,7 @@ type config struct {
 func (c *config) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ListenAddr, "http.listen-addr", ":8081", "Address for /metrics and health checks.")
 	c.Kafka.RegisterFlags("kafka.", fs)
+	c.Consumer.RegisterFlags("kafka.consumer.", fs)
 	fs.DurationVar(&c.DLQ.AckTimeout, "dlq.ack-timeout", 10*time.Second, "Wait for Kafka to acknowledge a dead letter.")
 	fs.IntVar(&c.DLQ.MaxMessageBytes, "dlq.max-message-bytes", 1000000, "Largest dead-letter message.")
 	c.Prometheus.Sink.RegisterFlags("prometheus.", fs)
@@ -81,6 +83,9 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 
 func (c *config) validate() error {
 	if err := c.Kafka.Validate(); err != nil {
+		return err
+	}
+	if err := c.Consumer.Validate(); err != nil {
 		return err
 	}
 	enabled := 0
@@ -171,7 +176,7 @@ func runMain(args []string) error {
 	var consumers []*ingester.Consumer
 	add := func(name string, signal recordpb.Signal, c ingester.Config, sink ingester.Sink) error {
 		consumer, err := ingester.NewConsumer(ingester.Params{
-			Config: c, Kafka: cfg.Kafka, Name: name, Signal: signal, Sink: sink,
+			Config: c, Kafka: cfg.Kafka, Group: cfg.Consumer, Name: name, Signal: signal, Sink: sink,
 			DLQ: dlq, Metrics: metrics, Log: log, ReadyMaxLag: cfg.ReadyMaxLag,
 		})
 		if err != nil {

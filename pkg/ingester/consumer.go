@@ -75,9 +75,10 @@ type partitionState struct {
 type Params struct {
 	Config  Config
 	Kafka   kafka.Config
-	Name    string          // sink name: "prometheus", "loki", ...
-	Signal  recordpb.Signal // records of another signal are dead-lettered
-	Sink    Sink            // if it implements Prober, the probe judges its health
+	Group   kafka.ConsumerConfig // balance strategy; the zero value is sticky
+	Name    string               // sink name: "prometheus", "loki", ...
+	Signal  recordpb.Signal      // records of another signal are dead-lettered
+	Sink    Sink                 // if it implements Prober, the probe judges its health
 	DLQ     DeadLetters
 	Metrics *Metrics // from NewMetrics, once per process
 	Log     *slog.Logger
@@ -105,7 +106,16 @@ var connectBackoff = Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second}
 
 // NewConsumer connects to nothing yet; Run does.
 func NewConsumer(p Params) (*Consumer, error) {
-	sc := p.Kafka.Sarama()
+	sc, err := p.Kafka.Sarama()
+	if err != nil {
+		return nil, fmt.Errorf("consumer group %s: %w", p.Config.Group, err)
+	}
+	// Partitions are revoked (eagerly, sarama has no cooperative protocol)
+	// before any moves, with every strategy: ConsumeClaim's final flush and
+	// Cleanup's commit run before the next owner starts.
+	if err := p.Group.Apply(sc); err != nil {
+		return nil, err
+	}
 	sc.Consumer.Return.Errors = true
 	// A new sink must not skip data: start from the oldest offset.
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest

@@ -19,6 +19,8 @@ type Config struct {
 	ClientID string        `yaml:"client_id"`
 	Version  string        `yaml:"version"`
 	Timeout  time.Duration `yaml:"timeout"`
+	TLS      TLSConfig     `yaml:"tls"`
+	SASL     SASLConfig    `yaml:"sasl"`
 }
 
 // RegisterFlags registers the flags under prefix (e.g. "kafka.").
@@ -29,6 +31,8 @@ func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
 	// brokers newer than the client work with it.
 	fs.StringVar(&c.Version, prefix+"version", "2.8.0", "Kafka protocol version to speak (the broker's or older).")
 	fs.DurationVar(&c.Timeout, prefix+"timeout", 10*time.Second, "Dial, read and write timeout for broker connections.")
+	c.TLS.registerFlags(prefix+"tls.", fs)
+	c.SASL.registerFlags(prefix+"sasl.", fs)
 }
 
 // Validate checks the configuration.
@@ -42,7 +46,10 @@ func (c *Config) Validate() error {
 	if c.Timeout <= 0 {
 		return errors.New("kafka: timeout must be positive")
 	}
-	return nil
+	if err := c.TLS.validate(); err != nil {
+		return err
+	}
+	return c.SASL.validate()
 }
 
 // BrokerList is Brokers split on commas.
@@ -64,8 +71,10 @@ func init() {
 	metrics.UseNilMetrics = true
 }
 
-// Sarama is the base sarama configuration for this cluster.
-func (c *Config) Sarama() *sarama.Config {
+// Sarama is the base sarama configuration for this cluster, with TLS and
+// SASL set up; it reads the CA, certificate and password files each time,
+// so that a reconnection picks up rotated ones.
+func (c *Config) Sarama() (*sarama.Config, error) {
 	sc := sarama.NewConfig()
 	sc.ClientID = c.ClientID
 	sc.Version, _ = sarama.ParseKafkaVersion(c.Version)
@@ -75,5 +84,13 @@ func (c *Config) Sarama() *sarama.Config {
 	sc.Metadata.Retry.Max = 3
 	sc.Metadata.Retry.Backoff = 250 * time.Millisecond
 	sc.Metadata.Full = false
-	return sc
+	// Topics are created by -kafka.topics.create with the configured
+	// partitions and replication factor, or by the operator; never as a
+	// side effect of a metadata request (a readiness probe would create a
+	// missing topic with the broker's defaults, often one partition).
+	sc.Metadata.AllowAutoTopicCreation = false
+	if err := c.applySecurity(sc); err != nil {
+		return nil, err
+	}
+	return sc, nil
 }

@@ -104,7 +104,10 @@ func (p *pending) finish(err error) {
 // NewProducer connects to Kafka. component names the metric namespace
 // ("gateway", "ingester").
 func NewProducer(kc Config, cfg ProducerConfig, component string, reg prometheus.Registerer, log *slog.Logger) (*Producer, error) {
-	sc := kc.Sarama()
+	sc, err := kc.Sarama()
+	if err != nil {
+		return nil, err
+	}
 	sc.Producer.RequiredAcks = sarama.WaitForAll
 	sc.Producer.Idempotent = true
 	sc.Net.MaxOpenRequests = 1 // required by the idempotent producer
@@ -123,12 +126,12 @@ func NewProducer(kc Config, cfg ProducerConfig, component string, reg prometheus
 	}
 	client, err := sarama.NewClient(kc.BrokerList(), sc)
 	if err != nil {
-		return nil, fmt.Errorf("connect to kafka %s: %w", kc.Brokers, err)
+		return nil, fmt.Errorf("connect to kafka %s: %w", kc.Brokers, kc.Explain(err))
 	}
 	ap, err := sarama.NewAsyncProducerFromClient(client)
 	if err != nil {
 		client.Close()
-		return nil, fmt.Errorf("create producer: %w", err)
+		return nil, fmt.Errorf("create producer: %w", kc.Explain(err))
 	}
 	f := promauto.With(reg)
 	p := &Producer{

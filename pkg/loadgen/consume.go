@@ -26,7 +26,10 @@ func consume(ctx context.Context, cfg Config, pids []int, log *slog.Logger) (*Re
 	if err := kc.Validate(); err != nil {
 		return nil, err
 	}
-	sc := kc.Sarama()
+	sc, err := kc.Sarama()
+	if err != nil {
+		return nil, err
+	}
 	sc.Consumer.Return.Errors = true
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
 	sc.Consumer.MaxProcessingTime = time.Second

@@ -74,7 +74,10 @@ func Command(ctx context.Context, args []string, w io.Writer) error {
 
 // Read prints the records cfg selects to w.
 func Read(ctx context.Context, cfg Config, w io.Writer) error {
-	sc := cfg.Kafka.Sarama()
+	sc, err := cfg.Kafka.Sarama()
+	if err != nil {
+		return err
+	}
 	client, err := sarama.NewClient(cfg.Kafka.BrokerList(), sc)
 	if err != nil {
 		return fmt.Errorf("connect to kafka %s: %w", cfg.Kafka.Brokers, err)
