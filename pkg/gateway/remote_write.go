@@ -85,8 +85,7 @@ func (g *Gateway) remoteWrite(w http.ResponseWriter, r *http.Request) (int, erro
 	if !ok {
 		p = new(remotewrite.Parser)
 	}
-	lim := g.cfg.RemoteWrite
-	lim.MaxClusters = g.cfg.MaxClustersPerRequest
+	lim := g.remoteWriteLimits(req.cluster)
 	lim.OverrideCluster = req.override
 	var batches []remotewrite.Batch
 	if proto == protoV2 {
@@ -111,7 +110,7 @@ func (g *Gateway) remoteWrite(w http.ResponseWriter, r *http.Request) (int, erro
 	forwarded := false
 	var total remotewrite.Batch
 	for i, b := range batches {
-		recs[i] = outRecord{cluster: b.Cluster, value: b.Value, items: b.Samples}
+		recs[i] = outRecord{cluster: b.Cluster, value: b.Value, items: b.Samples, units: b.Series}
 		forwarded = forwarded || (len(b.Value) > 0 && len(body) > 0 && &b.Value[0] == &body[0])
 		total.Samples += b.Samples
 		total.Histograms += b.Histograms
