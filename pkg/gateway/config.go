@@ -12,6 +12,7 @@ import (
 
 	"github.com/tributary-io/tributary/pkg/auth"
 	"github.com/tributary-io/tributary/pkg/kafka"
+	"github.com/tributary-io/tributary/pkg/limits"
 	"github.com/tributary-io/tributary/pkg/lokipush"
 	"github.com/tributary-io/tributary/pkg/otlp"
 	"github.com/tributary-io/tributary/pkg/otlplogs"
@@ -52,6 +53,11 @@ type Config struct {
 	OTLPLogs          OTLPLogsConfig       `yaml:"otlp_logs"`
 	Producer          kafka.ProducerConfig `yaml:"producer"`
 	Kafka             kafka.Config         `yaml:"kafka"`
+
+	// LimitsFile holds per-cluster rates and per-request bounds
+	// (pkg/limits.File), polled every LimitsPollInterval.
+	LimitsFile         string        `yaml:"limits_file"`
+	LimitsPollInterval time.Duration `yaml:"limits_poll_interval"`
 }
 
 // OTLPGRPCConfig is the OTLP gRPC server.
@@ -117,6 +123,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	// 1000 clusters x (2 signals + log bytes) is a few thousand series: far
 	// more than a real fleet per gateway, far fewer than a hostile request.
 	fs.IntVar(&c.MaxMetricClusters, "metrics.max-clusters", 1000, "Distinct cluster label values in the gateway's own per-cluster metrics; later clusters are counted under cluster=\"_other\".")
+	fs.StringVar(&c.LimitsFile, "limits.file", "", "YAML file of per-cluster limits (defaults: and clusters: <name>: rates samples_per_second, log_bytes_per_second, spans_per_second with *_burst, and per-request bounds), reloaded on change; the last good file stays in force when a change does not parse. Empty: no per-cluster limits but those of tokens.yaml.")
+	// 10 s: a changed ConfigMap takes about a minute to reach the pod's
+	// volume anyway; reading a small file every 10 s costs nothing.
+	fs.DurationVar(&c.LimitsPollInterval, "limits.file.poll-interval", 10*time.Second, "How often -limits.file is read for changes.")
 	fs.DurationVar(&c.RetryAfter, "retry-after", 5*time.Second, "Retry-After sent with 429 and 503.")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "On SIGTERM, how long to finish in-flight requests and flush the producer.")
 	fs.DurationVar(&c.Producer.AckTimeout, "kafka.ack-timeout", 10*time.Second, "Longest wait for Kafka to acknowledge a request's records before answering 503.")
@@ -168,6 +178,14 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxInflightBytes < int64(c.MaxBodyBytes) {
 		return errors.New("limits.max-inflight-bytes must be at least limits.max-body-bytes")
+	}
+	if c.LimitsFile != "" {
+		if c.LimitsPollInterval <= 0 {
+			return errors.New("limits.file.poll-interval must be positive")
+		}
+		if _, err := limits.LoadFile(c.LimitsFile); err != nil {
+			return fmt.Errorf("limits.file: %w", err)
+		}
 	}
 	if c.Producer.AckTimeout <= 0 {
 		return errors.New("kafka.ack-timeout must be positive")

@@ -59,8 +59,10 @@ type Gateway struct {
 	bodies   *freeList[[]byte]
 	parsers  *freeList[*remotewrite.Parser]
 	spans    *freeList[*otlp.Parser]
-	otlp     *otlpSignals    // OTLP metrics and logs (otlp_metrics.go)
-	limits   *limits.Limiter // per-cluster rates and per-request bounds (ratelimit.go)
+	otlp     *otlpSignals     // OTLP metrics and logs (otlp_metrics.go)
+	limits   *limits.Limiter  // per-cluster rates and per-request bounds (ratelimit.go)
+	reloader *limits.Reloader // of -limits.file; nil without
+	refused  *refusals
 
 	// Readiness, kept by Run and by produce so that /-/ready never waits
 	// on Kafka: the last metadata check's error (nil when it passed) and
@@ -85,6 +87,7 @@ func New(cfg Config, producer Producer, reg prometheus.Registerer, gatherer prom
 		otlp:    newOTLPSignals(cfg, reg),
 		limits:  limits.NewLimiter(cfg.MaxMetricClusters),
 	}
+	g.initLimits(reg, log)
 	notChecked := errors.New("kafka not checked yet")
 	g.checkErr.Store(&notChecked)
 	return g
@@ -112,6 +115,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	tick := time.NewTicker(readyInterval)
 	defer tick.Stop()
 	go g.healthLoop(ctx) // check may wait on Kafka; the gRPC health service must not
+	go g.reloadLimits(ctx)
 	for {
 		g.check(ctx)
 		select {
@@ -221,8 +225,9 @@ func (g *Gateway) instrumentAs(signal string, h func(http.ResponseWriter, *http.
 		if err != nil {
 			var reason string
 			code, reason = g.failed(r.Context(), signal, err, r.Header.Get("X-Scope-OrgID"), r.RemoteAddr)
+			g.refused.count(signal, g.headerCluster(r.Header.Get(g.cfg.ClusterHeader)), code, err)
 			if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
-				w.Header().Set("Retry-After", strconv.Itoa(int(g.cfg.RetryAfter.Seconds()+0.5)))
+				w.Header().Set("Retry-After", strconv.Itoa(int(g.retryAfter(err).Seconds()+0.5)))
 			}
 			writeError(w, r, code, reason)
 		}
@@ -395,6 +400,9 @@ func (g *Gateway) receive(r *http.Request, signal string, maxDecoded int, snappy
 	if err != nil {
 		return nil, err
 	}
+	if err := g.admitEarly(signal, cluster); err != nil {
+		return nil, err
+	}
 	tenant, cluster, override, err := g.applyIdentity(r.Context(), tenant, r.Header.Get(g.cfg.ClusterHeader), cluster)
 	if err != nil {
 		return nil, err
@@ -428,9 +436,11 @@ func (g *Gateway) receive(r *http.Request, signal string, maxDecoded int, snappy
 
 // outRecord is one record to produce.
 type outRecord struct {
-	cluster string
-	value   []byte
-	items   int
+	cluster   string
+	value     []byte
+	items     int
+	units     int // series, streams or spans: what per-request bounds count
+	lineBytes int // logs: decoded line bytes, what the log rate counts
 }
 
 // produce writes recs to topic and waits for all acknowledgements.

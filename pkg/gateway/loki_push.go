@@ -46,7 +46,7 @@ func (g *Gateway) lokiPush(r *http.Request) (int, error) {
 	if mt, _, err := mime.ParseMediaType(ct); err == nil {
 		ct = mt
 	}
-	batches, refused := lokipush.Parse(body, ct, enc, g.cfg.Logs, opt)
+	batches, refused := lokipush.Parse(body, ct, enc, g.logsLimits(req.cluster), opt)
 	if refused != nil && len(batches) == 0 {
 		g.putBody(body)
 		return 0, refused
@@ -54,7 +54,7 @@ func (g *Gateway) lokiPush(r *http.Request) (int, error) {
 	recs := make([]outRecord, len(batches))
 	lineBytes := make(map[string]int, 1)
 	for i, b := range batches {
-		recs[i] = outRecord{cluster: b.Cluster, value: b.Value, items: b.Entries}
+		recs[i] = outRecord{cluster: b.Cluster, value: b.Value, items: b.Entries, units: b.Streams, lineBytes: b.LineBytes}
 		lineBytes[b.Cluster] += b.LineBytes
 	}
 	if err := g.produce(r.Context(), recordpb.Signal_SIGNAL_LOGS, g.cfg.LogsTopic, record.ContentTypePushRequest, req.tenant, recs); err != nil {

@@ -114,14 +114,23 @@ var grpcSignals = map[string]string{
 // is where a spent budget must say no. Health checks are always admitted.
 func (g *Gateway) admit(ctx context.Context, info *tap.Info) (context.Context, error) {
 	signal, ok := grpcSignals[info.FullMethodName]
-	need := min(int64(g.cfg.OTLPGRPC.MaxRecvMsgSize), g.cfg.MaxInflightBytes)
-	if !ok || g.inflight.Load()+need <= g.cfg.MaxInflightBytes {
+	if !ok {
 		return ctx, nil
 	}
+	cluster := g.headerCluster(mdValue(info.Header, strings.ToLower(g.cfg.ClusterHeader)))
+	err := g.admitEarly(signal, cluster)
+	need := min(int64(g.cfg.OTLPGRPC.MaxRecvMsgSize), g.cfg.MaxInflightBytes)
+	if err == nil && g.inflight.Load()+need <= g.cfg.MaxInflightBytes {
+		return ctx, nil
+	}
+	if err == nil {
+		err = errOverloaded
+	}
 	start := time.Now()
-	code, reason := g.failed(ctx, signal, errOverloaded, mdValue(info.Header, "x-scope-orgid"), "")
+	code, reason := g.failed(ctx, signal, err, mdValue(info.Header, "x-scope-orgid"), "")
+	g.refused.count(signal, cluster, code, err)
 	g.count(signal, code, start)
-	return nil, g.grpcStatus(code, reason)
+	return nil, g.grpcStatus(code, reason, g.retryAfter(err))
 }
 
 // rawMessage is a request as gRPC received it, for the gateway to decode.
@@ -176,7 +185,8 @@ func (g *Gateway) grpcExport(signal string, export otlpExport) func(any, context
 			}
 			var reason string
 			code, reason = g.failed(ctx, signal, err, mdValue(md, "x-scope-orgid"), remote)
-			err = g.grpcStatus(code, reason)
+			g.refused.count(signal, g.headerCluster(mdValue(md, strings.ToLower(g.cfg.ClusterHeader))), code, err)
+			err = g.grpcStatus(code, reason, g.retryAfter(err))
 		}
 		g.count(signal, code, start)
 		return resp, err
@@ -253,12 +263,12 @@ func grpcCode(httpStatus int) codes.Code {
 }
 
 // grpcStatus is the gRPC error for a refusal or failure; the retryable
-// ones carry RetryInfo with -retry-after, which OTLP exporters wait for
-// (and without which they do not retry RESOURCE_EXHAUSTED).
-func (g *Gateway) grpcStatus(httpStatus int, reason string) error {
+// ones carry RetryInfo with retry (g.retryAfter), which OTLP exporters
+// wait for (and without which they do not retry RESOURCE_EXHAUSTED).
+func (g *Gateway) grpcStatus(httpStatus int, reason string, retry time.Duration) error {
 	st := status.New(grpcCode(httpStatus), reason)
 	if httpStatus == http.StatusTooManyRequests || httpStatus == http.StatusServiceUnavailable {
-		if withInfo, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(g.cfg.RetryAfter)}); err == nil {
+		if withInfo, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(retry)}); err == nil {
 			st = withInfo
 		}
 	}

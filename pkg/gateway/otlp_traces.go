@@ -23,8 +23,7 @@ func (g *Gateway) exportSpans(ctx context.Context, req *otlpRequest) (proto.Mess
 	if !ok {
 		p = new(otlp.Parser)
 	}
-	lim := g.cfg.Spans
-	lim.MaxClusters = g.cfg.MaxClustersPerRequest
+	lim := g.spanLimits(req.cluster)
 	lim.OverrideCluster = req.override
 	var (
 		batches []otlp.Batch
@@ -56,7 +55,7 @@ func (g *Gateway) exportSpans(ctx context.Context, req *otlpRequest) (proto.Mess
 	recs := make([]outRecord, len(batches))
 	size, forwarded := 0, false
 	for i, b := range batches {
-		recs[i] = outRecord{cluster: b.Cluster, value: b.Value, items: b.Spans}
+		recs[i] = outRecord{cluster: b.Cluster, value: b.Value, items: b.Spans, units: b.Spans}
 		size += len(b.Value)
 		forwarded = forwarded || b.Forwarded
 	}
