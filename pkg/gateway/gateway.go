@@ -400,11 +400,11 @@ func (g *Gateway) receive(r *http.Request, signal string, maxDecoded int, snappy
 	if err != nil {
 		return nil, err
 	}
-	if err := g.admitEarly(signal, cluster); err != nil {
-		return nil, err
-	}
 	tenant, cluster, override, err := g.applyIdentity(r.Context(), tenant, r.Header.Get(g.cfg.ClusterHeader), cluster)
 	if err != nil {
+		return nil, err
+	}
+	if err := g.admitEarly(signal, cluster); err != nil {
 		return nil, err
 	}
 	bodyBudget := int64(g.cfg.MaxBodyBytes)
