@@ -225,7 +225,7 @@ func (g *Gateway) instrumentAs(signal string, h func(http.ResponseWriter, *http.
 		if err != nil {
 			var reason string
 			code, reason = g.failed(r.Context(), signal, err, r.Header.Get("X-Scope-OrgID"), r.RemoteAddr)
-			g.refused.count(signal, g.headerCluster(r.Header.Get(g.cfg.ClusterHeader)), code, err)
+			g.refused.count(signal, g.requestCluster(r.Context(), r.Header.Get(g.cfg.ClusterHeader)), code, err)
 			if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
 				w.Header().Set("Retry-After", strconv.Itoa(int(g.retryAfter(err).Seconds()+0.5)))
 			}

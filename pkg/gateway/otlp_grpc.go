@@ -117,7 +117,7 @@ func (g *Gateway) admit(ctx context.Context, info *tap.Info) (context.Context, e
 	if !ok {
 		return ctx, nil
 	}
-	cluster := g.headerCluster(mdValue(info.Header, strings.ToLower(g.cfg.ClusterHeader)))
+	cluster := g.requestCluster(ctx, mdValue(info.Header, strings.ToLower(g.cfg.ClusterHeader)))
 	err := g.admitEarly(signal, cluster)
 	need := min(int64(g.cfg.OTLPGRPC.MaxRecvMsgSize), g.cfg.MaxInflightBytes)
 	if err == nil && g.inflight.Load()+need <= g.cfg.MaxInflightBytes {
@@ -185,7 +185,7 @@ func (g *Gateway) grpcExport(signal string, export otlpExport) func(any, context
 			}
 			var reason string
 			code, reason = g.failed(ctx, signal, err, mdValue(md, "x-scope-orgid"), remote)
-			g.refused.count(signal, g.headerCluster(mdValue(md, strings.ToLower(g.cfg.ClusterHeader))), code, err)
+			g.refused.count(signal, g.requestCluster(ctx, mdValue(md, strings.ToLower(g.cfg.ClusterHeader))), code, err)
 			err = g.grpcStatus(code, reason, g.retryAfter(err))
 		}
 		g.count(signal, code, start)

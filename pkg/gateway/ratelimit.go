@@ -191,8 +191,13 @@ func (r *refusals) count(signal, cluster string, code int, err error) {
 	r.vec.WithLabelValues(signal, cluster, reason).Inc()
 }
 
-// headerCluster is the cluster a request names before its body is read.
-func (g *Gateway) headerCluster(v string) string {
+// requestCluster is the cluster a request comes from as known before its
+// body is read: its identity's, else its cluster header's (v), else
+// -default-cluster.
+func (g *Gateway) requestCluster(ctx context.Context, v string) string {
+	if st, _ := ctx.Value(authStateKey{}).(*authState); st != nil && st.id != nil {
+		return st.id.Cluster
+	}
 	if v == "" {
 		return g.cfg.DefaultCluster
 	}
