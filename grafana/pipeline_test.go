@@ -42,58 +42,13 @@ var pipelineWithoutData = map[string]string{
 // return data from that Prometheus.
 func TestPipelineDashboardQueriesReturnData(t *testing.T) {
 	t.Parallel()
-	k := testenv.Kafka(t, 2)
-	prom := testenv.Prometheus(t, testenv.SinkConfig)
-
-	gwPort := testenv.FreePort(t)
-	gwURL := "http://" + testenv.Addr(gwPort)
-	gw := testenv.StartProcess(t, "gateway", testenv.Binary(t, "gateway"), []string{
-		"-http.listen-addr=" + testenv.Addr(gwPort),
-		"-kafka.brokers=" + k.Addr,
-		"-otlp.grpc.listen-addr=" + testenv.Addr(testenv.FreePort(t)),
-	})
-	testenv.WaitHTTP(t, gw, gwURL+"/-/ready", 30*time.Second)
-
-	ingPort := testenv.FreePort(t)
-	ing := testenv.StartProcess(t, "ingester", testenv.Binary(t, "ingester"), []string{
-		"-http.listen-addr=" + testenv.Addr(ingPort),
-		"-kafka.brokers=" + k.Addr,
-		"-prometheus.url=" + prom.URL + "/api/v1/write",
-		"-prometheus.batch.max-delay=50ms",
-		"-prometheus.backoff.max=500ms",
-	})
-	testenv.WaitHTTP(t, ing, "http://"+testenv.Addr(ingPort)+"/-/healthy", 30*time.Second)
-
-	dir := t.TempDir()
+	p := startMetricsPipeline(t)
+	k, prom, gwURL := p.kafka, p.prom, p.gatewayURL
 	agentPort := testenv.FreePort(t)
-	cfg := fmt.Sprintf(`cluster: dashboards
-gateway:
-  url: %s
-metrics:
-  scrape_interval: 1s
-  scrape_timeout: 900ms
-  wal:
-    dir: %s
-  queue:
-    batch_send_deadline: 200ms
-    min_backoff: 100ms
-    max_backoff: 1s
-  scrape_configs:
-    - job_name: tributary-gateway
-      static_configs: [{targets: [%q]}]
-    - job_name: tributary-ingester
-      static_configs: [{targets: [%q]}]
-    - job_name: tributary-agent
-      static_configs: [{targets: [%q]}]
-`, gwURL, filepath.Join(dir, "wal"), testenv.Addr(gwPort), testenv.Addr(ingPort), testenv.Addr(agentPort))
-	cfgFile := filepath.Join(dir, "agent.yaml")
-	require.NoError(t, os.WriteFile(cfgFile, []byte(cfg), 0o644))
-	agent := testenv.StartProcess(t, "agent", testenv.Binary(t, "agent"), []string{
-		"-config.file=" + cfgFile,
-		"-http.listen-addr=" + testenv.Addr(agentPort),
-		"-shutdown.flush-timeout=2s",
-	})
-	testenv.WaitHTTP(t, agent, "http://"+testenv.Addr(agentPort)+"/-/ready", 60*time.Second)
+	p.startAgent(t, "dashboards", agentPort,
+		scrapeJob("tributary-gateway", p.gatewayAddr),
+		scrapeJob("tributary-ingester", p.ingesterAddr),
+		scrapeJob("tributary-agent", testenv.Addr(agentPort)))
 
 	// A body that is not snappy: the gateway answers 400.
 	resp, err := http.Post(gwURL+"/api/v1/write", "application/x-protobuf", bytes.NewReader([]byte("not snappy")))
@@ -167,4 +122,97 @@ func waitForData(t *testing.T, prom *testenv.PrometheusServer, q string) {
 		}
 		return nil
 	})
+}
+
+// pipeline is the real path without its agent: Kafka (kfake), a gateway
+// and an ingester writing to a real Prometheus or a real Loki.
+type pipeline struct {
+	kafka                   *testenv.KafkaCluster
+	prom                    *testenv.PrometheusServer // nil for a logs pipeline
+	loki                    *testenv.LokiServer       // nil for a metrics pipeline
+	gatewayURL, gatewayAddr string
+	ingesterAddr            string
+}
+
+// startMetricsPipeline ends in Prometheus.
+func startMetricsPipeline(t *testing.T) *pipeline {
+	t.Helper()
+	prom := testenv.Prometheus(t, testenv.SinkConfig)
+	return startPipeline(t, &pipeline{prom: prom}, "-prometheus.url="+prom.URL+"/api/v1/write",
+		"-prometheus.batch.max-delay=50ms", "-prometheus.backoff.max=500ms")
+}
+
+// startLogsPipeline ends in Loki.
+func startLogsPipeline(t *testing.T) *pipeline {
+	t.Helper()
+	loki := testenv.Loki(t)
+	return startPipeline(t, &pipeline{loki: loki}, "-loki.url="+loki.URL+"/loki/api/v1/push",
+		"-loki.batch.max-delay=50ms", "-loki.backoff.max=500ms")
+}
+
+func startPipeline(t *testing.T, p *pipeline, sinkArgs ...string) *pipeline {
+	t.Helper()
+	p.kafka = testenv.Kafka(t, 2)
+	p.gatewayAddr = testenv.Addr(testenv.FreePort(t))
+	p.gatewayURL = "http://" + p.gatewayAddr
+	gw := testenv.StartProcess(t, "gateway", testenv.Binary(t, "gateway"), []string{
+		"-http.listen-addr=" + p.gatewayAddr,
+		"-kafka.brokers=" + p.kafka.Addr,
+		"-otlp.grpc.listen-addr=" + testenv.Addr(testenv.FreePort(t)),
+	})
+	testenv.WaitHTTP(t, gw, p.gatewayURL+"/-/ready", 30*time.Second)
+
+	p.ingesterAddr = testenv.Addr(testenv.FreePort(t))
+	ing := testenv.StartProcess(t, "ingester", testenv.Binary(t, "ingester"), append([]string{
+		"-http.listen-addr=" + p.ingesterAddr,
+		"-kafka.brokers=" + p.kafka.Addr,
+	}, sinkArgs...))
+	testenv.WaitHTTP(t, ing, "http://"+p.ingesterAddr+"/-/healthy", 30*time.Second)
+	return p
+}
+
+// scrapeJob is a static scrape config (YAML, one list item of
+// metrics.scrape_configs) of job name scraping addr.
+func scrapeJob(name, addr string, extra ...string) string {
+	return fmt.Sprintf("    - job_name: %s\n      static_configs: [{targets: [%q]%s}]\n", name, addr, strings.Join(extra, ""))
+}
+
+// startAgent runs the agent as cluster on port, scraping jobs (scrape
+// config list items) every second into the pipeline's gateway.
+func (p *pipeline) startAgent(t *testing.T, cluster string, port int, jobs ...string) *testenv.Process {
+	t.Helper()
+	return p.startAgentWith(t, cluster, port, "", jobs...)
+}
+
+// startAgentWith is startAgent with more sections of the agent's
+// configuration (kubernetes, events, logs; YAML at the top level).
+func (p *pipeline) startAgentWith(t *testing.T, cluster string, port int, sections string, jobs ...string) *testenv.Process {
+	t.Helper()
+	dir := t.TempDir()
+	scrape := ""
+	if len(jobs) > 0 {
+		scrape = "  scrape_configs:\n" + strings.Join(jobs, "")
+	}
+	cfg := fmt.Sprintf(`cluster: %s
+gateway:
+  url: %s
+metrics:
+  scrape_interval: 1s
+  scrape_timeout: 900ms
+  wal:
+    dir: %s
+  queue:
+    batch_send_deadline: 200ms
+    min_backoff: 100ms
+    max_backoff: 1s
+%s%s`, cluster, p.gatewayURL, filepath.Join(dir, "wal"), scrape, sections)
+	cfgFile := filepath.Join(dir, "agent.yaml")
+	require.NoError(t, os.WriteFile(cfgFile, []byte(cfg), 0o644))
+	agent := testenv.StartProcess(t, "agent", testenv.Binary(t, "agent"), []string{
+		"-config.file=" + cfgFile,
+		"-http.listen-addr=" + testenv.Addr(port),
+		"-shutdown.flush-timeout=5s",
+	})
+	testenv.WaitHTTP(t, agent, "http://"+testenv.Addr(port)+"/-/ready", 60*time.Second)
+	return agent
 }
