@@ -41,7 +41,7 @@ func newSelfMetrics(reg prometheus.Registerer) *selfMetrics {
 		}, []string{"signal", "protocol", "code"}),
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tributary_agent_otlp_received_items_total",
-			Help: "Items (spans for signal=traces) accepted from senders into the relay queue.",
+			Help: "Items (spans, metric data points or log records, by signal) accepted from senders into the relay queue.",
 		}, []string{"signal"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tributary_agent_otlp_refused_items_total",

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 
+	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
+	colmetricspb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -100,6 +102,40 @@ func (s traceServer) Export(ctx context.Context, req *coltracepb.ExportTraceServ
 	return resp.(*coltracepb.ExportTraceServiceResponse), nil
 }
 
+// metricsServer and logsServer are the gRPC MetricsService and LogsService.
+type metricsServer struct {
+	colmetricspb.UnimplementedMetricsServiceServer
+	r *Relay
+}
+
+func (s metricsServer) Export(ctx context.Context, req *colmetricspb.ExportMetricsServiceRequest) (*colmetricspb.ExportMetricsServiceResponse, error) {
+	resp, err := s.r.exportGRPC(metricsSignal, metricsRequest{req}, peerAddr(ctx))
+	if err != nil {
+		return nil, err
+	}
+	return resp.(*colmetricspb.ExportMetricsServiceResponse), nil
+}
+
+type logsServer struct {
+	collogspb.UnimplementedLogsServiceServer
+	r *Relay
+}
+
+func (s logsServer) Export(ctx context.Context, req *collogspb.ExportLogsServiceRequest) (*collogspb.ExportLogsServiceResponse, error) {
+	resp, err := s.r.exportGRPC(logsSignal, logsRequest{req}, peerAddr(ctx))
+	if err != nil {
+		return nil, err
+	}
+	return resp.(*collogspb.ExportLogsServiceResponse), nil
+}
+
+func peerAddr(ctx context.Context) netip.Addr {
+	if p, ok := peer.FromContext(ctx); ok {
+		return addrOf(p.Addr)
+	}
+	return netip.Addr{}
+}
+
 func (r *Relay) exportGRPC(sig *signal, req request, from netip.Addr) (proto.Message, error) {
 	rejected, msg, err := r.accept(sig, req, from)
 	if err != nil {
@@ -128,6 +164,8 @@ func (r *Relay) grpcStatus(err error) *status.Status {
 func (r *Relay) newGRPCServer() *grpc.Server {
 	srv := grpc.NewServer(grpc.MaxRecvMsgSize(r.cfg.MaxRequestBytes))
 	coltracepb.RegisterTraceServiceServer(srv, traceServer{r: r})
+	colmetricspb.RegisterMetricsServiceServer(srv, metricsServer{r: r})
+	collogspb.RegisterLogsServiceServer(srv, logsServer{r: r})
 	return srv
 }
 

@@ -1,5 +1,5 @@
 // Package otlp is the agent's OTLP relay: an OTLP receiver on the node
-// (gRPC and HTTP, traces today) that adds the Kubernetes attributes of the
+// (gRPC and HTTP; traces, metrics and logs) that adds the Kubernetes attributes of the
 // sending pod, batches, and relays to the gateway's OTLP/HTTP endpoint with
 // retry, holding at most max_queue_bytes: beyond that the senders are told
 // to retry later and keep their data.
@@ -122,7 +122,7 @@ func New(p Params) (*Relay, error) {
 	} else {
 		r.podsSynced.Store(true)
 	}
-	for _, sig := range []*signal{traces} {
+	for _, sig := range []*signal{traces, metricsSignal, logsSignal} {
 		r.pipes[sig] = &pipe{
 			sig:     sig,
 			url:     strings.TrimSuffix(p.Gateway.URL, "/") + sig.path,

@@ -10,12 +10,11 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// signal is what the relay needs to know of one OTLP signal. Traces are
-// the one signal today; metrics and logs (issue #25) are one more value
-// each, with their own request type: receiver, batching, budget and relay
-// are shared.
+// signal is what the relay needs to know of one OTLP signal: traces here,
+// metrics and logs in signal_metrics_logs.go, each with its own request
+// type; receiver, batching, budget and relay are shared.
 type signal struct {
-	// name is the signal label of the self-metrics: traces.
+	// name is the signal label of the self-metrics: traces, metrics, logs.
 	name string
 	// path is the OTLP HTTP path, on the receiver and on the gateway.
 	path string
