@@ -6,13 +6,16 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/prometheus/common/promslog"
 	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
@@ -76,8 +79,11 @@ func TestCompose(t *testing.T) {
 		}
 	}
 	require.True(t, slices.Contains(prom.Command, "--web.enable-remote-write-receiver"), "prometheus: the ingesters remote-write to it")
+	loki, err := p.GetService("loki")
+	require.NoError(t, err)
+	require.True(t, slices.Contains(loki.Command, "-config.expand-env=true"), "loki: deploy/local/loki.yaml's ${NAME:-default}s need -config.expand-env=true")
 	lokiCfg := readYAMLMap(t, filepath.Join(root, "deploy/local/loki.yaml"))
-	ports["loki"] = fmt.Sprint(lokiCfg["server"].(map[string]any)["http_listen_port"])
+	ports["loki"] = envDefault(fmt.Sprint(lokiCfg["server"].(map[string]any)["http_listen_port"]))
 
 	kafka, err := p.GetService("kafka")
 	require.NoError(t, err)
@@ -134,7 +140,7 @@ func TestCompose(t *testing.T) {
 		jc := readYAMLMap(t, filepath.Join(root, "deploy/local/jaeger.yaml"))
 		es := jc["extensions"].(map[string]any)["jaeger_storage"].(map[string]any)["backends"].(map[string]any)["es_main"].(map[string]any)["elasticsearch"].(map[string]any)
 		for _, u := range es["server_urls"].([]any) {
-			checkAddress(t, p, "jaeger.yaml server_urls", u.(string), ports)
+			checkAddress(t, p, "jaeger.yaml server_urls", envDefault(u.(string)), ports)
 		}
 	})
 
@@ -142,12 +148,25 @@ func TestCompose(t *testing.T) {
 		a, err := p.GetService("agent")
 		require.NoError(t, err)
 		require.Equal(t, "host", a.NetworkMode)
-		cfg := agentConfig(t, root)
+		cfg := agentConfig(t, root, composeEnv(a))
 		u, err := url.Parse(cfg.Gateway.URL)
 		require.NoError(t, err)
 		gw, _ := p.GetService("gateway")
 		require.Equal(t, "127.0.0.1", u.Hostname())
 		require.True(t, published(gw, u.Port()), "agent gateway.url %s: the gateway publishes no port %s", cfg.Gateway.URL, u.Port())
+		// Every scrape target is a port some service publishes, or the
+		// agent's own listener.
+		self := flagValue(a, "http.listen-addr")
+		env := composeEnv(a)
+		require.Equal(t, self, env["AGENT_ADDR"], "the agent scrapes itself where it listens")
+		for _, name := range []string{"GATEWAY_ADDR", "PROMETHEUS_ADDR", "INGESTER_ADDRS"} {
+			for _, addr := range strings.Split(strings.ReplaceAll(env[name], `"`, ""), ",") {
+				host, port, err := net.SplitHostPort(strings.TrimSpace(addr))
+				require.NoError(t, err, "%s=%s", name, env[name])
+				require.Equal(t, "127.0.0.1", host, name)
+				require.True(t, publishedBySome(p, port), "%s: no service publishes port %s", name, port)
+			}
+		}
 	})
 }
 
@@ -158,6 +177,36 @@ func published(s types.ServiceConfig, port string) bool {
 		}
 	}
 	return false
+}
+
+func publishedBySome(p *types.Project, port string) bool {
+	for _, s := range p.Services {
+		if published(s, port) {
+			return true
+		}
+	}
+	return false
+}
+
+// composeEnv is a service's environment as compose passes it.
+func composeEnv(s types.ServiceConfig) map[string]string {
+	env := map[string]string{}
+	for k, v := range s.Environment {
+		if v != nil {
+			env[k] = *v
+		}
+	}
+	return env
+}
+
+// envDefaultRef is ${NAME:-default} (Loki's -config.expand-env) or
+// ${env:NAME:-default} (the OpenTelemetry Collector's, Jaeger v2's).
+var envDefaultRef = regexp.MustCompile(`\$\{(?:env:)?[A-Za-z_][A-Za-z0-9_]*:-([^}]*)\}`)
+
+// envDefault is s with every ${NAME:-default} replaced by its default:
+// the value in the compose stack, which sets none of these variables.
+func envDefault(s string) string {
+	return envDefaultRef.ReplaceAllString(s, "$1")
 }
 
 func builtImage(p *types.Project, image string) bool {
@@ -184,19 +233,18 @@ func kafkaAdvertisedPort(t *testing.T, s types.ServiceConfig) string {
 	return ""
 }
 
-func agentConfig(t *testing.T, root string) *agent.Config {
+// agentConfig parses deploy/local/agent.yml with the agent's own loader,
+// its ${NAME}s set from env.
+func agentConfig(t *testing.T, root string, env map[string]string) *agent.Config {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
 	data, err := os.ReadFile(filepath.Join(root, "deploy/local/agent.yml"))
 	require.NoError(t, err)
 	cfg, _, err := agent.Parse(data)
 	require.NoError(t, err, "deploy/local/agent.yml")
 	return cfg
-}
-
-func TestLocalConfigsParse(t *testing.T) {
-	root := testenv.RepoRoot(t)
-	agentConfig(t, root)
-	_, err := promconfig.LoadFile(filepath.Join(root, "deploy/local/prometheus.yml"), false, nil)
-	require.NoError(t, err, "deploy/local/prometheus.yml")
 }
 
 func readYAMLMap(t *testing.T, path string) map[string]any {
@@ -205,4 +253,192 @@ func readYAMLMap(t *testing.T, path string) map[string]any {
 	var m map[string]any
 	require.NoError(t, yaml.Unmarshal(data, &m), path)
 	return m
+}
+
+// demoEnv is the environment scripts/demo.sh gives component (agent, loki,
+// jaeger): `scripts/demo.sh env <component>`.
+func demoEnv(t *testing.T, root, component string) map[string]string {
+	t.Helper()
+	out, err := exec.Command("bash", filepath.Join(root, "scripts", "demo.sh"), "env", component).Output()
+	require.NoError(t, err, "scripts/demo.sh env %s", component)
+	env := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		k, v, ok := strings.Cut(l, "=")
+		require.True(t, ok, l)
+		env[k] = v
+	}
+	require.NotEmpty(t, env)
+	return env
+}
+
+func environ(env map[string]string) []string {
+	out := os.Environ()
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+// The configuration files docker-compose.yml mounts and `make demo` runs,
+// each checked by its own program, with the compose stack's environment
+// and with the demo's: the agent's config loader, `loki -verify-config`,
+// `jaeger validate`, `promtool check config` and Prometheus's config
+// package. Grafana's provisioning files: no Grafana here, so a decode into
+// Grafana's file format (its provisioning structs' fields, written out
+// here) with unknown fields refused.
+func TestLocalConfigsValidatedByTheirPrograms(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	p := loadCompose(t, root)
+	agentSvc, err := p.GetService("agent")
+	require.NoError(t, err)
+
+	t.Run("agent", func(t *testing.T) {
+		for name, env := range map[string]map[string]string{"compose": composeEnv(agentSvc), "demo": demoEnv(t, root, "agent")} {
+			t.Run(name, func(t *testing.T) {
+				cfg := agentConfig(t, root, env)
+				require.Equal(t, env["TRIBUTARY_CLUSTER"], cfg.Cluster)
+				require.NotNil(t, cfg.Logs)
+				require.NotNil(t, cfg.OTLP)
+			})
+		}
+	})
+
+	t.Run("loki", func(t *testing.T) {
+		loki := testenv.LokiBinary(t)
+		for name, env := range map[string]map[string]string{"compose": nil, "demo": demoEnv(t, root, "loki")} {
+			cmd := exec.Command(loki, "-config.file="+filepath.Join(root, "deploy/local/loki.yaml"), "-config.expand-env=true", "-verify-config")
+			cmd.Env = environ(env)
+			out, err := cmd.CombinedOutput()
+			require.NoError(t, err, "%s: loki -verify-config: %s", name, out)
+		}
+	})
+
+	t.Run("jaeger", func(t *testing.T) {
+		jaeger := testenv.JaegerBinary(t)
+		for name, env := range map[string]map[string]string{"compose": nil, "demo": demoEnv(t, root, "jaeger")} {
+			cmd := exec.Command(jaeger, "validate", "--config="+filepath.Join(root, "deploy/local/jaeger.yaml"))
+			cmd.Env = environ(env)
+			out, err := cmd.CombinedOutput()
+			require.NoError(t, err, "%s: jaeger validate: %s", name, out)
+			require.NotContains(t, string(out), "rror", "%s: jaeger validate: %s", name, out)
+		}
+	})
+
+	t.Run("prometheus", func(t *testing.T) {
+		// The demo runs the file as it is: it names no address.
+		promtool := filepath.Join(filepath.Dir(testenv.PrometheusBinary(t)), "promtool")
+		out, err := exec.Command(promtool, "check", "config", filepath.Join(root, "deploy/local/prometheus.yml")).CombinedOutput()
+		require.NoError(t, err, "promtool check config: %s", out)
+		_, err = promconfig.LoadFile(filepath.Join(root, "deploy/local/prometheus.yml"), false, promslog.NewNopLogger())
+		require.NoError(t, err, "deploy/local/prometheus.yml")
+	})
+
+	t.Run("demo runs these files", func(t *testing.T) {
+		demo, err := os.ReadFile(filepath.Join(root, "scripts", "demo.sh"))
+		require.NoError(t, err)
+		for _, use := range []string{
+			`--config.file="$ROOT/deploy/local/prometheus.yml"`,
+			`-config.file="$ROOT/deploy/local/loki.yaml" -config.expand-env=true`,
+			`-config.file="$ROOT/deploy/local/agent.yml"`,
+			`--config="$ROOT/deploy/local/jaeger.yaml"`,
+		} {
+			require.Contains(t, string(demo), use)
+		}
+	})
+
+	t.Run("grafana provisioning", func(t *testing.T) {
+		var ds grafanaDatasources
+		decodeStrict(t, filepath.Join(root, "grafana/provisioning/datasources/tributary.yaml"), &ds)
+		require.Equal(t, 1, ds.APIVersion)
+		types := map[string]bool{}
+		for _, d := range ds.Datasources {
+			require.NotEmpty(t, d.Name)
+			require.NotEmpty(t, d.UID, "%s: a stable uid", d.Name)
+			require.Contains(t, []string{"proxy", "direct", ""}, d.Access, d.Name)
+			u, err := url.Parse(d.URL)
+			require.NoError(t, err, d.Name)
+			_, err = p.GetService(u.Hostname())
+			require.NoError(t, err, "%s: url %s names no service", d.Name, d.URL)
+			types[d.Type] = true
+		}
+		// The dashboards' datasource variables pick one of each type.
+		for _, typ := range []string{"prometheus", "loki", "jaeger", "elasticsearch"} {
+			require.True(t, types[typ], "no %s data source", typ)
+		}
+
+		var dash grafanaDashboardProviders
+		decodeStrict(t, filepath.Join(root, "grafana/provisioning/dashboards/tributary.yaml"), &dash)
+		require.Equal(t, 1, dash.APIVersion)
+		require.Len(t, dash.Providers, 1)
+		pr := dash.Providers[0]
+		require.Equal(t, "file", pr.Type)
+		grafana, err := p.GetService("grafana")
+		require.NoError(t, err)
+		mounted := false
+		for _, v := range grafana.Volumes {
+			mounted = mounted || (v.Target == pr.Options["path"] && v.Source == filepath.Join(root, "grafana", "dashboards"))
+		}
+		require.True(t, mounted, "the provider reads %v, where grafana/dashboards is not mounted", pr.Options["path"])
+	})
+}
+
+// grafanaDatasources is Grafana's data source provisioning file (apiVersion
+// 1): the fields of its configs and data source structs
+// (pkg/services/provisioning/datasources), in their YAML names.
+type grafanaDatasources struct {
+	APIVersion        int `yaml:"apiVersion"`
+	DeleteDatasources []struct {
+		Name  string `yaml:"name"`
+		UID   string `yaml:"uid"`
+		OrgID int    `yaml:"orgId"`
+	} `yaml:"deleteDatasources"`
+	Prune       bool `yaml:"prune"`
+	Datasources []struct {
+		OrgID           int            `yaml:"orgId"`
+		Version         int            `yaml:"version"`
+		Name            string         `yaml:"name"`
+		Type            string         `yaml:"type"`
+		Access          string         `yaml:"access"`
+		URL             string         `yaml:"url"`
+		Password        string         `yaml:"password"`
+		User            string         `yaml:"user"`
+		Database        string         `yaml:"database"`
+		BasicAuth       bool           `yaml:"basicAuth"`
+		BasicAuthUser   string         `yaml:"basicAuthUser"`
+		WithCredentials bool           `yaml:"withCredentials"`
+		IsDefault       bool           `yaml:"isDefault"`
+		JSONData        map[string]any `yaml:"jsonData"`
+		SecureJSONData  map[string]any `yaml:"secureJsonData"`
+		Editable        bool           `yaml:"editable"`
+		UID             string         `yaml:"uid"`
+	} `yaml:"datasources"`
+}
+
+// grafanaDashboardProviders is Grafana's dashboard provider provisioning
+// file (apiVersion 1, pkg/services/provisioning/dashboards).
+type grafanaDashboardProviders struct {
+	APIVersion int `yaml:"apiVersion"`
+	Providers  []struct {
+		Name                  string         `yaml:"name"`
+		Type                  string         `yaml:"type"`
+		OrgID                 int            `yaml:"orgId"`
+		Folder                string         `yaml:"folder"`
+		FolderUID             string         `yaml:"folderUid"`
+		Editable              bool           `yaml:"editable"`
+		Options               map[string]any `yaml:"options"`
+		DisableDeletion       bool           `yaml:"disableDeletion"`
+		UpdateIntervalSeconds int            `yaml:"updateIntervalSeconds"`
+		AllowUIUpdates        bool           `yaml:"allowUiUpdates"`
+	} `yaml:"providers"`
+}
+
+// decodeStrict decodes the YAML file path into v, refusing unknown fields.
+func decodeStrict(t *testing.T, path string, v any) {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	require.NoError(t, dec.Decode(v), path)
 }

@@ -4,12 +4,18 @@
 # the stack and remote-writes to the gateway as cluster "demo"; logs from a
 # small loop that pushes one Loki JSON line per second. Beside the sender,
 # the Tributary agent (cmd/agent) scrapes the same stack with static_configs
-# (jobs agent-*), keeps the samples in its WAL and sends them as "demo".
+# (jobs agent-self, tributary-gateway, tributary-ingester, prometheus), keeps the samples in its WAL and sends them as "demo".
 # Traces: loadgen tracegen (a three-service shop instrumented with the
 # OpenTelemetry SDK) sends OTLP to the agent's OTLP relay, which adds
 # k8s.cluster.name=demo and relays to the gateway; the ingester's jaeger
-# consumer writes Jaeger's span documents into ZincSearch (jaeger-span-*).
-#   scripts/demo.sh start | stop | status
+# consumer writes Jaeger's span documents into ZincSearch (jaeger-span-*),
+# and Jaeger v2's query service reads them back.
+# Loki, the sink Prometheus, the agent and Jaeger run with the local stack's
+# own config files (deploy/local/, the ones docker-compose.yml mounts), so
+# the demo runs them for real; only their addresses differ, set through the
+# environment variables the files name (`scripts/demo.sh env agent|loki|jaeger`
+# prints the demo's).
+#   scripts/demo.sh start | stop | status | env agent|loki|jaeger
 # Everything listens on 127.0.0.1. State and logs live in .demo/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +35,9 @@ ZINC_PORT=${DEMO_ZINC_PORT:-14080}
 GATEWAY_OTLP_PORT=${DEMO_GATEWAY_OTLP_PORT:-14317}
 AGENT_OTLP_GRPC_PORT=${DEMO_AGENT_OTLP_GRPC_PORT:-14417}
 AGENT_OTLP_HTTP_PORT=${DEMO_AGENT_OTLP_HTTP_PORT:-14418}
+JAEGER_PORT=${DEMO_JAEGER_PORT:-26686}
+JAEGER_GRPC_PORT=${DEMO_JAEGER_GRPC_PORT:-26685}
+JAEGER_HEALTH_PORT=${DEMO_JAEGER_HEALTH_PORT:-23133}
 ZINC_USER=admin
 ZINC_PASSWORD=tributary-demo-Zinc1
 
@@ -60,35 +69,28 @@ wait_port() {
   exit 1
 }
 
-loki_config() {
-  cat <<YAML
-# Single-binary Loki on loopback, filesystem storage, no auth, no phoning home.
-target: all
-auth_enabled: false
-server:
-  http_listen_address: 127.0.0.1
-  http_listen_port: $LOKI_PORT
-  grpc_listen_address: 127.0.0.1
-  grpc_listen_port: $LOKI_GRPC_PORT
-  log_level: warn
-common:
-  instance_addr: 127.0.0.1
-  path_prefix: $DEMO/loki
-  storage: {filesystem: {chunks_directory: $DEMO/loki/chunks, rules_directory: $DEMO/loki/rules}}
-  replication_factor: 1
-  ring: {instance_addr: 127.0.0.1, kvstore: {store: inmemory}}
-memberlist: {bind_addr: [127.0.0.1], bind_port: $LOKI_MEMBERLIST_PORT, advertise_addr: 127.0.0.1, advertise_port: $LOKI_MEMBERLIST_PORT}
-ingester: {lifecycler: {min_ready_duration: 1s, final_sleep: 0s}}
-limits_config: {allow_structured_metadata: true}
-schema_config:
-  configs:
-    - {from: 2020-10-24, store: tsdb, object_store: filesystem, schema: v13, index: {prefix: index_, period: 24h}}
-storage_config: {tsdb_shipper: {active_index_directory: $DEMO/loki/tsdb-index, cache_location: $DEMO/loki/tsdb-cache}}
-compactor: {working_directory: $DEMO/loki/compactor}
-ruler: {rule_path: $DEMO/loki/rules-temp}
-analytics: {reporting_enabled: false}
-tracing: {enabled: false}
-YAML
+# The environment of deploy/local/loki.yaml (run with -config.expand-env):
+# loopback only, the demo's ports and data directory.
+loki_env() {
+  printf '%s\n' LOKI_LISTEN_ADDR=127.0.0.1 LOKI_HTTP_PORT="$LOKI_PORT" LOKI_GRPC_PORT="$LOKI_GRPC_PORT" \
+    LOKI_MEMBERLIST_PORT="$LOKI_MEMBERLIST_PORT" LOKI_DATA="$DEMO/loki"
+}
+
+# The environment of deploy/local/agent.yml: cluster "demo", the demo's
+# ports, its pod log directory instead of the compose stack's host logs.
+agent_env() {
+  printf '%s\n' TRIBUTARY_CLUSTER=demo GATEWAY_ADDR="127.0.0.1:$GATEWAY_PORT" AGENT_ADDR="127.0.0.1:$AGENT_PORT" \
+    INGESTER_ADDRS="\"127.0.0.1:$INGESTER_PORT\"" PROMETHEUS_ADDR="127.0.0.1:$SINK_PORT" AGENT_DATA_DIR="$DEMO/agent-data" \
+    SKIP_CONTAINER_LOGS=false PODS_DIR="$DEMO/pods" HOST_LOGS_DIR="$DEMO/host-logs" \
+    OTLP_GRPC_ADDR="127.0.0.1:$AGENT_OTLP_GRPC_PORT" OTLP_HTTP_ADDR="127.0.0.1:$AGENT_OTLP_HTTP_PORT"
+}
+
+# The environment of deploy/local/jaeger.yaml: ZincSearch's Elasticsearch
+# API instead of Elasticsearch, loopback listeners.
+jaeger_env() {
+  printf '%s\n' JAEGER_ES_URL="http://127.0.0.1:$ZINC_PORT/es" JAEGER_ES_USERNAME="$ZINC_USER" JAEGER_ES_PASSWORD="$ZINC_PASSWORD" \
+    JAEGER_QUERY_ADDR="127.0.0.1:$JAEGER_PORT" JAEGER_QUERY_GRPC_ADDR="127.0.0.1:$JAEGER_GRPC_PORT" \
+    JAEGER_HEALTH_ADDR="127.0.0.1:$JAEGER_HEALTH_PORT"
 }
 
 # A stand-in for a node's log shipper until the agent exists: one Loki JSON
@@ -123,20 +125,21 @@ pod_log_writer() {
 }
 
 start() {
-  mkdir -p "$DEMO"/{pids,logs,kafka,sink-data,sender-data,loki,agent-data,zinc,pods}
+  mkdir -p "$DEMO"/{pids,logs,kafka,sink-data,sender-data,loki,agent-data,zinc,pods,host-logs}
   echo "Building or finding Loki (first time: ~7 minutes, cached in ~/.cache/tributary)..."
   LOKI_BIN=$(bash "$ROOT/scripts/build-loki.sh" | tail -n 1)
   echo "Building or finding ZincSearch (first time: several minutes, cached in ~/.cache/tributary)..."
   ZINC_BIN=$(bash "$ROOT/scripts/build-zinc.sh" | tail -n 1)
-  loki_config >"$DEMO/loki.yml"
-  cat >"$DEMO/sink.yml" <<YAML
-# The sink only stores what the ingester writes. Replays after an ingester
-# crash resend samples older than the newest one of a series: accept them.
-global: {scrape_interval: 1h}
-storage: {tsdb: {out_of_order_time_window: 1d}}
-YAML
+  echo "Building or finding Jaeger v2 (first time: ~3 minutes, cached in ~/.cache/tributary)..."
+  JAEGER_BIN=$(bash "$ROOT/scripts/build-jaeger.sh" | tail -n 1)
+  local loki_env agent_env jaeger_env
+  mapfile -t loki_env < <(loki_env)
+  mapfile -t agent_env < <(agent_env)
+  mapfile -t jaeger_env < <(jaeger_env)
   cat >"$DEMO/sender.yml" <<YAML
-# A stock Prometheus acting as a cluster's agent.
+# A stock Prometheus acting as a cluster's agent. Its jobs are named apart
+# from the agent's (tributary-gateway, tributary-ingester, ...): two
+# writers of one series would interleave their samples.
 global:
   scrape_interval: 5s
   external_labels: {cluster: demo}
@@ -145,47 +148,21 @@ scrape_configs:
     static_configs: [{targets: ["127.0.0.1:$SENDER_PORT"]}]
   - job_name: prometheus-sink
     static_configs: [{targets: ["127.0.0.1:$SINK_PORT"]}]
-  - job_name: tributary-gateway
+  - job_name: sender-gateway
     static_configs: [{targets: ["127.0.0.1:$GATEWAY_PORT"]}]
-  - job_name: tributary-ingester
+  - job_name: sender-ingester
     static_configs: [{targets: ["127.0.0.1:$INGESTER_PORT"]}]
 remote_write:
   - url: http://127.0.0.1:$GATEWAY_PORT/api/v1/write
     queue_config: {batch_send_deadline: 1s}
 YAML
-  cat >"$DEMO/agent.yml" <<YAML
-# The Tributary agent without Kubernetes: static_configs only.
-cluster: demo
-gateway: {url: "http://127.0.0.1:$GATEWAY_PORT"}
-metrics:
-  scrape_interval: 5s
-  wal: {dir: "$DEMO/agent-data"}
-  scrape_configs:
-    - job_name: agent-self
-      static_configs: [{targets: ["127.0.0.1:$AGENT_PORT"]}]
-    - job_name: agent-gateway
-      static_configs: [{targets: ["127.0.0.1:$GATEWAY_PORT"]}]
-    - job_name: agent-ingester
-      static_configs: [{targets: ["127.0.0.1:$INGESTER_PORT"]}]
-    - job_name: agent-sink
-      static_configs: [{targets: ["127.0.0.1:$SINK_PORT"]}]
-# Container logs: the demo's pod directory instead of /var/log/pods.
-logs:
-  pods_dir: "$DEMO/pods"
-  positions_file: "$DEMO/agent-data/positions.yaml"
-# The OTLP relay: tracegen sends here; no kubernetes section, so only
-# k8s.cluster.name is added.
-otlp:
-  grpc_listen_addr: 127.0.0.1:$AGENT_OTLP_GRPC_PORT
-  http_listen_addr: 127.0.0.1:$AGENT_OTLP_HTTP_PORT
-YAML
   echo "Starting the Tributary demo (development broker; see README):"
   launch devbroker "$BIN/devbroker" -port "$BROKER_PORT" -data-dir "$DEMO/kafka"
   wait_port "$BROKER_PORT"
-  launch prometheus-sink prometheus --config.file="$DEMO/sink.yml" --storage.tsdb.path="$DEMO/sink-data" \
+  launch prometheus-sink prometheus --config.file="$ROOT/deploy/local/prometheus.yml" --storage.tsdb.path="$DEMO/sink-data" \
     --web.listen-address=127.0.0.1:$SINK_PORT --web.enable-remote-write-receiver
   wait_http "http://127.0.0.1:$SINK_PORT/-/ready" "sink Prometheus"
-  launch loki "$LOKI_BIN" -config.file="$DEMO/loki.yml"
+  launch loki env "${loki_env[@]}" "$LOKI_BIN" -config.file="$ROOT/deploy/local/loki.yaml" -config.expand-env=true
   wait_http "http://127.0.0.1:$LOKI_PORT/ready" Loki
   # Elasticsearch-compatible store for the spans (Jaeger's documents).
   launch zincsearch env ZINC_SERVER_ADDRESS=127.0.0.1 ZINC_SERVER_PORT=$ZINC_PORT ZINC_DATA_PATH="$DEMO/zinc" \
@@ -193,6 +170,8 @@ YAML
     ZINC_SENTRY_DSN= ZINC_PROFILER=false ZINC_PROFILER_SERVER= ZINC_METADATA_STORAGE=bolt ZINC_ETCD_ENDPOINTS= \
     ZINC_SERVER_MODE=node ZINC_PROMETHEUS_ENABLE=false ZINC_PLUGIN_ES_VERSION=8.19.0 GIN_MODE=release "$ZINC_BIN"
   wait_http "http://127.0.0.1:$ZINC_PORT/healthz" ZincSearch
+  launch jaeger env "${jaeger_env[@]}" "$JAEGER_BIN" --config="$ROOT/deploy/local/jaeger.yaml"
+  wait_http "http://127.0.0.1:$JAEGER_HEALTH_PORT/status" "Jaeger query"
   launch gateway "$BIN/gateway" -http.listen-addr=127.0.0.1:$GATEWAY_PORT -kafka.brokers=127.0.0.1:$BROKER_PORT \
     -otlp.grpc.listen-addr=127.0.0.1:$GATEWAY_OTLP_PORT
   wait_http "http://127.0.0.1:$GATEWAY_PORT/-/ready" gateway
@@ -203,7 +182,7 @@ YAML
   launch prometheus-sender prometheus --config.file="$DEMO/sender.yml" --storage.tsdb.path="$DEMO/sender-data" \
     --web.listen-address=127.0.0.1:$SENDER_PORT
   wait_http "http://127.0.0.1:$SENDER_PORT/-/ready" "sender Prometheus"
-  launch agent "$BIN/agent" -config.file="$DEMO/agent.yml" -http.listen-addr=127.0.0.1:$AGENT_PORT
+  launch agent env "${agent_env[@]}" "$BIN/agent" -config.file="$ROOT/deploy/local/agent.yml" -http.listen-addr=127.0.0.1:$AGENT_PORT
   wait_http "http://127.0.0.1:$AGENT_PORT/-/ready" agent
   launch log-sender bash "$ROOT/scripts/demo.sh" log-sender
   launch pod-log-writer bash "$ROOT/scripts/demo.sh" pod-log-writer
@@ -219,7 +198,7 @@ YAML
       echo "Query:  $q"
       python3 -c 'import json,sys; [print("  cluster=%s job=%s -> %s series" % (r["metric"].get("cluster"), r["metric"].get("job"), r["value"][1])) for r in json.load(sys.stdin)["data"]["result"]]' <<<"$out" 2>/dev/null || echo "$out"
       echo "Also try: sum by (cluster, signal) (rate(tributary_gateway_items_received_total[1m]))"
-      echo "The agent's jobs are agent-*; its status page: bin/agent status -addr=127.0.0.1:$AGENT_PORT"
+      echo "The agent's jobs: agent-self, tributary-gateway, tributary-ingester, prometheus (deploy/local/agent.yml); its status page: bin/agent status -addr=127.0.0.1:$AGENT_PORT"
       break
     fi
     sleep 1
@@ -276,9 +255,19 @@ YAML
       echo "  curl -u $ZINC_USER:$ZINC_PASSWORD -H 'Content-Type: application/json' http://127.0.0.1:$ZINC_PORT/es/$index/_search -d '$body'"
       python3 -c 'import json,sys; [print("  trace %s  %s  %s" % (h["_source"]["traceID"], h["_source"]["process"]["serviceName"], h["_source"]["operationName"])) for h in json.load(sys.stdin)["hits"]["hits"]]' <<<"$out" 2>/dev/null || true
       echo "A whole trace: the same query with {\"term\":{\"traceID\":\"<id>\"}}. The spans carry k8s.cluster.name=demo (process.tags), set by the agent."
-      echo "Jaeger v2 reads these indices (scripts/build-jaeger.sh builds it; see the README's spans section)."
-      echo "Stop with: make demo-stop"
-      return 0
+      local trace
+      trace=$(grep -o '"traceID":"[0-9a-f]*"' <<<"$out" | head -n 1 | cut -d'"' -f4)
+      echo "Reading trace $trace back through Jaeger v2's query service (deploy/local/jaeger.yaml)..."
+      for _ in $(seq 1 30); do
+        if curl -fsS "http://127.0.0.1:$JAEGER_PORT/api/traces/$trace" 2>/dev/null | grep -q "\"traceID\":\"$trace\""; then
+          echo "Jaeger reads it: http://127.0.0.1:$JAEGER_PORT/trace/$trace (API: /api/traces/$trace)"
+          echo "Stop with: make demo-stop"
+          return 0
+        fi
+        sleep 1
+      done
+      echo "demo: Jaeger does not return trace $trace after 30 s; see .demo/logs/jaeger.log" >&2
+      exit 1
     fi
     sleep 1
   done
@@ -288,7 +277,7 @@ YAML
 
 stop() {
   # Sender first, so that the gateway is idle before it drains; the broker last.
-  for name in tracegen log-sender pod-log-writer agent prometheus-sender gateway ingester loki zincsearch prometheus-sink devbroker; do
+  for name in tracegen log-sender pod-log-writer agent prometheus-sender gateway ingester jaeger loki zincsearch prometheus-sink devbroker; do
     if running "$name"; then
       pid=$(cat "$DEMO/pids/$name")
       kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
@@ -301,7 +290,7 @@ stop() {
 }
 
 status() {
-  for name in devbroker prometheus-sink loki zincsearch gateway ingester prometheus-sender agent log-sender tracegen; do
+  for name in devbroker prometheus-sink loki zincsearch jaeger gateway ingester prometheus-sender agent log-sender pod-log-writer tracegen; do
     if running "$name"; then echo "$name: running (pid $(cat "$DEMO/pids/$name"))"; else echo "$name: stopped"; fi
   done
 }
@@ -312,5 +301,12 @@ case "${1:-}" in
   status) status ;;
   log-sender) log_sender ;;
   pod-log-writer) pod_log_writer ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  env)
+    case "${2:-}" in
+      agent) agent_env ;;
+      loki) loki_env ;;
+      jaeger) jaeger_env ;;
+      *) echo "usage: $0 env agent|loki|jaeger" >&2; exit 2 ;;
+    esac ;;
+  *) echo "usage: $0 start|stop|status|env agent|loki|jaeger" >&2; exit 2 ;;
 esac
