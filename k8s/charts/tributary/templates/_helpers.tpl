@@ -35,10 +35,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- .Values.kafka.strimzi.clusterName | default (include "tributary.fullname" .) -}}
 {{- end -}}
 
-{{/* Bootstrap brokers: Strimzi's plain internal listener, or kafka.brokers. */}}
+{{/* Bootstrap brokers: Strimzi's internal listener (plain 9092, TLS 9093), or kafka.brokers. */}}
 {{- define "tributary.kafkaBrokers" -}}
 {{- if .Values.kafka.strimzi.enabled -}}
-{{- printf "%s-kafka-bootstrap.%s.svc:9092" (include "tributary.strimziCluster" .) .Release.Namespace -}}
+{{- printf "%s-kafka-bootstrap.%s.svc:%d" (include "tributary.strimziCluster" .) .Release.Namespace (ternary 9093 9092 (and .Values.kafka.strimzi.tls true)) -}}
 {{- else -}}
 {{- .Values.kafka.brokers -}}
 {{- end -}}
@@ -91,51 +91,71 @@ capabilities:
   matchLabelKeys: [pod-template-hash]
 {{- end -}}
 
+{{/*
+The clients' Kafka TLS as a dict: enabled, the CA Secret and the client
+certificate Secret ("" for none). With Strimzi and kafka.strimzi.tls, its
+TLS listener verified against the operator's cluster CA Secret.
+*/}}
+{{- define "tributary.kafkaTLS" -}}
+{{- $v := .Values.kafka -}}
+{{- if $v.strimzi.enabled -}}
+{{- $ca := ternary (printf "%s-cluster-ca-cert" (include "tributary.strimziCluster" .)) "" (and $v.strimzi.tls true) -}}
+{{- dict "enabled" (and $v.strimzi.tls true) "caSecret" $ca "clientCertSecret" "" "serverName" "" | toJson -}}
+{{- else -}}
+{{- dict "enabled" (and $v.tls.enabled true) "caSecret" (ternary $v.tls.caSecret "" (and $v.tls.enabled true)) "clientCertSecret" (ternary $v.tls.clientCertSecret "" (and $v.tls.enabled true)) "serverName" $v.tls.serverName | toJson -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Kafka TLS and SASL flags; the Secrets are mounted under /etc/tributary/kafka. (dict "root" $) */}}
 {{- define "tributary.kafkaArgs" -}}
-{{- $k := .root.Values.kafka -}}
-{{- if $k.tls.enabled }}
+{{- $tls := include "tributary.kafkaTLS" .root | fromJson -}}
+{{- $sasl := .root.Values.kafka.sasl -}}
+{{- if $tls.enabled }}
 - -kafka.tls.enabled
-{{- with $k.tls.caSecret }}
+{{- with $tls.caSecret }}
 - -kafka.tls.ca-file=/etc/tributary/kafka/ca/ca.crt
 {{- end }}
-{{- with $k.tls.clientCertSecret }}
+{{- with $tls.clientCertSecret }}
 - -kafka.tls.cert-file=/etc/tributary/kafka/client/tls.crt
 - -kafka.tls.key-file=/etc/tributary/kafka/client/tls.key
 {{- end }}
+{{- with $tls.serverName }}
+- -kafka.tls.server-name={{ . }}
 {{- end }}
-{{- if $k.sasl.enabled }}
-- -kafka.sasl.mechanism={{ $k.sasl.mechanism }}
-- -kafka.sasl.username={{ $k.sasl.username }}
+{{- end }}
+{{- if $sasl.enabled }}
+- -kafka.sasl.mechanism={{ $sasl.mechanism }}
+- -kafka.sasl.username={{ $sasl.username }}
 - -kafka.sasl.password-file=/etc/tributary/kafka/sasl/password
 {{- end }}
 {{- end -}}
 
 {{- define "tributary.kafkaVolumeMounts" -}}
-{{- $k := .root.Values.kafka -}}
-{{- if and $k.tls.enabled $k.tls.caSecret }}
+{{- $tls := include "tributary.kafkaTLS" .root | fromJson -}}
+{{- if $tls.caSecret }}
 - {name: kafka-ca, mountPath: /etc/tributary/kafka/ca, readOnly: true}
 {{- end }}
-{{- if and $k.tls.enabled $k.tls.clientCertSecret }}
+{{- if $tls.clientCertSecret }}
 - {name: kafka-client, mountPath: /etc/tributary/kafka/client, readOnly: true}
 {{- end }}
-{{- if $k.sasl.enabled }}
+{{- if .root.Values.kafka.sasl.enabled }}
 - {name: kafka-sasl, mountPath: /etc/tributary/kafka/sasl, readOnly: true}
 {{- end }}
 {{- end -}}
 
 {{- define "tributary.kafkaVolumes" -}}
-{{- $k := .root.Values.kafka -}}
-{{- if and $k.tls.enabled $k.tls.caSecret }}
+{{- $tls := include "tributary.kafkaTLS" .root | fromJson -}}
+{{- $sasl := .root.Values.kafka.sasl -}}
+{{- with $tls.caSecret }}
 - name: kafka-ca
-  secret: {secretName: {{ $k.tls.caSecret }}, items: [{key: ca.crt, path: ca.crt}]}
+  secret: {secretName: {{ . }}, items: [{key: ca.crt, path: ca.crt}]}
 {{- end }}
-{{- if and $k.tls.enabled $k.tls.clientCertSecret }}
+{{- with $tls.clientCertSecret }}
 - name: kafka-client
-  secret: {secretName: {{ $k.tls.clientCertSecret }}, items: [{key: tls.crt, path: tls.crt}, {key: tls.key, path: tls.key}]}
+  secret: {secretName: {{ . }}, items: [{key: tls.crt, path: tls.crt}, {key: tls.key, path: tls.key}]}
 {{- end }}
-{{- if $k.sasl.enabled }}
+{{- if $sasl.enabled }}
 - name: kafka-sasl
-  secret: {secretName: {{ $k.sasl.passwordSecret.name }}, items: [{key: {{ $k.sasl.passwordSecret.key }}, path: password}]}
+  secret: {secretName: {{ $sasl.passwordSecret.name }}, items: [{key: {{ $sasl.passwordSecret.key }}, path: password}]}
 {{- end }}
 {{- end -}}
