@@ -24,10 +24,11 @@ import (
 )
 
 type config struct {
-	Gateway gateway.Config   `yaml:"gateway"`
-	Log     server.LogConfig `yaml:"log"`
-	GC      server.GCConfig  `yaml:"runtime"`
-	Pprof   bool             `yaml:"pprof"`
+	Gateway gateway.Config     `yaml:"gateway"`
+	Topics  kafka.TopicsConfig `yaml:"kafka_topics"`
+	Log     server.LogConfig   `yaml:"log"`
+	GC      server.GCConfig    `yaml:"runtime"`
+	Pprof   bool               `yaml:"pprof"`
 
 	hashToken hashTokenConfig
 }
@@ -50,6 +51,7 @@ func parseConfig(args []string) (config, error) {
 	var cfg config
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	cfg.Gateway.RegisterFlags(fs)
+	cfg.Topics.RegisterFlags("kafka.topics.", fs)
 	cfg.Log.RegisterFlags(fs)
 	// 400: the live heap is a few MiB of parsers and buffers and nearly all
 	// allocation is per request; Go's default of 100 cost ~3% of the CPU
@@ -64,6 +66,9 @@ func parseConfig(args []string) (config, error) {
 		return cfg, nil // a command of its own: the gateway's configuration is not needed
 	}
 	if err := cfg.Gateway.Validate(); err != nil {
+		return cfg, err
+	}
+	if err := cfg.Topics.Validate(); err != nil {
 		return cfg, err
 	}
 	return cfg, cfg.GC.Validate()
@@ -110,6 +115,14 @@ func runMain(args []string) error {
 	server.Signals(&g, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	g.Add(func() error { return gw.Run(ctx) }, func(error) { cancel() })
+	{
+		// Creates missing topics (-kafka.topics.create) and checks them once
+		// Kafka answers; with -kafka.topics.strict a problem stops the gateway.
+		check := kafka.TopicCheck{Kafka: gc.Kafka, Topics: cfg.Topics, Log: log,
+			Names: []string{gc.MetricsTopic, gc.LogsTopic, gc.SpansTopic}}
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return check.Run(ctx) }, func(error) { cancel() })
+	}
 	g.Add(func() error { return gw.RunAuth(ctx) }, func(error) { cancel() })
 	// The HTTP block stops first and waits for in-flight requests (each
 	// waits for its Kafka acknowledgement); only then is the producer closed.

@@ -29,6 +29,7 @@ type config struct {
 	ListenAddr string               `yaml:"listen_addr"`
 	Kafka      kafka.Config         `yaml:"kafka"`
 	Consumer   kafka.ConsumerConfig `yaml:"kafka_consumer"`
+	Topics     kafka.TopicsConfig   `yaml:"kafka_topics"`
 	DLQ        kafka.ProducerConfig `yaml:"dlq"`
 	Prometheus struct {
 		Sink     promsink.Config `yaml:"sink"`
@@ -62,6 +63,7 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ListenAddr, "http.listen-addr", ":8081", "Address for /metrics and health checks.")
 	c.Kafka.RegisterFlags("kafka.", fs)
 	c.Consumer.RegisterFlags("kafka.consumer.", fs)
+	c.Topics.RegisterFlags("kafka.topics.", fs)
 	fs.DurationVar(&c.DLQ.AckTimeout, "dlq.ack-timeout", 10*time.Second, "Wait for Kafka to acknowledge a dead letter.")
 	fs.IntVar(&c.DLQ.MaxMessageBytes, "dlq.max-message-bytes", 1000000, "Largest dead-letter message.")
 	c.Prometheus.Sink.RegisterFlags("prometheus.", fs)
@@ -86,6 +88,9 @@ func (c *config) validate() error {
 		return err
 	}
 	if err := c.Consumer.Validate(); err != nil {
+		return err
+	}
+	if err := c.Topics.Validate(); err != nil {
 		return err
 	}
 	enabled := 0
@@ -174,7 +179,9 @@ func runMain(args []string) error {
 	defer dlq.Close()
 
 	var consumers []*ingester.Consumer
+	var topics []string // consumed and dead-lettered to, for the topic check
 	add := func(name string, signal recordpb.Signal, c ingester.Config, sink ingester.Sink) error {
+		topics = append(topics, c.Topic, c.DLQTopic)
 		consumer, err := ingester.NewConsumer(ingester.Params{
 			Config: c, Kafka: cfg.Kafka, Group: cfg.Consumer, Name: name, Signal: signal, Sink: sink,
 			DLQ: dlq, Metrics: metrics, Log: log, ReadyMaxLag: cfg.ReadyMaxLag,
@@ -283,6 +290,13 @@ func runMain(args []string) error {
 	{
 		ctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error { return dlq.Run(ctx) }, func(error) { cancel() })
+	}
+	{
+		// Creates missing topics (-kafka.topics.create) and checks them once
+		// Kafka answers; with -kafka.topics.strict a problem stops the ingester.
+		check := kafka.TopicCheck{Kafka: cfg.Kafka, Topics: cfg.Topics, Names: topics, Log: log}
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return check.Run(ctx) }, func(error) { cancel() })
 	}
 	for _, c := range consumers {
 		// Cancelling a consumer flushes its in-flight batches and commits
