@@ -89,6 +89,9 @@ clusters:
     log_bytes_burst: 100
     spans_per_second: 1
     spans_burst: 3
+  slow:
+    spans_per_second: 0.1
+    spans_burst: 3
 `)
 	f := newFixture(t, func(c *Config) { c.LimitsFile = path })
 
@@ -160,13 +163,13 @@ clusters:
 		conn, client := grpcClient(t, f.serveOTLPGRPC(t))
 		ctx := context.Background()
 		var req coltracepb.ExportTraceServiceRequest
-		require.NoError(t, proto.Unmarshal(spansOf(t, "noisy", 3), &req))
+		require.NoError(t, proto.Unmarshal(spansOf(t, "slow", 3), &req))
 		_, err := client.Export(ctx, &req)
+		require.NoError(t, err)
+		_, err = client.Export(ctx, &req)
 		require.Equal(t, grpccodes.ResourceExhausted, grpcstatus.Code(err), "%v", err)
-		require.Contains(t, grpcstatus.Convert(err).Message(), "spans_per_second=1")
-		delay := retryInfo(err)
-		require.GreaterOrEqual(t, delay, time.Second)
-		require.LessOrEqual(t, delay, 3*time.Second, "3 spans at 1/s, the bucket already partly empty")
+		require.Contains(t, grpcstatus.Convert(err).Message(), "spans_per_second=0.1")
+		require.Equal(t, 30*time.Second, retryInfo(err), "3 spans at 0.1/s")
 
 		// Named in metadata while the bucket is empty: refused before
 		// gRPC reads the message (garbage would be INVALID_ARGUMENT).
@@ -186,7 +189,8 @@ clusters:
 		require.NoError(t, proto.Unmarshal(spansOf(t, "quiet", 4), &req))
 		_, err = client.Export(ctx, &req)
 		require.NoError(t, err)
-		require.Equal(t, 3.0, f.refusedCount("spans", "noisy", "spans_per_second"), "one over HTTP, two over gRPC")
+		require.Equal(t, 2.0, f.refusedCount("spans", "noisy", "spans_per_second"), "one over HTTP, one over gRPC")
+		require.Equal(t, 1.0, f.refusedCount("spans", "slow", "spans_per_second"))
 		require.Equal(t, 1.0, f.refusedCount("spans", "noisy", "spans_burst"))
 	})
 }

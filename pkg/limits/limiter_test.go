@@ -63,11 +63,13 @@ func TestBucketMath(t *testing.T) {
 func TestTakeIsAllOrNothingAcrossClusters(t *testing.T) {
 	l, _ := newTestLimiter(10)
 	l.SetFile(&File{Defaults: Cluster{SpansPerSecond: 1, SpansBurst: 10}})
-	require.NoError(t, l.Take(Spans, []Cost{{"a", 4}}))
-	err := l.Take(Spans, []Cost{{"a", 6}, {"b", 11}})
-	e, _ := AsError(err)
-	require.Equal(t, "b", e.Cluster)
-	require.NoError(t, l.Take(Spans, []Cost{{"a", 6}}), "a's 6 were given back when b refused the request")
+	require.NoError(t, l.Take(Spans, []Cost{{"a", 4}, {"b", 10}}))
+	for _, over := range []Cost{{"b", 1}, {"b", 11}} { // over b's rate, over its burst
+		err := l.Take(Spans, []Cost{{"a", 6}, over})
+		e, _ := AsError(err)
+		require.Equal(t, "b", e.Cluster)
+	}
+	require.NoError(t, l.Take(Spans, []Cost{{"a", 6}}), "a's 6 were given back each time b refused the request")
 }
 
 func TestDefaultBurstAndUnlimited(t *testing.T) {
