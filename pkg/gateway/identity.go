@@ -209,5 +209,8 @@ func (g *Gateway) RunAuth(ctx context.Context) error {
 	if g.auth != nil {
 		g.auth.Run(ctx)
 	}
+	// Without a tokens file Run returns at once; a run-group block that
+	// returns stops the whole gateway, so wait for the end.
+	<-ctx.Done()
 	return nil
 }
