@@ -20,13 +20,14 @@ deps:
 	@bash scripts/install-deps.sh
 
 # Test servers built from source once per version into ~/.cache/tributary
-# (cold: Loki ~9 min, ZincSearch ~4 min, kube-apiserver + etcd ~15 min, Jaeger ~3 min on
-# 2 cores; then instant).
+# (cold: Loki ~9 min, ZincSearch ~4 min, kube-apiserver + etcd ~15 min, Jaeger ~3 min,
+# Prometheus 3 ~3 min on 2 cores; then instant).
 servers:
 	@bash scripts/build-loki.sh >/dev/null
 	@bash scripts/build-zinc.sh >/dev/null
 	@bash scripts/build-kube.sh >/dev/null
 	@bash scripts/build-jaeger.sh >/dev/null
+	@bash scripts/build-prometheus.sh >/dev/null
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
