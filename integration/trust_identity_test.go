@@ -467,7 +467,7 @@ func TestTrustAgentTokenAndCA(t *testing.T) {
 	gateway := "gateway:\n  url: " + gw.URL + "\n"
 	require.Contains(t, string(body), gateway)
 	withAuth := strings.Replace(string(body), gateway, gateway+"  bearer_token_file: "+tokenFile+"\n  tls:\n    ca_file: "+p.ca.File+"\n", 1)
-	withAuth = strings.Replace(withAuth, "metrics:\n", "metrics:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  queue:\n    batch_send_deadline: 200ms\n  scrape_configs:\n"+staticJob("trust", tg.addr), 1)
+	withAuth = strings.Replace(withAuth, "  scrape_configs:\n", "  scrape_configs:\n"+staticJob("trust", tg.addr), 1)
 	withAuth += podsLogs(pods, dir)
 	writeFile(t, cfg, withAuth)
 	app := logstest.NewWriter(t, filepath.Join(pods, "shop_cart-1_0a1b-uid", "app", "0.log"))
