@@ -286,7 +286,7 @@ func TestSyntheticChecks(t *testing.T) {
 	// Enough probes that the ratio is a ratio, then a clean stop: the
 	// agent sends what it scraped, and the number of probes is fixed.
 	testenv.Eventually(t, 60*time.Second, func() error {
-		if n, _ := flaky.counts(); n < 24 {
+		if n, _ := flaky.counts(); n < 16 {
 			return fmt.Errorf("%d probes so far", n)
 		}
 		return nil
