@@ -50,10 +50,11 @@ func (g *Gateway) exportLogs(ctx context.Context, req *otlpRequest) (proto.Messa
 		lineBytes = map[string]int{}
 	)
 	if res.Body != nil {
-		batches, refused := lokipush.Parse(res.Body, "application/x-protobuf", "", g.cfg.Logs, lokipush.Options{
-			DefaultCluster: req.cluster,
-			MaxClusters:    g.cfg.MaxClustersPerRequest,
-			Reserve:        req.reserve,
+		batches, refused := lokipush.Parse(res.Body, "application/x-protobuf", "", g.logsLimits(req.cluster), lokipush.Options{
+			DefaultCluster:  req.cluster,
+			MaxClusters:     g.cfg.MaxClustersPerRequest,
+			Reserve:         req.reserve,
+			OverrideCluster: req.override,
 		})
 		if refused != nil && len(batches) == 0 {
 			if st, ok := reject.Status(refused); !ok || st != http.StatusBadRequest {
@@ -63,7 +64,7 @@ func (g *Gateway) exportLogs(ctx context.Context, req *otlpRequest) (proto.Messa
 		kept := 0
 		recs = make([]outRecord, len(batches))
 		for i, b := range batches {
-			recs[i] = outRecord{cluster: b.Cluster, value: b.Value, items: b.Entries}
+			recs[i] = outRecord{cluster: b.Cluster, value: b.Value, items: b.Entries, units: b.Streams, lineBytes: b.LineBytes}
 			kept += b.Entries
 			lineBytes[b.Cluster] += b.LineBytes
 		}

@@ -77,8 +77,8 @@ func (g *Gateway) exportMetrics(ctx context.Context, req *otlpRequest) (proto.Me
 		if !ok {
 			p = new(remotewrite.Parser)
 		}
-		lim := g.cfg.RemoteWrite
-		lim.MaxClusters = g.cfg.MaxClustersPerRequest
+		lim := g.remoteWriteLimits(req.cluster)
+		lim.OverrideCluster = req.override
 		batches, err := p.Parse(res.Body, req.cluster, lim)
 		if err != nil {
 			g.parsers.put(p)
@@ -99,7 +99,7 @@ func (g *Gateway) exportMetrics(ctx context.Context, req *otlpRequest) (proto.Me
 		}
 		recs = make([]outRecord, len(batches))
 		for i, b := range batches {
-			recs[i] = outRecord{cluster: b.Cluster, value: b.Value, items: b.Samples}
+			recs[i] = outRecord{cluster: b.Cluster, value: b.Value, items: b.Samples, units: b.Series}
 			forwarded = forwarded || (len(b.Value) > 0 && &b.Value[0] == &res.Body[0])
 		}
 		g.parsers.put(p) // values are res.Body or fresh allocations
