@@ -109,7 +109,10 @@ func lokiLabelValues(lokiURL, label, selector string, start, end time.Time) ([]s
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("loki label values: HTTP %d: %s", resp.StatusCode, body)
 	}
-	return r.Data, json.Unmarshal(body, &r)
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("loki label values: %w", err)
+	}
+	return r.Data, nil
 }
 
 // examplesFiles is the logs.files list of the shipped examples (audit,
