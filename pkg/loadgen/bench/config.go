@@ -21,6 +21,9 @@
 //	   the same loopback scrape targets, each sending to the same gateway;
 //	   CPU seconds and RSS of each over the same window, at 10k and 100k
 //	   series (see AgentConfig)
+//	otlp  OTLP/HTTP metrics and logs → gateway → devbroker, next to
+//	   remote-write and Loki push into the same gateway: data points/s and
+//	   line MB/s, each per gateway CPU-second
 //
 // -phases runs a subset, e.g. -phases=agent (make bench BENCH_PHASES=agent).
 //
@@ -37,7 +40,7 @@ import (
 )
 
 // allPhases in the order they run.
-var allPhases = []string{"a", "b", "c", "d", "e", "f", "g", "agent", "spans"}
+var allPhases = []string{"a", "b", "c", "d", "e", "f", "g", "agent", "spans", "otlp"}
 
 // phases is the -phases list; empty: all.
 func (c *Config) phases() []string {
@@ -76,7 +79,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Concurrency, "concurrency", 8, "Concurrent senders of the load tool (issue 11's 8).")
 	fs.StringVar(&c.Bin, "bin", "bin", "Directory with the devbroker, gateway and ingester binaries (make build).")
 	fs.StringVar(&c.Root, "root", ".", "Module root, where phase a compiles ./pkg/remotewrite's ceiling benchmarks.")
-	fs.StringVar(&c.Phases, "phases", "", "Phases to run, comma-separated (a, b, c, d, e, f, g, agent, spans); empty: all. d and e read the topic c fills.")
+	fs.StringVar(&c.Phases, "phases", "", "Phases to run, comma-separated (a, b, c, d, e, f, g, agent, spans, otlp); empty: all. d and e read the topic c fills.")
 	c.Agent.RegisterFlags(fs)
 	fs.StringVar(&c.Otelcol, "otelcol", "", "OpenTelemetry Collector binary for the spans phase's baseline (make bench builds it with scripts/build-otelcol.sh); empty: left out.")
 }

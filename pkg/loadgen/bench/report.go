@@ -53,6 +53,14 @@ var rows = []row{
 	{"spans_gateway_http_per_core_sec", "  per gateway CPU-second", "spans/s"},
 	{"spans_otelcol_http_per_sec", "spans, OTLP HTTP → Collector → Kafka, acked", "spans/s"},
 	{"spans_otelcol_http_per_core_sec", "  per Collector CPU-second", "spans/s"},
+	{"otlp_phase_rw_samples_per_sec", "otlp phase: remote-write → gateway → Kafka, acked", "samples/s"},
+	{"otlp_phase_rw_samples_per_core_sec", "  per gateway CPU-second", "samples/s"},
+	{"otlp_metrics_samples_per_sec", "otlp phase: OTLP/HTTP metrics → gateway → Kafka, acked", "samples/s"},
+	{"otlp_metrics_samples_per_core_sec", "  per gateway CPU-second", "samples/s"},
+	{"otlp_phase_loki_mb_per_sec", "otlp phase: Loki push (protobuf) line bytes → Kafka", "MB/s"},
+	{"otlp_phase_loki_mb_per_core_sec", "  per gateway CPU-second", "MB/s"},
+	{"otlp_logs_mb_per_sec", "otlp phase: OTLP/HTTP logs line bytes → Kafka", "MB/s"},
+	{"otlp_logs_mb_per_core_sec", "  per gateway CPU-second", "MB/s"},
 }
 
 // ratio is a target stated as measured/ceiling >= want. Where a phase
