@@ -289,3 +289,24 @@ func (f *fixture) metricsText(t *testing.T) string {
 	require.NoError(t, err)
 	return string(b)
 }
+
+// A limits file that does not load stops the start, naming the flag and
+// what is wrong; later changes that do not load only keep the last good
+// file (TestPerRequestLimitsPerCluster).
+func TestConfigLimitsFile(t *testing.T) {
+	cfg := defaultConfig(t)
+	require.Empty(t, cfg.LimitsFile, "no per-cluster limits by default")
+	require.Equal(t, 10*time.Second, cfg.LimitsPollInterval)
+
+	good := limitsFile(t, "defaults: {samples_per_second: 100}\n")
+	cfg = defaultConfig(t, "-limits.file="+good)
+	require.NoError(t, cfg.Validate())
+	cfg = defaultConfig(t, "-limits.file="+good, "-limits.file.poll-interval=0s")
+	require.ErrorContains(t, cfg.Validate(), "limits.file.poll-interval")
+
+	cfg = defaultConfig(t, "-limits.file="+limitsFile(t, "clusters: {prod: {samples_burst: -5}}\n"))
+	require.ErrorContains(t, cfg.Validate(), "limits.file: parse")
+	require.ErrorContains(t, cfg.Validate(), "clusters: prod: samples_burst is -5")
+	cfg = defaultConfig(t, "-limits.file="+filepath.Join(t.TempDir(), "missing.yaml"))
+	require.ErrorContains(t, cfg.Validate(), "limits.file: open")
+}
