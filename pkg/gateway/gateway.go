@@ -470,6 +470,9 @@ func (g *Gateway) produce(ctx context.Context, signal recordpb.Signal, topic, co
 	}
 	err := g.producer.Produce(ctx, msgs)
 	g.observeProduce(ctx, err)
+	if err != nil {
+		g.refundRate(signal, recs)
+	}
 	return err
 }
 

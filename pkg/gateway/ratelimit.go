@@ -54,8 +54,27 @@ func (g *Gateway) admitRate(_ context.Context, signal recordpb.Signal, recs []ou
 		return nil
 	}
 	s := rateSignal(signal)
-	costs := make([]limits.Cost, 0, 1)
-	units := make([]int, 0, 1)
+	costs, units := costsOf(s, recs)
+	for i, c := range costs {
+		lim := g.limits.For(c.Cluster)
+		name, max := "max_series_per_request", lim.MaxSeriesPerRequest
+		switch s {
+		case limits.LogBytes:
+			name, max = "max_streams_per_request", lim.MaxStreamsPerRequest
+		case limits.Spans:
+			name, max = "max_spans_per_request", lim.MaxSpansPerRequest
+		}
+		if max > 0 && units[i] > max {
+			return limits.RequestError(c.Cluster, name, units[i], max)
+		}
+	}
+	return g.limits.Take(s, costs)
+}
+
+// costsOf sums recs by cluster: what each cluster's bucket for s pays,
+// and the series, streams or spans per-request bounds count.
+func costsOf(s limits.Signal, recs []outRecord) (costs []limits.Cost, units []int) {
+	costs, units = make([]limits.Cost, 0, 1), make([]int, 0, 1)
 	for _, r := range recs {
 		n := r.items
 		if s == limits.LogBytes {
@@ -72,20 +91,19 @@ func (g *Gateway) admitRate(_ context.Context, signal recordpb.Signal, recs []ou
 		costs[i].N += n
 		units[i] += r.units
 	}
-	for i, c := range costs {
-		lim := g.limits.For(c.Cluster)
-		name, max := "max_series_per_request", lim.MaxSeriesPerRequest
-		switch s {
-		case limits.LogBytes:
-			name, max = "max_streams_per_request", lim.MaxStreamsPerRequest
-		case limits.Spans:
-			name, max = "max_spans_per_request", lim.MaxSpansPerRequest
-		}
-		if max > 0 && units[i] > max {
-			return limits.RequestError(c.Cluster, name, units[i], max)
-		}
+	return costs, units
+}
+
+// refundRate gives back what admitRate took for recs when they were not
+// written (Kafka failed): the client keeps its data and retries, and must
+// not pay for it twice.
+func (g *Gateway) refundRate(signal recordpb.Signal, recs []outRecord) {
+	if !g.limits.Active() {
+		return
 	}
-	return g.limits.Take(s, costs)
+	s := rateSignal(signal)
+	costs, _ := costsOf(s, recs)
+	g.limits.Refund(s, costs)
 }
 
 // admitEarly refuses a request at once, before its body is read, when the

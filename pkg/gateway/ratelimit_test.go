@@ -310,3 +310,18 @@ func TestConfigLimitsFile(t *testing.T) {
 	cfg = defaultConfig(t, "-limits.file="+filepath.Join(t.TempDir(), "missing.yaml"))
 	require.ErrorContains(t, cfg.Validate(), "limits.file: open")
 }
+
+// A request the rate admitted but Kafka did not take gives its tokens
+// back: the client's retry after the 503 is not charged twice.
+func TestRateRefundedWhenKafkaFails(t *testing.T) {
+	path := limitsFile(t, "clusters: {slow: {spans_per_second: 0.01, spans_burst: 3}}\n")
+	f := newFixture(t, func(c *Config) { c.LimitsFile = path })
+	failed := failSpansProduce(f.kafka, 1)
+	resp, body := f.postOTLP(t, spansOf(t, "slow", 3))
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, string(body))
+	require.Equal(t, int32(1), failed.Load())
+	resp, body = f.postOTLP(t, spansOf(t, "slow", 3))
+	require.Equal(t, http.StatusOK, resp.StatusCode, "the retry pays what the failed request gave back: %s", body)
+	resp, body = f.postOTLP(t, spansOf(t, "slow", 1))
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "the written request paid: %s", body)
+}

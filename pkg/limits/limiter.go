@@ -148,6 +148,21 @@ func (l *Limiter) Take(s Signal, costs []Cost) error {
 	return nil
 }
 
+// Refund gives back what Take took for costs, when the request was not
+// written after all (Kafka failed: the client retries and pays again).
+func (l *Limiter) Refund(s Signal, costs []Cost) {
+	if !l.Active() {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range costs {
+		if b, ok := l.buckets[bucketKey{c.Cluster, s}]; ok && c.N > 0 {
+			b.give(float64(c.N))
+		}
+	}
+}
+
 // Admit is the check before a request's body is read, when its cluster is
 // known from a header or the sender's identity: an *Error (429) when the
 // cluster's bucket for s is empty, or could not pay for a request like the
