@@ -147,6 +147,9 @@ func runMain(args []string) error {
 	if len(args) > 0 && args[0] == "records" { // ingester records: print a topic's records as text
 		return recordprint.Command(context.Background(), args[1:], os.Stdout)
 	}
+	if len(args) > 0 && args[0] == "dlq" { // ingester dlq list|replay: the dead letters
+		return ingester.DLQCommand(context.Background(), args[1:], os.Stdout)
+	}
 	var cfg config
 	fs := flag.NewFlagSet("ingester", flag.ContinueOnError)
 	cfg.registerFlags(fs)

@@ -59,6 +59,10 @@ type ProducerConfig struct {
 	// producer and the brokers less CPU; the wait adds at most Linger to an
 	// acknowledgement.
 	Linger time.Duration `yaml:"linger"`
+	// KeepPartition sends each message to its Partition field instead of
+	// hashing its key (dead-letter replay: a record goes back where it
+	// was).
+	KeepPartition bool `yaml:"-"`
 }
 
 // Producer writes records with acks=all and idempotence, and tells each
@@ -120,6 +124,9 @@ func NewProducer(kc Config, cfg ProducerConfig, component string, reg prometheus
 	sc.Producer.Compression = sarama.CompressionNone
 	sc.Producer.MaxMessageBytes = cfg.MaxMessageBytes
 	sc.Producer.Timeout = kc.Timeout
+	if cfg.KeepPartition {
+		sc.Producer.Partitioner = sarama.NewManualPartitioner
+	}
 	if cfg.Linger > 0 {
 		sc.Producer.Flush.Frequency = cfg.Linger
 		sc.Producer.Flush.Bytes = cfg.MaxMessageBytes
@@ -164,7 +171,9 @@ func (p *Producer) successes() {
 	defer p.wg.Done()
 	for m := range p.ap.Successes() {
 		p.metrics.records.WithLabelValues(m.Topic, "acked").Inc()
-		p.metrics.bytes.WithLabelValues(m.Topic).Add(float64(m.Value.Length()))
+		if m.Value != nil {
+			p.metrics.bytes.WithLabelValues(m.Topic).Add(float64(m.Value.Length()))
+		}
 		m.Metadata.(*pending).finish(nil)
 	}
 }
