@@ -37,10 +37,11 @@ import (
 )
 
 // TestMain stops the package's shared kube-apiserver (sharedKube) after
-// every test ran.
+// every test ran, and removes the binaries testenv.Binary built.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	shared.stop()
+	testenv.RemoveBinaries()
 	os.Exit(code)
 }
 
