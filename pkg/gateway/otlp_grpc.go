@@ -32,8 +32,9 @@ const (
 	logsService    = "opentelemetry.proto.collector.logs.v1.LogsService"
 )
 
-// GRPCServer is the OTLP gRPC server: opentelemetry.proto.collector.trace.v1
-// TraceService/Export, answered like POST /v1/traces, and grpc.health.v1
+// GRPCServer is the OTLP gRPC server: TraceService/Export,
+// MetricsService/Export and LogsService/Export, answered like POST
+// /v1/traces, /v1/metrics and /v1/logs, and grpc.health.v1
 // (SERVING while /-/ready is 200). Requests reach the gateway's own decoder
 // as the bytes gRPC received (decompressed), not as objects gRPC built.
 func (g *Gateway) GRPCServer() *grpc.Server {
