@@ -22,11 +22,10 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
-// traceService is OTLP's trace service. The metrics and logs services go
-// beside it: a ServiceDesc each, with grpcExport of their export function.
+// OTLP's trace, metrics and logs services: a ServiceDesc each, with
+// grpcExport of the signal's export function.
 const traceService = "opentelemetry.proto.collector.trace.v1.TraceService"
 
-// OTLP's metrics and logs services.
 const (
 	metricsService = "opentelemetry.proto.collector.metrics.v1.MetricsService"
 	logsService    = "opentelemetry.proto.collector.logs.v1.LogsService"
