@@ -64,36 +64,42 @@ func TestReloaderKeepsLastGoodFile(t *testing.T) {
 	require.NoError(t, r.Load())
 	require.Equal(t, 10.0, l.For("a").SpansPerSecond)
 	count := func(outcome string) float64 { return testutil.ToFloat64(r.reloads.WithLabelValues(outcome)) }
+	// A change applies on the second poll that reads it.
+	poll := func() { r.poll(); r.poll() }
+
+	write("defaults:\n  spans_per_second: 15\n")
+	r.poll()
+	require.Equal(t, 10.0, l.For("a").SpansPerSecond, "a change read once may be half-written: not applied yet")
 
 	write("defaults:\n  spans_per_second: 20\n")
-	r.poll()
+	poll()
 	require.Equal(t, 20.0, l.For("a").SpansPerSecond, "a change is applied")
 	require.Equal(t, 2.0, count("success"))
 
-	r.poll()
+	poll()
 	require.Equal(t, 2.0, count("success"), "an unchanged file is not reloaded")
 
 	write("defaults:\n  spans_per_second: -\n  nonsense: 1\n")
-	r.poll()
+	poll()
 	require.Equal(t, 20.0, l.For("a").SpansPerSecond, "an invalid file leaves the last good limits")
 	require.Equal(t, 1.0, count("error"))
-	r.poll()
+	poll()
 	require.Equal(t, 1.0, count("error"), "the same bad content is counted once")
 
 	require.NoError(t, os.Remove(path))
-	r.poll()
-	r.poll()
+	poll()
+	poll()
 	require.Equal(t, 20.0, l.For("a").SpansPerSecond, "a removed file leaves the last good limits")
 	require.Equal(t, 2.0, count("error"))
 
 	write("clusters:\n  a:\n    spans_per_second: 30\n")
-	r.poll()
+	poll()
 	require.Equal(t, 30.0, l.For("a").SpansPerSecond)
 	require.Zero(t, l.For("b").SpansPerSecond)
 	require.Equal(t, 3.0, count("success"))
 
 	write(strings.Repeat("#", maxFileBytes+1))
-	r.poll()
+	poll()
 	require.Equal(t, 30.0, l.For("a").SpansPerSecond, "a file over the size bound is refused")
 	require.Equal(t, 3.0, count("error"))
 }

@@ -13,7 +13,8 @@ import (
 )
 
 // Reloader keeps a Limiter's file layer current: it reads the limits file
-// every interval and applies it when its content changed. A file that
+// every interval and applies it when its content changed and read the same
+// on two polls in a row. A file that
 // cannot be read or parsed is reported (once per distinct content) and the
 // last good one stays in force.
 type Reloader struct {
@@ -26,6 +27,7 @@ type Reloader struct {
 	lastSuccess prometheus.Gauge
 
 	last    [sha256.Size]byte // content last tried
+	pending [sha256.Size]byte // a changed content seen once, applied when seen again
 	lastErr string            // read error last reported
 }
 
@@ -101,6 +103,14 @@ func (r *Reloader) poll() {
 	r.lastErr = ""
 	sum := sha256.Sum256(b)
 	if bytes.Equal(sum[:], r.last[:]) {
+		return
+	}
+	// A change is applied once two polls read the same content: a file
+	// written in place (truncated, then written) can be read half-written,
+	// and a prefix of a limits file often parses (an empty file lifts
+	// every limit).
+	if !bytes.Equal(sum[:], r.pending[:]) {
+		r.pending = sum
 		return
 	}
 	r.last = sum
