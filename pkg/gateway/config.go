@@ -126,7 +126,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LimitsFile, "limits.file", "", "YAML file of per-cluster limits (defaults: and clusters: <name>: rates samples_per_second, log_bytes_per_second, spans_per_second with *_burst, and per-request bounds), reloaded on change; the last good file stays in force when a change does not parse. Empty: no per-cluster limits but those of tokens.yaml.")
 	// 10 s: a changed ConfigMap takes about a minute to reach the pod's
 	// volume anyway; reading a small file every 10 s costs nothing.
-	fs.DurationVar(&c.LimitsPollInterval, "limits.file.poll-interval", 10*time.Second, "How often -limits.file is read for changes.")
+	fs.DurationVar(&c.LimitsPollInterval, "limits.file.poll-interval", 10*time.Second, "How often -limits.file is read for changes; a change applies when two reads in a row agree (a file written in place is not applied half-written).")
 	fs.DurationVar(&c.RetryAfter, "retry-after", 5*time.Second, "Retry-After sent with 429 and 503.")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "On SIGTERM, how long to finish in-flight requests and flush the producer.")
 	fs.DurationVar(&c.Producer.AckTimeout, "kafka.ack-timeout", 10*time.Second, "Longest wait for Kafka to acknowledge a request's records before answering 503.")
