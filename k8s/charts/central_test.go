@@ -636,17 +636,24 @@ func TestCentralBinariesRunRenderedPods(t *testing.T) {
 
 	for _, tc := range []struct {
 		file string
+		set  map[string]any
 		opts []kfake.Opt
 	}{
-		{"examples/central-all-sinks.yaml", nil},
-		{"examples/central-strimzi.yaml", []kfake.Opt{kfake.TLS(secrets.serverTLS)}},
-		{"examples/central-existing-kafka.yaml", []kfake.Opt{kfake.TLS(secrets.serverTLS),
+		{"examples/central-all-sinks.yaml", nil, nil},
+		// An open gateway: no identities, no tokens file.
+		{"examples/central-minimal.yaml", map[string]any{"gateway.auth.required": false, "gateway.auth.tokensSecret": ""}, nil},
+		{"examples/central-strimzi.yaml", nil, []kfake.Opt{kfake.TLS(secrets.serverTLS)}},
+		{"examples/central-existing-kafka.yaml", nil, []kfake.Opt{kfake.TLS(secrets.serverTLS),
 			kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "tributary", string(secrets.files["kafka-tributary"]["password"]))}},
 	} {
-		t.Run(filepath.Base(tc.file), func(t *testing.T) {
+		name := filepath.Base(tc.file)
+		if tc.set != nil {
+			name += " with auth off" // the one case that sets values
+		}
+		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			kafka := testenv.Kafka(t, 2, append(testenv.FastGroups(), tc.opts...)...)
-			objs := render(t, centralChart, "tributary", []string{tc.file}, nil)
+			objs := render(t, centralChart, "tributary", []string{tc.file}, tc.set)
 			typed, _ := decodeStrict(t, objs)
 			started := 0
 			for _, o := range typed {
