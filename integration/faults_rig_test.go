@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -48,6 +49,10 @@ type sinkTap struct {
 	upstream string
 	index    string // elasticsearch: count only indices with this prefix
 
+	// delay holds every request this long before forwarding it: a slow
+	// sink, so that a crash finds writes in flight.
+	delay atomic.Int64
+
 	mu     sync.Mutex
 	seen   map[string]int
 	writes int
@@ -68,7 +73,10 @@ func (s *sinkTap) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	req, err := http.NewRequestWithContext(r.Context(), r.Method, s.upstream+r.URL.RequestURI(), bytes.NewReader(body))
+	time.Sleep(time.Duration(s.delay.Load()))
+	// Not cancelled with the client: a write the sink completes after its
+	// writer died is still counted.
+	req, err := http.NewRequestWithContext(context.WithoutCancel(r.Context()), r.Method, s.upstream+r.URL.RequestURI(), bytes.NewReader(body))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
