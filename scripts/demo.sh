@@ -173,9 +173,11 @@ YAML
   launch jaeger env "${jaeger_env[@]}" "$JAEGER_BIN" --config="$ROOT/deploy/local/jaeger.yaml"
   wait_http "http://127.0.0.1:$JAEGER_HEALTH_PORT/status" "Jaeger query"
   launch gateway "$BIN/gateway" -http.listen-addr=127.0.0.1:$GATEWAY_PORT -kafka.brokers=127.0.0.1:$BROKER_PORT \
-    -otlp.grpc.listen-addr=127.0.0.1:$GATEWAY_OTLP_PORT
+    -otlp.grpc.listen-addr=127.0.0.1:$GATEWAY_OTLP_PORT -kafka.topics.partitions=4 -kafka.topics.replication-factor=1
   wait_http "http://127.0.0.1:$GATEWAY_PORT/-/ready" gateway
+  # The dev broker: one node, 4 partitions per topic (the topic check's expectations).
   launch ingester "$BIN/ingester" -http.listen-addr=127.0.0.1:$INGESTER_PORT -kafka.brokers=127.0.0.1:$BROKER_PORT \
+    -kafka.topics.partitions=4 -kafka.topics.replication-factor=1 \
     -prometheus.url=http://127.0.0.1:$SINK_PORT/api/v1/write -loki.url=http://127.0.0.1:$LOKI_PORT/loki/api/v1/push \
     -jaeger.addresses=http://127.0.0.1:$ZINC_PORT/es -jaeger.username=$ZINC_USER -jaeger.password=$ZINC_PASSWORD
   wait_http "http://127.0.0.1:$INGESTER_PORT/-/ready" ingester
