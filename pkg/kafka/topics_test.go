@@ -116,6 +116,7 @@ func TestCheckTopicsFindings(t *testing.T) {
 // With -kafka.topics.strict a problem stops the process (Run returns);
 // without it Run logs and waits for the end.
 func TestTopicCheckRun(t *testing.T) {
+	t.Parallel()
 	k := testenv.Kafka(t, 4)
 	kc := Config{Brokers: k.Addr, ClientID: "test", Version: "2.8.0", Timeout: 2 * time.Second}
 	check := TopicCheck{Kafka: kc, Topics: TopicsConfig{Partitions: 12, ReplicationFactor: 1, Strict: true}, Names: []string{"tributary.metrics"}, Log: quietLog}
