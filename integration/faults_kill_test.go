@@ -65,7 +65,16 @@ func TestProcessKillsDuringBurst(t *testing.T) {
 	}
 
 	waitFor(t, progress(60))
+	// Slow sinks: the kill finds every sink's writes in flight.
+	taps := []*sinkTap{rig.promTap, rig.lokiTap, rig.esTap, rig.jaegerTap}
+	for _, tap := range taps {
+		tap.delay.Store(int64(500 * time.Millisecond))
+	}
+	time.Sleep(1500 * time.Millisecond)
 	first.Kill()
+	for _, tap := range taps {
+		tap.delay.Store(0)
+	}
 	// The kill met data in flight: every sink's group had records past
 	// its committed offset, which only the next ingester can write.
 	for sink, topic := range sinkTopics {

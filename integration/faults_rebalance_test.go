@@ -55,6 +55,9 @@ func TestRebalanceStorm(t *testing.T) {
 			}
 		}()
 	}
+	// Slow sinks, so that kills and hand-overs find writes in flight.
+	rig.promTap.delay.Store(int64(time.Second))
+	rig.lokiTap.delay.Store(int64(time.Second))
 	add(3)
 
 	clusters := []string{"s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8"}
