@@ -15,7 +15,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 
-	"github.com/tributary-io/tributary/pkg/reject"
+	"github.com/tributary-io/tributary/pkg/otlp"
 )
 
 // ClusterAttribute is the resource attribute that names the cluster, and
@@ -86,14 +86,8 @@ func (c *Converter) resourceAction(name string) string {
 // counted. A body that does not decode is refused whole (400).
 func (c *Converter) Convert(body []byte, isJSON bool, defaultCluster string) (Result, error) {
 	req := plogotlp.NewExportRequest()
-	var err error
-	if isJSON {
-		err = req.UnmarshalJSON(body)
-	} else {
-		err = req.UnmarshalProto(body)
-	}
-	if err != nil {
-		return Result{}, reject.BadRequest("decode OTLP logs request: %v", err)
+	if err := otlp.Decode(req, body, isJSON, "logs"); err != nil {
+		return Result{}, err
 	}
 	ld := req.Logs()
 	res := Result{Records: ld.LogRecordCount()}

@@ -13,7 +13,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 
-	"github.com/tributary-io/tributary/pkg/reject"
+	"github.com/tributary-io/tributary/pkg/otlp"
 )
 
 // ClusterAttribute is the resource attribute that names the cluster.
@@ -110,14 +110,8 @@ func (r *refusals) refuse(n int, reason, msg string) {
 // out and counted in the result, the rest is converted.
 func (c *Converter) Convert(ctx context.Context, body []byte, isJSON bool, defaultCluster string) (Result, error) {
 	req := pmetricotlp.NewExportRequest()
-	var err error
-	if isJSON {
-		err = req.UnmarshalJSON(body)
-	} else {
-		err = req.UnmarshalProto(body)
-	}
-	if err != nil {
-		return Result{}, reject.BadRequest("decode OTLP metrics request: %v", err)
+	if err := otlp.Decode(req, body, isJSON, "metrics"); err != nil {
+		return Result{}, err
 	}
 	md := req.Metrics()
 	res := Result{DataPoints: md.DataPointCount()}
