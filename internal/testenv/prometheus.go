@@ -65,6 +65,13 @@ storage:
 // receiver enabled, on a free loopback port with a temporary data dir.
 func Prometheus(t testing.TB, config string) *PrometheusServer {
 	t.Helper()
+	return startPrometheus(t, config, "prometheus", PrometheusBinary(t), "--web.enable-lifecycle")
+}
+
+// startPrometheus starts bin as a Prometheus with config, the remote-write
+// receiver and extra flags, and keeps how to start it again (Restart).
+func startPrometheus(t testing.TB, config, name, bin string, extra ...string) *PrometheusServer {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
@@ -72,22 +79,19 @@ func Prometheus(t testing.TB, config string) *PrometheusServer {
 	}
 	p := &PrometheusServer{Port: FreePort(t), DataDir: filepath.Join(dir, "data"), Config: cfg}
 	p.URL = "http://" + Addr(p.Port)
-	p.launch = p.start
-	p.start(t)
+	p.launch = func(t testing.TB) {
+		t.Helper()
+		p.Proc = StartProcess(t, name, bin, append([]string{
+			"--config.file=" + p.Config,
+			"--storage.tsdb.path=" + p.DataDir,
+			"--web.listen-address=" + Addr(p.Port),
+			"--web.enable-remote-write-receiver",
+			"--log.level=warn",
+		}, extra...))
+		WaitHTTP(t, p.Proc, p.URL+"/-/ready", 60*time.Second)
+	}
+	p.launch(t)
 	return p
-}
-
-func (p *PrometheusServer) start(t testing.TB) {
-	t.Helper()
-	p.Proc = StartProcess(t, "prometheus", PrometheusBinary(t), []string{
-		"--config.file=" + p.Config,
-		"--storage.tsdb.path=" + p.DataDir,
-		"--web.listen-address=" + Addr(p.Port),
-		"--web.enable-remote-write-receiver",
-		"--web.enable-lifecycle",
-		"--log.level=warn",
-	})
-	WaitHTTP(t, p.Proc, p.URL+"/-/ready", 60*time.Second)
 }
 
 // Sample is one element of an instant-query vector.
