@@ -71,6 +71,10 @@ type Leaf struct {
 	// Server: for 127.0.0.1 and localhost; else a client certificate.
 	Server bool
 	URIs   []string // URI SANs, e.g. spiffe://example.org/cluster/a
+	// IPs and DNSNames a server certificate holds besides 127.0.0.1 and
+	// localhost.
+	IPs      []net.IP
+	DNSNames []string
 }
 
 // Issue writes the certificate and key of leaf, signed by ca, into dir.
@@ -91,8 +95,8 @@ func (ca *CA) Issue(t testing.TB, dir string, leaf Leaf) (certFile, keyFile stri
 	}
 	if leaf.Server {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-		tmpl.DNSNames = []string{"localhost"}
+		tmpl.IPAddresses = append([]net.IP{net.IPv4(127, 0, 0, 1)}, leaf.IPs...)
+		tmpl.DNSNames = append([]string{"localhost"}, leaf.DNSNames...)
 	}
 	for _, s := range leaf.URIs {
 		u, err := url.Parse(s)
