@@ -281,7 +281,12 @@ func (g *Gateway) statusOf(err error) (int, string) {
 }
 
 // reserve takes n bytes of the in-flight budget; release gives them back.
+// A request that needs more than the whole budget could never be served:
+// 413, not a 503 its client would retry without end.
 func (g *Gateway) reserve(n int64) (release func(), err error) {
+	if n > g.cfg.MaxInflightBytes {
+		return nil, reject.TooLarge("request needs %d bytes of memory, more than the whole in-flight budget of %d (-limits.max-inflight-bytes)", n, g.cfg.MaxInflightBytes)
+	}
 	if g.inflight.Add(n) > g.cfg.MaxInflightBytes {
 		g.inflight.Add(-n)
 		return nil, errOverloaded

@@ -355,11 +355,14 @@ var hostileExceptions = map[string]hostileCase{
 	"otlp http metrics json/one cluster per series": {status: 413, reason: "exceeds the limit"},
 	"otlp http logs json/100k series":               {status: 413, reason: "exceeds the limit"},
 	"otlp http logs json/one cluster per series":    {status: 413, reason: "exceeds the limit"},
-	// FINDING (reported): 100,000 data points as OTLP/JSON (~15 MB) cost
-	// more than the whole in-flight budget (128 MiB here) by the metrics
-	// decoder's estimate, so the answer is 503, which a client retries in
-	// vain; 413 would tell it to give up.
-	"otlp http metrics json/100k series": {status: 503, reason: "overloaded"},
+	// 100,000 data points as OTLP/JSON (~15 MB), and one 5 MB message of
+	// 100,000 data points in distinct clusters, cost more than the whole
+	// in-flight budget (128 MiB here) by the metrics decoder's estimate:
+	// 413 / RESOURCE_EXHAUSTED without RetryInfo, before anything is
+	// decoded (a 503 here was retried in vain).
+	"otlp http metrics json/100k series":                {status: 413, reason: "whole in-flight budget"},
+	"otlp http metrics protobuf/one cluster per series": {status: 413, reason: "whole in-flight budget"},
+	"otlp grpc metrics/one cluster per series":          {code: codes.ResourceExhausted, reason: "whole in-flight budget"},
 	// grpc-go answers a frame it cannot inflate itself, before the
 	// service sees it, with INTERNAL: not retryable for OTLP exporters
 	// either, so the client drops the batch as it would on a 4xx.

@@ -617,10 +617,12 @@ func TestOTLPInflightBudget(t *testing.T) {
 	big.Attributes = []*commonpb.KeyValue{{Key: "k", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: strings.Repeat("v", 40<<10)}}}}
 	body := otlpRequestBody(t, "a", big)
 
+	// Decoded, it needs more than the whole budget: it could never pass,
+	// so 413 without Retry-After, not a 503 retried in vain.
 	resp, out := f.postOTLP(t, gzipBytes(body), "Content-Encoding", "gzip")
-	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, string(out))
-	require.Equal(t, "2", resp.Header.Get("Retry-After"))
-	require.Contains(t, decodeStatus(t, resp, out).Message, "too many bytes in flight")
+	require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode, string(out))
+	require.Empty(t, resp.Header.Get("Retry-After"))
+	require.Contains(t, decodeStatus(t, resp, out).Message, "whole in-flight budget")
 
 	require.Zero(t, f.gw.inflight.Load(), "every reservation given back")
 	require.Empty(t, testenv.ReadTopic(t, f.kafka.Addr, "tributary.spans"))
