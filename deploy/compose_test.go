@@ -103,6 +103,25 @@ func TestCompose(t *testing.T) {
 		}
 	})
 
+	// The images are the versions the tests run: the configs they mount are
+	// validated by the Loki and Jaeger the build scripts build (loki
+	// -verify-config, jaeger validate), and Prometheus 3 is the one
+	// build-prometheus.sh builds for the OTLP tests (its promtool is not
+	// built; Debian's checks prometheus.yml). An image of another version
+	// could read the same file differently.
+	t.Run("images are the validated versions", func(t *testing.T) {
+		want := map[string]string{
+			"loki":       "grafana/loki:" + strings.TrimPrefix(scriptVersion(t, root, "build-loki.sh", "LOKI_VERSION"), "v"),
+			"jaeger":     "jaegertracing/jaeger:" + jaegerV2(t, scriptVersion(t, root, "build-jaeger.sh", "JAEGER_VERSION")),
+			"prometheus": "prom/prometheus:" + prometheusV3(t, scriptVersion(t, root, "build-prometheus.sh", "PROM_MODULE_VERSION")),
+		}
+		for name, image := range want {
+			s, err := p.GetService(name)
+			require.NoError(t, err)
+			require.Equal(t, image, s.Image, "service %s: the image is not the version its config is validated with", name)
+		}
+	})
+
 	t.Run("mounted files exist", func(t *testing.T) {
 		n := 0
 		for _, s := range p.Services {
@@ -441,4 +460,36 @@ func decodeStrict(t *testing.T, path string, v any) {
 	dec := yaml.NewDecoder(f)
 	dec.KnownFields(true)
 	require.NoError(t, dec.Decode(v), path)
+}
+
+// scriptVersion reads NAME=value from scripts/<script>.
+func scriptVersion(t *testing.T, root, script, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, "scripts", script))
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?m)^` + name + `=(\S+)$`).FindSubmatch(b)
+	require.NotNil(t, m, "%s sets no %s", script, name)
+	return string(m[1])
+}
+
+// jaegerV2 is the Jaeger v2 release of a v1.x module version: Jaeger tags
+// both at once, v1.(63+N) with v2.N (v1.76.0 / v2.13.0, its CHANGELOG).
+func jaegerV2(t *testing.T, v1 string) string {
+	t.Helper()
+	var major, minor, patch int
+	_, err := fmt.Sscanf(v1, "v%d.%d.%d", &major, &minor, &patch)
+	require.NoError(t, err, v1)
+	require.Equal(t, 1, major, v1)
+	return fmt.Sprintf("%d.%d.%d", 2, minor-63, patch)
+}
+
+// prometheusV3 is the Prometheus release of its Go module version:
+// v0.3MM.P is v3.MM.P.
+func prometheusV3(t *testing.T, module string) string {
+	t.Helper()
+	var minor, patch int
+	_, err := fmt.Sscanf(module, "v0.%d.%d", &minor, &patch)
+	require.NoError(t, err, module)
+	require.GreaterOrEqual(t, minor, 300, module)
+	return fmt.Sprintf("v3.%d.%d", minor-300, patch)
 }
