@@ -40,7 +40,7 @@ import (
 )
 
 // allPhases in the order they run.
-var allPhases = []string{"a", "b", "c", "d", "e", "f", "g", "agent", "spans", "otlp"}
+var allPhases = []string{"a", "b", "c", "d", "e", "f", "g", "agent", "spans", "spans-sink", "otlp"}
 
 // phases is the -phases list; empty: all.
 func (c *Config) phases() []string {
