@@ -40,7 +40,7 @@ const (
 
 // spansSinkRound is one round of the phase; a zero value was not measured.
 type spansSinkRound struct {
-	direct, directZinc                 float64
+	direct, directZinc                  float64
 	ingester, ingesterCPU, ingesterZinc float64
 }
 
