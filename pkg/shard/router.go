@@ -1,0 +1,251 @@
+package shard
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Config is the gateway's partition choice.
+type Config struct {
+	File         string        `yaml:"file"`
+	PollInterval time.Duration `yaml:"poll_interval"`
+	Hash         string        `yaml:"hash"`
+}
+
+// RegisterFlags registers -shards.*.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.File, "shards.file", "", "YAML shard table, the same on every gateway: clusters: {<cluster>: <k>} spreads each named cluster over k partitions (its base partition and the k-1 after it) by a hash of the series labels, stream labels or trace id. k must not exceed any topic's partition count. Reloaded on change; a change that does not parse or does not fit the topics is refused and the last good table stays. Empty: every cluster on one partition.")
+	// 10 s, as -limits.file: a changed ConfigMap takes about a minute to
+	// reach the pod anyway.
+	fs.DurationVar(&c.PollInterval, "shards.file.poll-interval", 10*time.Second, "How often -shards.file is read for changes; a change applies when two reads in a row agree.")
+	fs.StringVar(&c.Hash, "shards.hash", string(HashXX), "How a cluster's base partition is chosen: xxhash (spreads names like cluster-0..63 evenly) or fnv1a (sarama's default partitioner, the placement before -shards.file existed: keep it during a rolling upgrade from such a gateway, so that no cluster changes partition while old and new gateways both write).")
+}
+
+// Validate checks the flags and that the table parses.
+func (c *Config) Validate() error {
+	if _, err := ParseHash(c.Hash); err != nil {
+		return fmt.Errorf("shards.hash: %w", err)
+	}
+	if c.File == "" {
+		return nil
+	}
+	if c.PollInterval <= 0 {
+		return errors.New("shards.file.poll-interval must be positive")
+	}
+	if _, err := readTable(c.File); err != nil {
+		return fmt.Errorf("shards.file: %w", err)
+	}
+	return nil
+}
+
+func readTable(path string) (*Table, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(b)
+}
+
+// PartitionCount answers how many partitions topic has (the producer's
+// metadata).
+type PartitionCount func(topic string) (int32, error)
+
+// Router holds the table in force and hands out Routes.
+type Router struct {
+	cfg        Config
+	hash       Hash
+	table      atomic.Pointer[Table]
+	topics     []string
+	partitions PartitionCount
+	log        *slog.Logger
+
+	reloads  *prometheus.CounterVec
+	ok       prometheus.Gauge
+	clusters prometheus.Gauge
+
+	last, pending [sha256.Size]byte
+	lastErr       string
+	lastOK        bool // whether the content last read (last) is in force
+}
+
+// NewRouter loads the table (an error if it does not parse) for the
+// records of topics, whose partition counts partitions answers.
+func NewRouter(cfg Config, topics []string, partitions PartitionCount, reg prometheus.Registerer, log *slog.Logger) (*Router, error) {
+	h, err := ParseHash(cfg.Hash)
+	if err != nil {
+		return nil, err
+	}
+	f := promauto.With(reg)
+	r := &Router{
+		cfg: cfg, hash: h, topics: topics, partitions: partitions, log: log.With("file", cfg.File),
+		reloads: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "tributary_gateway_shards_reloads_total",
+			Help: "Loads of -shards.file with changed content, by outcome (success; error: the last good table stays in force).",
+		}, []string{"outcome"}),
+		ok: f.NewGauge(prometheus.GaugeOpts{
+			Name: "tributary_gateway_shards_table_ok",
+			Help: "1 when -shards.file as last read is in force; 0 when it was refused (unreadable, invalid, or k above a topic's partition count) and an older table is kept.",
+		}),
+		clusters: f.NewGauge(prometheus.GaugeOpts{
+			Name: "tributary_gateway_shards_clusters",
+			Help: "Clusters the shard table in force spreads over more than one partition.",
+		}),
+	}
+	r.table.Store(&Table{})
+	r.ok.Set(1)
+	if cfg.File == "" {
+		return r, nil
+	}
+	b, err := os.ReadFile(cfg.File)
+	if err != nil {
+		return nil, fmt.Errorf("shards.file: %w", err)
+	}
+	if err := r.apply(b); err != nil {
+		return nil, fmt.Errorf("shards.file %s: %w", cfg.File, err)
+	}
+	r.last = sha256.Sum256(b)
+	return r, nil
+}
+
+// Table is the table in force.
+func (r *Router) Table() *Table { return r.table.Load() }
+
+// Route is the partition choice for one request's records of one topic:
+// one table, even if a reload comes while the request is served.
+type Route struct {
+	t *Table
+	h Hash
+	n int32
+}
+
+// Route answers the partition choice for topic, or an error when its
+// partition count is not known (Kafka not connected).
+func (r *Router) Route(topic string) (Route, error) {
+	n, err := r.partitions(topic)
+	if err != nil {
+		return Route{}, err
+	}
+	if n <= 0 {
+		return Route{}, fmt.Errorf("topic %s has no partitions", topic)
+	}
+	return Route{t: r.table.Load(), h: r.hash, n: n}, nil
+}
+
+// Shards is cluster's k, at most the topic's partition count (a table
+// checked at load never needs the bound; a topic recreated smaller might).
+func (rt Route) Shards(cluster string) int {
+	return min(rt.t.Shards(cluster), int(rt.n))
+}
+
+// Partition is the partition of cluster's shard.
+func (rt Route) Partition(cluster string, shard int) int32 {
+	return rt.h.Partition(cluster, shard, rt.n)
+}
+
+// Check compares the table with the topics' partition counts; topics
+// whose count is not known yet are skipped. The gateway calls it once
+// Kafka first answers, and stops when it fails: k above the partition
+// count is a configuration error.
+func (r *Router) Check() error {
+	return r.check(r.table.Load())
+}
+
+func (r *Router) check(t *Table) error {
+	for _, topic := range r.topics {
+		n, err := r.partitions(topic)
+		if err != nil {
+			continue
+		}
+		if err := t.Check(topic, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *Router) apply(b []byte) error {
+	t, err := Parse(b)
+	if err == nil {
+		err = r.check(t)
+	}
+	r.lastOK = err == nil
+	if err != nil {
+		r.reloads.WithLabelValues("error").Inc()
+		r.ok.Set(0)
+		return err
+	}
+	r.table.Store(t)
+	r.reloads.WithLabelValues("success").Inc()
+	r.ok.Set(1)
+	r.clusters.Set(float64(t.Len()))
+	return nil
+}
+
+// Run polls the file until ctx ends. Polling, not inotify: a Kubernetes
+// ConfigMap is updated by swapping a symlink, which some watchers miss.
+func (r *Router) Run(ctx context.Context) {
+	if r.cfg.File == "" {
+		return
+	}
+	tick := time.NewTicker(r.cfg.PollInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		r.poll()
+	}
+}
+
+// poll applies a changed file once two reads in a row agree: a file
+// written in place can be read half-written, and a prefix of a table
+// often parses (an empty one unshards every cluster).
+func (r *Router) poll() {
+	b, err := os.ReadFile(r.cfg.File)
+	if err != nil {
+		if err.Error() != r.lastErr {
+			r.lastErr = err.Error()
+			r.reloads.WithLabelValues("error").Inc()
+			r.ok.Set(0)
+			r.log.Warn("shard table unreadable: keeping the last good table", "err", err)
+		}
+		return
+	}
+	r.lastErr = ""
+	sum := sha256.Sum256(b)
+	if bytes.Equal(sum[:], r.last[:]) {
+		if r.lastOK {
+			r.ok.Set(1) // readable again, and what is in force
+		}
+		return
+	}
+	if !bytes.Equal(sum[:], r.pending[:]) {
+		r.pending = sum
+		return
+	}
+	r.last = sum
+	old := r.table.Load()
+	if err := r.apply(b); err != nil {
+		r.log.Error("shard table refused: keeping the last good table", "err", err)
+		return
+	}
+	if !old.Equal(r.table.Load()) {
+		// Series of a cluster whose k changed move partition: for a
+		// moment they may reach the sinks out of order (README, Hot
+		// clusters).
+		r.log.Info("shard table reloaded", "sharded_clusters", r.table.Load().Len())
+	}
+}

@@ -1,0 +1,89 @@
+package shard
+
+import (
+	"fmt"
+	"math"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestSuggest(t *testing.T) {
+	// 12 partitions, total 1200: the mean partition load is 100.
+	load := map[string]float64{"huge": 450, "big": 150, "mean": 100, "a": 250, "b": 250}
+	require.Equal(t, map[string]int{"huge": 5, "big": 2, "a": 3, "b": 3}, Suggest(load, 12, 1))
+	require.Equal(t, map[string]int{"huge": 9, "big": 3, "mean": 2, "a": 5, "b": 5}, Suggest(load, 12, 0.5))
+	require.Equal(t, map[string]int{"huge": 2, "a": 2, "b": 2, "big": 2, "mean": 2}, Suggest(load, 2, 0.1), "k at most the partition count")
+	require.Empty(t, Suggest(map[string]float64{"a": 0}, 12, 1))
+
+	tb := FromMap(Suggest(load, 12, 1))
+	back, err := Parse([]byte(tb.YAML()))
+	require.NoError(t, err)
+	require.True(t, tb.Equal(back), tb.YAML())
+}
+
+// ZipfLoad is the skew bench's load: n clusters named cluster-0.. whose
+// sizes fall as 1/rank^s, s chosen so that the largest holds share of the
+// total.
+func zipfLoad(n int, share float64) map[string]float64 {
+	lo, hi := 0.0, 4.0
+	var w []float64
+	for range 60 {
+		s := (lo + hi) / 2
+		w = w[:0]
+		total := 0.0
+		for i := range n {
+			v := 1 / math.Pow(float64(i+1), s)
+			w = append(w, v)
+			total += v
+		}
+		if w[0]/total < share {
+			lo = s
+		} else {
+			hi = s
+		}
+	}
+	out := map[string]float64{}
+	for i, v := range w {
+		out[fmt.Sprintf("cluster-%d", i)] = v
+	}
+	return out
+}
+
+// partitionLoad places load with h and table t over n partitions: each
+// sharded cluster's load split evenly over its shards (as many series
+// hashed over k shards are).
+func partitionLoad(load map[string]float64, h Hash, t *Table, n int32) (maxOverMean float64) {
+	p := make([]float64, n)
+	total := 0.0
+	for name, v := range load {
+		k := min(t.Shards(name), int(n))
+		for s := range k {
+			p[h.Partition(name, s, n)] += v / float64(k)
+		}
+		total += v
+	}
+	mx := 0.0
+	for _, v := range p {
+		mx = max(mx, v)
+	}
+	return mx / (total / float64(n))
+}
+
+// TestSuggestedTableEvensPartitions: on the skew bench's load (64 Zipf
+// clusters, the largest 25%, 12 partitions), one partition per cluster
+// puts the largest cluster's 3x the mean on one partition; the suggested
+// table (the default hash) brings every partition under 2x the mean.
+func TestSuggestedTableEvensPartitions(t *testing.T) {
+	load := zipfLoad(64, 0.25)
+	for _, h := range []Hash{HashXX, HashFNV1a} {
+		none := partitionLoad(load, h, nil, 12)
+		tb := FromMap(Suggest(load, 12, DefaultThreshold))
+		with := partitionLoad(load, h, tb, 12)
+		t.Logf("%s: partition max/mean %.2f without a table, %.2f with %v", h, none, with, tb.clusters)
+		require.Greater(t, none, 3.0)
+		if h == HashXX { // the default; fnv1a measured 2.12
+			require.LessOrEqual(t, with, 2.0)
+		}
+	}
+}
