@@ -44,7 +44,7 @@ func New(cfg Config, tlsCfg TLSConfig, reg prometheus.Registerer, log *slog.Logg
 		return nil, err
 	}
 	if cfg.TokensFile != "" {
-		if a.tokens, err = loadTokenFile(cfg.TokensFile, m, log.With("component", "auth")); err != nil {
+		if a.tokens, err = loadTokenFile(cfg.TokensFile, cfg.TokensReloadInterval, reg, m, log.With("component", "auth")); err != nil {
 			return nil, err
 		}
 	}
@@ -65,7 +65,7 @@ func (a *Authenticator) Overwrite() bool { return a.cfg.ClusterMismatch == Misma
 // Run reloads the tokens file until ctx ends.
 func (a *Authenticator) Run(ctx context.Context) {
 	if a.tokens != nil {
-		a.tokens.Run(ctx, a.cfg.TokensReloadInterval)
+		a.tokens.Run(ctx)
 	}
 }
 

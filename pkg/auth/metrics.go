@@ -14,11 +14,9 @@ const (
 )
 
 type metrics struct {
-	requests      *prometheus.CounterVec
-	tokens        prometheus.Gauge
-	tokensLoaded  prometheus.Gauge
-	tokensReloads *prometheus.CounterVec
-	certReloads   *prometheus.CounterVec
+	requests    *prometheus.CounterVec
+	tokens      prometheus.Gauge
+	certReloads *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -32,14 +30,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "tributary_gateway_auth_tokens",
 			Help: "Tokens in the tokens file as last loaded.",
 		}),
-		tokensLoaded: f.NewGauge(prometheus.GaugeOpts{
-			Name: "tributary_gateway_auth_tokens_last_reload_success_timestamp_seconds",
-			Help: "When the tokens file was last loaded successfully.",
-		}),
-		tokensReloads: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "tributary_gateway_auth_tokens_reloads_total",
-			Help: "Reloads of a changed tokens file, by outcome (error: the last good file stays in use).",
-		}, []string{"outcome"}),
 		certReloads: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "tributary_gateway_tls_certificate_reloads_total",
 			Help: "Reloads of a changed server certificate, by outcome (error: the last good certificate stays in use).",
@@ -49,7 +39,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.requests.WithLabelValues(r)
 	}
 	for _, o := range []string{"success", "error"} {
-		m.tokensReloads.WithLabelValues(o)
 		m.certReloads.WithLabelValues(o)
 	}
 	return m

@@ -9,15 +9,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"regexp"
 	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tributary-io/tributary/pkg/filewatch"
 	"github.com/tributary-io/tributary/pkg/limits"
 )
 
@@ -169,29 +170,30 @@ func (t TokenTable) ClusterLimits() map[string]limits.Cluster {
 	return m
 }
 
-// TokenFile is tokens.yaml, read again whenever its content changes.
+// TokenFile is tokens.yaml, read again whenever its content changes
+// (pkg/filewatch: a change applies once two polls in a row read it, so a
+// file written in place is never applied half-written and cut tokens do
+// not get revoked for a moment).
 type TokenFile struct {
-	path    string
 	table   atomic.Pointer[TokenTable]
-	lastSum [sha256.Size]byte // of the last content read, good or not
+	watch   *filewatch.Watcher
 	metrics *metrics
-	log     *slog.Logger
 	onLoad  atomic.Pointer[func(TokenTable)]
 }
 
 // loadTokenFile reads path once; it fails if the file cannot be read or
-// parsed, so that the gateway does not start with a broken file.
-func loadTokenFile(path string, m *metrics, log *slog.Logger) (*TokenFile, error) {
-	f := &TokenFile{path: path, metrics: m, log: log}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read tokens file: %w", err)
+// parsed, so that the gateway does not start with a broken file. Its
+// reload self-metrics are tributary_gateway_auth_tokens_reloads_total and
+// tributary_gateway_auth_tokens_last_reload_success_timestamp_seconds.
+func loadTokenFile(path string, interval time.Duration, reg prometheus.Registerer, m *metrics, log *slog.Logger) (*TokenFile, error) {
+	f := &TokenFile{metrics: m}
+	f.watch = filewatch.New(filewatch.Config{
+		Path: path, Interval: interval, Flag: "-auth.tokens-file",
+		MetricPrefix: "tributary_gateway_auth_tokens",
+	}, f.apply, reg, log)
+	if err := f.watch.Load(); err != nil {
+		return nil, fmt.Errorf("tokens file: %w", err)
 	}
-	table, err := ParseTokens(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	f.store(table, sha256.Sum256(data))
 	return f, nil
 }
 
@@ -201,14 +203,17 @@ func (f *TokenFile) OnLoad(fn func(TokenTable)) {
 	fn(*f.table.Load())
 }
 
-func (f *TokenFile) store(table TokenTable, sum [sha256.Size]byte) {
+func (f *TokenFile) apply(data []byte) error {
+	table, err := ParseTokens(data)
+	if err != nil {
+		return err
+	}
 	f.table.Store(&table)
 	if fn := f.onLoad.Load(); fn != nil {
 		(*fn)(table)
 	}
-	f.lastSum = sum
 	f.metrics.tokens.Set(float64(len(table)))
-	f.metrics.tokensLoaded.SetToCurrentTime()
+	return nil
 }
 
 // Lookup is the identity of token, or nil.
@@ -225,41 +230,4 @@ func (f *TokenFile) Lookup(token string) *Identity {
 // Run reads the file every interval until ctx ends. A changed file that
 // parses replaces the table; one that does not is logged and counted, and
 // the last good table stays.
-func (f *TokenFile) Run(ctx context.Context, interval time.Duration) {
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			f.reload()
-		}
-	}
-}
-
-// reload reads the file and applies it if its content changed. Content,
-// not mtime: a Kubernetes Secret update swaps a symlink, and an editor may
-// keep the size and the second.
-func (f *TokenFile) reload() {
-	data, err := os.ReadFile(f.path)
-	if err != nil {
-		f.metrics.tokensReloads.WithLabelValues("error").Inc()
-		f.log.Warn("tokens file unreadable, keeping the last good one", "path", f.path, "err", err)
-		return
-	}
-	sum := sha256.Sum256(data)
-	if sum == f.lastSum {
-		return
-	}
-	f.lastSum = sum // a bad file is logged once, not every interval
-	table, err := ParseTokens(data)
-	if err != nil {
-		f.metrics.tokensReloads.WithLabelValues("error").Inc()
-		f.log.Error("tokens file does not parse, keeping the last good one", "path", f.path, "err", err)
-		return
-	}
-	f.store(table, sum)
-	f.metrics.tokensReloads.WithLabelValues("success").Inc()
-	f.log.Info("tokens file reloaded", "path", f.path, "tokens", len(table))
-}
+func (f *TokenFile) Run(ctx context.Context) { f.watch.Run(ctx) }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -81,7 +82,7 @@ func TestParseTokensErrorsNameTheLine(t *testing.T) {
 // a token one byte off, finds nothing.
 func TestLookupHashesThePresentedToken(t *testing.T) {
 	path := writeTokens(t, t.TempDir(), tokensYAML("tokens:", "  - sha256: "+HashToken(tokenA), "    cluster: a"))
-	f, err := loadTokenFile(path, newMetrics(prometheus.NewRegistry()), discard())
+	f, err := loadTokens(t, path, prometheus.NewRegistry(), discard())
 	require.NoError(t, err)
 	require.Equal(t, "a", f.Lookup(tokenA).Cluster)
 	require.Nil(t, f.Lookup(HashToken(tokenA)), "the hash is not a token")
@@ -104,44 +105,120 @@ func writeTokens(t *testing.T, dir string, data []byte) string {
 	return path
 }
 
+func loadTokens(t *testing.T, path string, reg *prometheus.Registry, log *slog.Logger) (*TokenFile, error) {
+	t.Helper()
+	return loadTokenFile(path, time.Hour, reg, newMetrics(reg), log)
+}
+
+// reloads is tributary_gateway_auth_tokens_reloads_total{outcome}.
+func reloads(t *testing.T, reg *prometheus.Registry, outcome string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != "tributary_gateway_auth_tokens_reloads_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if m.GetLabel()[0].GetValue() == outcome {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no tributary_gateway_auth_tokens_reloads_total{outcome=%q}", outcome)
+	return 0
+}
+
 // A changed file takes effect; a broken one is logged and counted once and
 // the last good one stays; fixing it takes effect again.
 func TestTokenFileReloadKeepsLastGood(t *testing.T) {
 	dir := t.TempDir()
 	path := writeTokens(t, dir, tokensYAML("tokens:", "  - sha256: "+HashToken(tokenA), "    cluster: a"))
 	reg := prometheus.NewRegistry()
-	m := newMetrics(reg)
 	var logs bytes.Buffer
-	f, err := loadTokenFile(path, m, slog.New(slog.NewTextHandler(&logs, nil)))
+	f, err := loadTokens(t, path, reg, slog.New(slog.NewTextHandler(&logs, nil)))
 	require.NoError(t, err)
 	var loaded []int
 	f.OnLoad(func(t TokenTable) { loaded = append(loaded, len(t)) })
 	require.Equal(t, []int{1}, loaded, "OnLoad sees the current table at once")
+	// A change applies on the second poll that reads it.
+	poll := func() { f.watch.Poll(); f.watch.Poll() }
 
-	f.reload() // unchanged: nothing happens
-	require.Equal(t, 0.0, testutil.ToFloat64(m.tokensReloads.WithLabelValues("success")))
+	poll() // unchanged: nothing happens
+	require.Equal(t, 1.0, reloads(t, reg, "success"), "the start-up load only")
 
 	writeTokens(t, dir, tokensYAML("tokens:", "  - sha256: "+HashToken(tokenB), "    cluster: b"))
-	f.reload()
+	poll()
 	require.Nil(t, f.Lookup(tokenA), "revoked")
 	require.Equal(t, "b", f.Lookup(tokenB).Cluster)
-	require.Equal(t, 1.0, testutil.ToFloat64(m.tokensReloads.WithLabelValues("success")))
+	require.Equal(t, 2.0, reloads(t, reg, "success"))
 	require.Equal(t, []int{1, 1}, loaded)
 
 	writeTokens(t, dir, tokensYAML("tokens:", "  - sha256: nope", "    cluster: c"))
-	f.reload()
-	f.reload()
+	poll()
+	poll()
 	require.Equal(t, "b", f.Lookup(tokenB).Cluster, "the last good table stays")
-	require.Equal(t, 1.0, testutil.ToFloat64(m.tokensReloads.WithLabelValues("error")), "a bad file is counted once")
+	require.Equal(t, 1.0, reloads(t, reg, "error"), "a bad file is counted once")
 	require.Contains(t, logs.String(), "line 2: tokens[0]: sha256 must be 64 hex digits")
-	require.Equal(t, 1.0, testutil.ToFloat64(m.tokens))
+	require.Contains(t, logs.String(), "-auth.tokens-file refused")
+	require.Equal(t, 1.0, testutil.ToFloat64(f.metrics.tokens))
 
 	writeTokens(t, dir, tokensYAML("tokens:", "  - sha256: "+HashToken(tokenA), "    cluster: a", "  - sha256: "+HashToken(tokenB), "    cluster: b"))
-	f.reload()
+	poll()
 	require.Equal(t, "a", f.Lookup(tokenA).Cluster)
-	require.Equal(t, 2.0, testutil.ToFloat64(m.tokens))
+	require.Equal(t, 2.0, testutil.ToFloat64(f.metrics.tokens))
 	require.Equal(t, []int{1, 1, 2}, loaded)
 	require.NotContains(t, logs.String(), tokenA)
+}
+
+// A tokens file written in place can be read half-written, and its first
+// half parses: applied, it would revoke every token in the second half
+// until the next poll. It is never applied.
+func TestTokenFileHalfWrittenIsNeverApplied(t *testing.T) {
+	dir := t.TempDir()
+	path := writeTokens(t, dir, tokensYAML("tokens:", "  - sha256: "+HashToken(tokenA), "    cluster: a"))
+	f, err := loadTokens(t, path, prometheus.NewRegistry(), discard())
+	require.NoError(t, err)
+	var loaded [][]string
+	f.OnLoad(func(t TokenTable) {
+		var clusters []string
+		for _, id := range t {
+			clusters = append(clusters, id.Cluster)
+		}
+		slices.Sort(clusters)
+		loaded = append(loaded, clusters)
+	})
+
+	// The new file gives b a token and keeps a's, after b's: its first
+	// half, cut after b's entry, parses and lacks a.
+	full := tokensYAML("tokens:", "  - sha256: "+HashToken(tokenB), "    cluster: b", "  - sha256: "+HashToken(tokenA), "    cluster: a")
+	half := full[:bytes.Index(full, []byte("  - sha256: "+HashToken(tokenA)))]
+	_, err = ParseTokens(half)
+	require.NoError(t, err, "the half parses: only the watcher keeps it out")
+	fh, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	require.NoError(t, err)
+	defer fh.Close()
+	_, err = fh.Write(half)
+	require.NoError(t, err)
+	f.watch.Poll()
+	require.Equal(t, "a", clusterOf(f, tokenA), "half a file read: a's token still works")
+	_, err = fh.Write(full[len(half):])
+	require.NoError(t, err)
+	f.watch.Poll()
+	require.Equal(t, "a", clusterOf(f, tokenA))
+	require.Nil(t, f.Lookup(tokenB), "the whole file read once: not applied yet")
+	f.watch.Poll()
+	require.Equal(t, "a", clusterOf(f, tokenA))
+	require.Equal(t, "b", clusterOf(f, tokenB), "the whole file read twice: applied")
+	require.Equal(t, [][]string{{"a"}, {"a", "b"}}, loaded, "no table without a was ever in force")
+}
+
+// clusterOf is the cluster of token, "" for an unknown token.
+func clusterOf(f *TokenFile, token string) string {
+	if id := f.Lookup(token); id != nil {
+		return id.Cluster
+	}
+	return ""
 }
 
 // Run polls: a change is seen within a few intervals.
@@ -149,10 +226,10 @@ func TestTokenFileRunPolls(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	path := writeTokens(t, dir, tokensYAML("tokens:", "  - sha256: "+HashToken(tokenA), "    cluster: a"))
-	f, err := loadTokenFile(path, newMetrics(prometheus.NewRegistry()), discard())
+	reg := prometheus.NewRegistry()
+	f, err := loadTokenFile(path, 10*time.Millisecond, reg, newMetrics(reg), discard())
 	require.NoError(t, err)
-	ctx := t.Context()
-	go f.Run(ctx, 10*time.Millisecond)
+	go f.Run(t.Context())
 	writeTokens(t, dir, tokensYAML("tokens:", "  - sha256: "+HashToken(tokenB), "    cluster: b"))
 	require.Eventually(t, func() bool { return f.Lookup(tokenB) != nil }, 5*time.Second, 10*time.Millisecond)
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 )
 
@@ -63,12 +62,26 @@ func TestReloaderKeepsLastGoodFile(t *testing.T) {
 	r := NewReloader(path, time.Hour, l, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, r.Load())
 	require.Equal(t, 10.0, l.For("a").SpansPerSecond)
-	count := func(outcome string) float64 { return testutil.ToFloat64(r.reloads.WithLabelValues(outcome)) }
+	count := func(outcome string) float64 {
+		mfs, err := reg.Gather()
+		require.NoError(t, err)
+		for _, mf := range mfs {
+			if mf.GetName() != "tributary_gateway_limits_reloads_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				if m.GetLabel()[0].GetValue() == outcome {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+		return 0
+	}
 	// A change applies on the second poll that reads it.
-	poll := func() { r.poll(); r.poll() }
+	poll := func() { r.w.Poll(); r.w.Poll() }
 
 	write("defaults:\n  spans_per_second: 15\n")
-	r.poll()
+	r.w.Poll()
 	require.Equal(t, 10.0, l.For("a").SpansPerSecond, "a change read once may be half-written: not applied yet")
 
 	write("defaults:\n  spans_per_second: 20\n")
