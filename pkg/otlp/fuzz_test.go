@@ -127,3 +127,35 @@ func replaceID(js, id []byte) []byte {
 	enc := []byte(`"` + base64.StdEncoding.EncodeToString(id) + `"`)
 	return bytes.ReplaceAll(js, enc, []byte(`"`+hex.EncodeToString(id)+`"`))
 }
+
+// FuzzFastPaths holds the walk's fast paths to the general decoding they
+// shortcut: readField's one-byte fields, checkKeyValue's key-then-value
+// and checkAnyValue's short string must read and judge any bytes exactly
+// as readFieldSlow, checkKeyValueWalk and checkAnyValueWalk do.
+func FuzzFastPaths(f *testing.F) {
+	for _, s := range fuzzSeeds(f) {
+		f.Add(s)
+	}
+	kv, err := proto.Marshal(str("http.route", "/api/v1/items/{id}"))
+	require.NoError(f, err)
+	f.Add(kv)
+	f.Add(kv[len(kv)-20:]) // the AnyValue
+	f.Add([]byte{0x0a, 0x01, 0xff, 0x12, 0x03, 0x0a, 0x01, 0x80})
+	f.Add([]byte{0x0a, 0x00, 0x12, 0x02, 0x18, 0x05})
+	f.Add([]byte{0x41, 1, 2, 3, 4, 5, 6, 7, 8})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fast, fastErr := readField(b, 0, 0)
+		slow, slowErr := readFieldSlow(b, 0, 0)
+		require.Equal(t, slowErr, fastErr)
+		require.Equal(t, slow, fast)
+		p := Parser{lim: fuzzLimits()}
+		fkv, fastErr := p.checkKeyValue(b, 0, 0)
+		skv, slowErr := p.checkKeyValueWalk(b, 0, 0)
+		require.Equal(t, slowErr, fastErr)
+		require.Equal(t, skv, fkv)
+		fstr, fisStr, fprob, fastErr := p.checkAnyValue(b, 0, 0)
+		sstr, sisStr, sprob, slowErr := p.checkAnyValueWalk(b, 0, 0)
+		require.Equal(t, slowErr, fastErr)
+		require.Equal(t, []any{sstr, sisStr, sprob}, []any{fstr, fisStr, fprob})
+	})
+}

@@ -746,6 +746,25 @@ type keyValue struct {
 }
 
 func (p *Parser) checkKeyValue(b []byte, base, depth int) (keyValue, error) {
+	// Fast path: a key, then a value, each field shorter than 128 bytes,
+	// as every encoder writes an attribute (the fields readField's fast
+	// path reads, without the loop).
+	const keyTag, valueTag = fKeyValueKey<<3 | byte(protowire.BytesType), fKeyValueValue<<3 | byte(protowire.BytesType)
+	if len(b) >= 4 && b[0] == keyTag && b[1] < 0x80 {
+		j := 2 + int(b[1])
+		if j+2 <= len(b) && b[j] == valueTag && b[j+1] < 0x80 && j+2+int(b[j+1]) == len(b) {
+			str, isStr, prob, err := p.checkAnyValue(b[j+2:], base+j+2, depth)
+			if err != nil {
+				return keyValue{}, err
+			}
+			return p.checkKey(keyValue{key: b[2:j], str: str, isStr: isStr, prob: prob}), nil
+		}
+	}
+	return p.checkKeyValueWalk(b, base, depth)
+}
+
+// checkKeyValueWalk is checkKeyValue for any encoding of a KeyValue.
+func (p *Parser) checkKeyValueWalk(b []byte, base, depth int) (keyValue, error) {
 	var kv keyValue
 	for i := 0; i < len(b); {
 		f, err := readField(b, i, base)
@@ -774,6 +793,11 @@ func (p *Parser) checkKeyValue(b []byte, base, depth int) (keyValue, error) {
 		}
 		i = f.end
 	}
+	return p.checkKey(kv), nil
+}
+
+// checkKey adds to kv what is wrong with its key.
+func (p *Parser) checkKey(kv keyValue) keyValue {
 	switch {
 	case !utf8.Valid(kv.key):
 		kv.prob = newProblem(ReasonUTF8, "an attribute key is not valid UTF-8")
@@ -782,7 +806,7 @@ func (p *Parser) checkKeyValue(b []byte, base, depth int) (keyValue, error) {
 	case len(kv.key) > p.lim.MaxAttributeKeyLen:
 		kv.prob = first(kv.prob, newProblem(ReasonLimit, "attribute key of %d bytes, longer than %d (-limits.spans.max-attribute-key-length)", len(kv.key), p.lim.MaxAttributeKeyLen))
 	}
-	return kv, nil
+	return kv
 }
 
 // checkAnyValue checks an attribute value; str is its payload when it is
@@ -791,6 +815,17 @@ func (p *Parser) checkAnyValue(b []byte, base, depth int) (str []byte, isStr boo
 	if depth >= maxValueDepth {
 		return nil, false, newProblem(ReasonLimit, "an attribute value nests deeper than %d levels", maxValueDepth), nil
 	}
+	// Fast path: a string shorter than 128 bytes, most attributes' value.
+	const stringTag = fAnyString<<3 | byte(protowire.BytesType)
+	if len(b) >= 2 && b[0] == stringTag && b[1] < 0x80 && 2+int(b[1]) == len(b) {
+		return b[2:], true, p.checkString(b[2:], "attribute value"), nil
+	}
+	return p.checkAnyValueWalk(b, base, depth)
+}
+
+// checkAnyValueWalk is checkAnyValue for any encoding of an AnyValue
+// nested less than maxValueDepth deep.
+func (p *Parser) checkAnyValueWalk(b []byte, base, depth int) (str []byte, isStr bool, prob *problem, err error) {
 	for i := 0; i < len(b); {
 		f, err := readField(b, i, base)
 		if err != nil {

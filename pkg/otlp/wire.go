@@ -1,6 +1,7 @@
 package otlp
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -31,6 +32,37 @@ func (e *malformedError) Error() string {
 // readField reads the field at b[i:]; base is the offset of b in the
 // request, for error messages.
 func readField(b []byte, i, base int) (field, error) {
+	// Fast path for nearly every field of a span: a one-byte tag (field 1
+	// to 15, always legal) and a one-byte length or varint, or a fixed64
+	// (times). It reads what protowire reads for these bytes; anything
+	// else goes the general way. Half the walk's time went to protowire's
+	// general decoding before (BenchmarkParse, see the commit).
+	if i+1 < len(b) {
+		if t := b[i]; t < 0x80 && t >= 8 {
+			num := protowire.Number(t >> 3)
+			switch protowire.Type(t & 7) {
+			case protowire.BytesType:
+				if l := b[i+1]; l < 0x80 {
+					if end := i + 2 + int(l); end <= len(b) {
+						return field{num: num, typ: protowire.BytesType, start: i, end: end, val: b[i+2 : end], vOff: i + 2}, nil
+					}
+				}
+			case protowire.VarintType:
+				if v := b[i+1]; v < 0x80 {
+					return field{num: num, typ: protowire.VarintType, start: i, end: i + 2, u: uint64(v)}, nil
+				}
+			case protowire.Fixed64Type:
+				if i+9 <= len(b) {
+					return field{num: num, typ: protowire.Fixed64Type, start: i, end: i + 9, u: binary.LittleEndian.Uint64(b[i+1:])}, nil
+				}
+			}
+		}
+	}
+	return readFieldSlow(b, i, base)
+}
+
+// readFieldSlow is readField for any field, with protowire.
+func readFieldSlow(b []byte, i, base int) (field, error) {
 	num, typ, n := protowire.ConsumeTag(b[i:])
 	if n < 0 {
 		return field{}, &malformedError{base + i, "field tag: " + protowire.ParseError(n).Error()}

@@ -1,0 +1,4 @@
+package otlp
+
+// rusageThread is Linux's RUSAGE_THREAD: getrusage of the calling thread.
+const rusageThread = 1
