@@ -24,6 +24,7 @@ type ackingProducer struct{}
 
 func (ackingProducer) Produce(context.Context, []*sarama.ProducerMessage) error { return nil }
 func (ackingProducer) Ready(string) error                                       { return nil }
+func (ackingProducer) Partitions(string) (int32, error)                         { return 12, nil }
 
 func benchGateway(b *testing.B) http.Handler {
 	var cfg Config

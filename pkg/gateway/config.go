@@ -18,6 +18,7 @@ import (
 	"github.com/tributary-io/tributary/pkg/otlplogs"
 	"github.com/tributary-io/tributary/pkg/otlpmetrics"
 	"github.com/tributary-io/tributary/pkg/remotewrite"
+	"github.com/tributary-io/tributary/pkg/shard"
 	"github.com/tributary-io/tributary/pkg/split"
 )
 
@@ -58,6 +59,10 @@ type Config struct {
 	// (pkg/limits.File), polled every LimitsPollInterval.
 	LimitsFile         string        `yaml:"limits_file"`
 	LimitsPollInterval time.Duration `yaml:"limits_poll_interval"`
+
+	// Shards is the partition choice: -shards.file, the hot clusters'
+	// shard table (pkg/shard).
+	Shards shard.Config `yaml:"shards"`
 }
 
 // OTLPGRPCConfig is the OTLP gRPC server.
@@ -135,6 +140,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.OTLPMetrics.RegisterFlags("otlp.metrics.", fs)
 	fs.StringVar(&c.OTLPLogs.ConfigFile, "otlp.logs.config-file", "", "YAML file mapping OTLP log attributes to Loki stream labels and structured metadata, in the shape of Loki's limits_config.otlp_config (resource_attributes, scope_attributes, log_attributes) plus default_resource_attributes_as_index_labels. Empty: Loki's default mapping.")
 	c.Kafka.RegisterFlags("kafka.", fs)
+	c.Shards.RegisterFlags(fs)
 	c.Auth.RegisterFlags(fs)
 	c.TLS.RegisterFlags(fs)
 }
@@ -187,6 +193,11 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("limits.file: %w", err)
 		}
 	}
+	if err := c.Shards.Validate(); err != nil {
+		return err
+	}
+	// The gateway chooses every record's partition (pkg/shard).
+	c.Producer.KeepPartition = true
 	if c.Producer.AckTimeout <= 0 {
 		return errors.New("kafka.ack-timeout must be positive")
 	}

@@ -27,13 +27,17 @@ import (
 	"github.com/tributary-io/tributary/pkg/reject"
 	"github.com/tributary-io/tributary/pkg/remotewrite"
 	"github.com/tributary-io/tributary/pkg/server"
+	"github.com/tributary-io/tributary/pkg/shard"
 	recordpb "github.com/tributary-io/tributary/proto/record/v1"
 )
 
 // Producer writes records and returns when Kafka acknowledged all of them.
 type Producer interface {
+	// Produce sends each message to its Partition field.
 	Produce(ctx context.Context, msgs []*sarama.ProducerMessage) error
 	Ready(topic string) error
+	// Partitions is topic's partition count, from cached metadata.
+	Partitions(topic string) (int32, error)
 }
 
 var (
@@ -62,6 +66,8 @@ type Gateway struct {
 	otlp     *otlpSignals     // OTLP metrics and logs (otlp_metrics.go)
 	limits   *limits.Limiter  // per-cluster rates and per-request bounds (ratelimit.go)
 	reloader *limits.Reloader // of -limits.file; nil without
+	shards   *shard.Router    // the partition choice and -shards.file (shards.go)
+	startErr error            // a configuration error found in New, returned by Run
 	refused  *refusals
 
 	// Readiness, kept by Run and by produce so that /-/ready never waits
@@ -88,6 +94,7 @@ func New(cfg Config, producer Producer, reg prometheus.Registerer, gatherer prom
 		limits:  limits.NewLimiter(cfg.MaxMetricClusters),
 	}
 	g.initLimits(reg, log)
+	g.initShards(reg, log)
 	notChecked := errors.New("kafka not checked yet")
 	g.checkErr.Store(&notChecked)
 	return g
@@ -115,9 +122,22 @@ func (g *Gateway) Run(ctx context.Context) error {
 	tick := time.NewTicker(readyInterval)
 	defer tick.Stop()
 	go g.healthLoop(ctx) // check may wait on Kafka; the gRPC health service must not
+	if g.startErr != nil {
+		return g.startErr
+	}
 	go g.reloadLimits(ctx)
+	go g.shards.Run(ctx)
+	shardsChecked := false
 	for {
 		g.check(ctx)
+		if !shardsChecked && *g.checkErr.Load() == nil {
+			// Once, when Kafka first answers: the topics' partition
+			// counts are known.
+			shardsChecked = true
+			if err := g.checkShards(); err != nil {
+				return err
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -442,15 +462,28 @@ func (g *Gateway) receive(r *http.Request, signal string, maxDecoded int, snappy
 // outRecord is one record to produce.
 type outRecord struct {
 	cluster   string
+	shard     int // which of the cluster's partitions (pkg/shard); 0: its base partition
 	value     []byte
 	items     int
 	units     int // series, streams or spans: what per-request bounds count
 	lineBytes int // logs: decoded line bytes, what the log rate counts
 }
 
-// produce writes recs to topic and waits for all acknowledgements.
+// produce writes recs to topic, each to its cluster's base partition, and
+// waits for all acknowledgements.
 func (g *Gateway) produce(ctx context.Context, signal recordpb.Signal, topic, contentType, tenant string, recs []outRecord) error {
+	return g.produceRouted(ctx, g.route(topic), signal, topic, contentType, tenant, recs)
+}
+
+// produceRouted is produce with the partition choice the records' shards
+// were cut by.
+func (g *Gateway) produceRouted(ctx context.Context, rt route, signal recordpb.Signal, topic, contentType, tenant string, recs []outRecord) error {
 	if err := g.admitWrite(ctx, signal, recs); err != nil {
+		return err
+	}
+	if rt.err != nil {
+		err := fmt.Errorf("%w: %v", kafka.ErrUnavailable, rt.err)
+		g.observeProduce(ctx, err)
 		return err
 	}
 	now := time.Now().UnixNano()
@@ -468,8 +501,9 @@ func (g *Gateway) produce(ctx context.Context, signal recordpb.Signal, topic, co
 		}
 		msgs[i] = &sarama.ProducerMessage{
 			Topic:   topic,
-			Key:     sarama.StringEncoder(rec.cluster),
-			Value:   sarama.ByteEncoder(rec.value),
+			Key:       sarama.StringEncoder(rec.cluster),
+			Partition: rt.Partition(rec.cluster, rec.shard),
+			Value:     sarama.ByteEncoder(rec.value),
 			Headers: record.Headers(env),
 		}
 	}

@@ -87,6 +87,10 @@ func (g *Gateway) remoteWrite(w http.ResponseWriter, r *http.Request) (int, erro
 	}
 	lim := g.remoteWriteLimits(req.cluster)
 	lim.OverrideCluster = req.override
+	rt := g.route(g.cfg.MetricsTopic)
+	if rt.Sharded() {
+		lim.Sharder = rt.Route // hot clusters' series cut into one record per shard
+	}
 	var batches []remotewrite.Batch
 	if proto == protoV2 {
 		batches, err = p.ParseV2(body, req.cluster, lim)
@@ -110,7 +114,7 @@ func (g *Gateway) remoteWrite(w http.ResponseWriter, r *http.Request) (int, erro
 	forwarded := false
 	var total remotewrite.Batch
 	for i, b := range batches {
-		recs[i] = outRecord{cluster: b.Cluster, value: b.Value, items: b.Samples, units: b.Series}
+		recs[i] = outRecord{cluster: b.Cluster, shard: b.Shard, value: b.Value, items: b.Samples, units: b.Series}
 		forwarded = forwarded || (len(b.Value) > 0 && len(body) > 0 && &b.Value[0] == &body[0])
 		total.Samples += b.Samples
 		total.Histograms += b.Histograms
@@ -124,7 +128,7 @@ func (g *Gateway) remoteWrite(w http.ResponseWriter, r *http.Request) (int, erro
 	}
 	g.parsers.put(p) // batches' values are the body or fresh allocations, not the parser's
 	if len(recs) > 0 {
-		if err := g.produce(r.Context(), recordpb.Signal_SIGNAL_METRICS, g.cfg.MetricsTopic, record.ContentTypeWriteRequest, req.tenant, recs); err != nil {
+		if err := g.produceRouted(r.Context(), rt, recordpb.Signal_SIGNAL_METRICS, g.cfg.MetricsTopic, record.ContentTypeWriteRequest, req.tenant, recs); err != nil {
 			// The producer may still hold the body: leave it to the GC.
 			return 0, err
 		}

@@ -85,6 +85,15 @@ func (c *ConnectingProducer) Ready(topic string) error {
 	return p.Ready(topic)
 }
 
+// Partitions is Producer.Partitions, or an error while not connected.
+func (c *ConnectingProducer) Partitions(topic string) (int32, error) {
+	p := c.p.Load()
+	if p == nil {
+		return 0, c.notConnected()
+	}
+	return p.Partitions(topic)
+}
+
 // store publishes p, or closes it if Close came first.
 func (c *ConnectingProducer) store(p *Producer) {
 	c.mu.Lock()

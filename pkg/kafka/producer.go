@@ -239,6 +239,20 @@ func (p *Producer) Produce(ctx context.Context, msgs []*sarama.ProducerMessage) 
 	return nil
 }
 
+// Partitions is topic's partition count, from the client's cached
+// metadata (refreshed in the background, fetched once for a topic not yet
+// seen).
+func (p *Producer) Partitions(topic string) (int32, error) {
+	if p.closed.Load() {
+		return 0, errors.New("producer closed")
+	}
+	parts, err := p.client.Partitions(topic)
+	if err != nil {
+		return 0, fmt.Errorf("kafka partitions of %s: %w", topic, err)
+	}
+	return int32(len(parts)), nil
+}
+
 // Ready reports whether Kafka answers: the metadata for topic can be
 // fetched and its partitions have leaders.
 func (p *Producer) Ready(topic string) error {

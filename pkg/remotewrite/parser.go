@@ -33,6 +33,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/tributary-io/tributary/pkg/reject"
+	"github.com/tributary-io/tributary/pkg/shard"
 	"github.com/tributary-io/tributary/pkg/split"
 )
 
@@ -83,6 +84,15 @@ type Limits struct {
 	// cluster label that names another cluster (the sender's identity
 	// wins: -auth.cluster-mismatch=overwrite).
 	OverrideCluster bool `yaml:"-"`
+	// Sharder spreads hot clusters' series over several records (one per
+	// shard) by a hash of their labels; nil: one shard per cluster.
+	Sharder Sharder `yaml:"-"`
+}
+
+// Sharder says over how many shards (partitions) a cluster's series are
+// spread; 1 for most.
+type Sharder interface {
+	Shards(cluster string) int
 }
 
 // Defaults of the time window.
@@ -115,9 +125,11 @@ func DefaultLimits() Limits {
 }
 
 // Batch is one Kafka record's worth of a request: a snappy-compressed
-// WriteRequest whose series all belong to Cluster.
+// WriteRequest whose series all belong to Cluster, and to its shard Shard
+// (0 unless Limits.Sharder spreads the cluster).
 type Batch struct {
 	Cluster    string
+	Shard      int
 	Value      []byte
 	Series     int
 	Samples    int // float samples + histogram samples
@@ -128,6 +140,7 @@ type Batch struct {
 type seriesInfo struct {
 	start, end int // TimeSeries payload in the decoded request
 	group      int // cluster: index into the Grouper's names
+	shard      int // of the cluster's shards (Limits.Sharder), by the labels' hash
 	hasCluster bool
 	// dropCluster: the series' own cluster label is replaced by the
 	// default cluster (Limits.OverrideCluster).
@@ -150,14 +163,16 @@ type Parser struct {
 	names            [][]byte // scratch for sorting label names
 	raw              []byte   // scratch for re-encoding
 	labels           []labelSpan
-	order            []int // series indexes ordered by group (rewrite)
-	groupStart, fill []int
+	order            []int // series indexes ordered by bucket (rewrite)
+	groupStart, fill []int // per bucket (rewrite)
+	groupBucket      []int // per group: its first bucket (rewrite)
 	refused          Refusal
 	lim              Limits
 	minT             int64  // oldest timestamp accepted, ms
 	maxT             int64  // newest timestamp accepted, ms
 	lastCluster      []byte // the last series' cluster label, and its group
 	lastGroup        int
+	groupShards      []int // per group: its cluster's shard count (Limits.Sharder)
 
 	metadataDropped int
 	now             func() time.Time // tests
@@ -253,7 +268,7 @@ func (p *Parser) parseDecoded(dec, body []byte, defaultCluster string, lim Limit
 		return p.batches, nil
 	}
 	if body != nil && p.forwardable(body, lim) {
-		b := Batch{Cluster: p.groups.Names()[0], Value: body, Series: len(p.series)}
+		b := Batch{Cluster: p.groups.Names()[0], Shard: p.series[0].shard, Value: body, Series: len(p.series)}
 		for i := range p.series {
 			s := &p.series[i]
 			b.Samples += s.samples + s.histograms
@@ -291,7 +306,7 @@ func (p *Parser) forwardable(body []byte, lim Limits) bool {
 	}
 	for i := range p.series {
 		s := &p.series[i]
-		if !s.hasCluster || !s.sorted {
+		if !s.hasCluster || !s.sorted || s.shard != p.series[0].shard {
 			return false
 		}
 	}
@@ -305,6 +320,7 @@ func (p *Parser) walk(b []byte, defaultCluster string, lim Limits) error {
 	p.metadata = p.metadata[:0]
 	p.groups.Reset(lim.MaxClusters)
 	p.lastCluster, p.lastGroup = nil, -1
+	p.groupShards = p.groupShards[:0]
 	p.lim = lim
 	p.setWindow(lim)
 	index := 0
@@ -580,7 +596,38 @@ func (p *Parser) walkSeries(b []byte, base, index int, defaultCluster string) (s
 	if err != nil {
 		return s, false, err
 	}
+	if lim.Sharder != nil {
+		if k := p.shards(s.group); k > 1 {
+			s.shard = shard.Of(seriesHash(b), k)
+		}
+	}
 	return s, true, nil
+}
+
+// shards is group's shard count, asked of Limits.Sharder once per group.
+func (p *Parser) shards(group int) int {
+	for len(p.groupShards) <= group {
+		p.groupShards = append(p.groupShards, p.lim.Sharder.Shards(p.groups.Names()[len(p.groupShards)]))
+	}
+	return p.groupShards[group]
+}
+
+// seriesHash hashes series b's labels but its cluster label: the same
+// series maps to the same shard whether its cluster label was sent or
+// added by the gateway, and whatever the order of its labels.
+func seriesHash(b []byte) uint64 {
+	var h shard.Labels
+	for i := 0; i < len(b); {
+		num, _, start, end, next := field(b, i)
+		if num == fSeriesLabels {
+			name, value, _ := label(b[start:end], 0)
+			if string(name) != ClusterLabel {
+				h.Add(name, value)
+			}
+		}
+		i = next
+	}
+	return h.Sum()
 }
 
 // recountOutside counts b's timestamps outside the window by reason (too

@@ -25,54 +25,75 @@ func (p *Parser) rewrite(dec []byte, lim Limits) error {
 	if maxRaw < 64 {
 		return reject.TooLarge("record limit of %d bytes is too small", lim.MaxRecordBytes)
 	}
-	// Order the series by group with a counting sort: linear in series
-	// and clusters, series order kept within a group.
+	// Order the series by bucket — a cluster's shard, or the cluster
+	// itself when it has one — with a counting sort: linear in series and
+	// buckets, series order kept within a bucket. Bucket numbers follow
+	// the clusters' first appearance, then the shard.
 	clusters := p.groups.Names()
-	p.groupStart = append(p.groupStart[:0], make([]int, len(clusters)+1)...)
+	p.groupBucket = append(p.groupBucket[:0], make([]int, len(clusters)+1)...)
+	for g := range clusters {
+		p.groupBucket[g+1] = p.groupBucket[g] + p.groupK(g)
+	}
+	buckets := p.groupBucket[len(clusters)]
+	p.groupStart = append(p.groupStart[:0], make([]int, buckets+1)...)
 	for i := range p.series {
-		p.groupStart[p.series[i].group+1]++
+		p.groupStart[p.bucket(&p.series[i])+1]++
 	}
-	for g := 1; g <= len(clusters); g++ {
-		p.groupStart[g] += p.groupStart[g-1]
+	for b := 1; b <= buckets; b++ {
+		p.groupStart[b] += p.groupStart[b-1]
 	}
-	p.fill = append(p.fill[:0], p.groupStart[:len(clusters)]...)
+	p.fill = append(p.fill[:0], p.groupStart[:buckets]...)
 	p.order = append(p.order[:0], make([]int, len(p.series))...)
 	for i := range p.series {
-		g := p.series[i].group
-		p.order[p.fill[g]] = i
-		p.fill[g]++
+		b := p.bucket(&p.series[i])
+		p.order[p.fill[b]] = i
+		p.fill[b]++
 	}
 	for g, cluster := range clusters {
-		p.raw = p.raw[:0]
-		cur := Batch{Cluster: cluster}
-		flush := func() {
-			if len(p.raw) == 0 {
-				return
-			}
-			cur.Value = snappy.Encode(nil, p.raw)
-			p.batches = append(p.batches, cur)
-			cur = Batch{Cluster: cluster}
+		for sh := range p.groupK(g) {
+			b := p.groupBucket[g] + sh
 			p.raw = p.raw[:0]
-		}
-		if g == 0 {
-			// Metadata describes metric families, not series: it travels
-			// with the first cluster's first record.
-			for _, m := range p.metadata {
-				if m[1]-m[0] > maxRaw {
-					return reject.TooLarge("metadata entry of %d bytes exceeds the record limit", m[1]-m[0])
+			cur := Batch{Cluster: cluster, Shard: sh}
+			flush := func() {
+				if len(p.raw) == 0 {
+					return
 				}
-				p.raw = append(p.raw, dec[m[0]:m[1]]...)
+				cur.Value = snappy.Encode(nil, p.raw)
+				p.batches = append(p.batches, cur)
+				cur = Batch{Cluster: cluster, Shard: sh}
+				p.raw = p.raw[:0]
 			}
-		}
-		for _, i := range p.order[p.groupStart[g]:p.groupStart[g+1]] {
-			if err := p.appendSeries(dec, &p.series[i], clusters[g], maxRaw, &cur, flush); err != nil {
-				return err
+			if b == 0 {
+				// Metadata describes metric families, not series: it
+				// travels with the first cluster's first record.
+				for _, m := range p.metadata {
+					if m[1]-m[0] > maxRaw {
+						return reject.TooLarge("metadata entry of %d bytes exceeds the record limit", m[1]-m[0])
+					}
+					p.raw = append(p.raw, dec[m[0]:m[1]]...)
+				}
 			}
+			for _, i := range p.order[p.groupStart[b]:p.groupStart[b+1]] {
+				if err := p.appendSeries(dec, &p.series[i], cluster, maxRaw, &cur, flush); err != nil {
+					return err
+				}
+			}
+			flush()
 		}
-		flush()
 	}
 	return nil
 }
+
+// groupK is group g's shard count: 1 without a Sharder.
+func (p *Parser) groupK(g int) int {
+	if p.lim.Sharder == nil {
+		return 1
+	}
+	return p.shards(g)
+}
+
+// bucket is s's bucket in rewrite's order.
+func (p *Parser) bucket(s *seriesInfo) int { return p.groupBucket[s.group] + s.shard }
 
 // appendSeries appends s to p.raw as one TimeSeries, or as several with the
 // same labels when it alone is larger than a record, calling flush first

@@ -129,22 +129,31 @@ type Route struct {
 	n int32
 }
 
-// Route answers the partition choice for topic, or an error when its
-// partition count is not known (Kafka not connected).
+// Route answers the partition choice for topic. Without the partition
+// count (Kafka not connected) it is a route that shards nothing, and the
+// error says why: the records cannot be produced anyway.
 func (r *Router) Route(topic string) (Route, error) {
 	n, err := r.partitions(topic)
-	if err != nil {
-		return Route{}, err
+	if err == nil && n <= 0 {
+		err = fmt.Errorf("topic %s has no partitions", topic)
 	}
-	if n <= 0 {
-		return Route{}, fmt.Errorf("topic %s has no partitions", topic)
+	if err != nil {
+		return Route{t: r.table.Load(), h: r.hash}, err
 	}
 	return Route{t: r.table.Load(), h: r.hash, n: n}, nil
 }
 
+// Sharded reports whether the route spreads any cluster: when not, every
+// record goes to its cluster's base partition and nothing needs a series
+// hash.
+func (rt Route) Sharded() bool { return rt.n > 1 && rt.t.Len() > 0 }
+
 // Shards is cluster's k, at most the topic's partition count (a table
 // checked at load never needs the bound; a topic recreated smaller might).
 func (rt Route) Shards(cluster string) int {
+	if rt.n <= 1 {
+		return 1
+	}
 	return min(rt.t.Shards(cluster), int(rt.n))
 }
 

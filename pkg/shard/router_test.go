@@ -35,8 +35,10 @@ func TestRouterReload(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 4, rt.Shards("hot"))
 	require.Equal(t, HashXX.Partition("hot", 3, 12), rt.Partition("hot", 3))
-	_, err = r.Route("s")
+	rt, err = r.Route("s")
 	require.Error(t, err, "no route without the partition count")
+	require.Equal(t, 1, rt.Shards("hot"))
+	require.False(t, rt.Sharded())
 
 	// A change applies on the second read that agrees.
 	write("clusters:\n  hot: 2\n  warm: 3\n")

@@ -1,0 +1,50 @@
+package gateway
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tributary-io/tributary/pkg/shard"
+)
+
+// route is the partition choice for one request's records: one shard
+// table, from cutting the records to choosing their partitions, even if a
+// reload comes in between. err: the topic's partition count is not known
+// (Kafka not connected); nothing is sharded and produce answers 503.
+type route struct {
+	shard.Route
+	err error
+}
+
+func (g *Gateway) route(topic string) route {
+	rt, err := g.shards.Route(topic)
+	return route{Route: rt, err: err}
+}
+
+// initShards loads -shards.file. It was parsed by Validate; an error now
+// (the file changed since) stops the gateway when it runs.
+func (g *Gateway) initShards(reg prometheus.Registerer, log *slog.Logger) {
+	topics := []string{g.cfg.MetricsTopic, g.cfg.LogsTopic, g.cfg.SpansTopic}
+	r, err := shard.NewRouter(g.cfg.Shards, topics, g.producer.Partitions, reg, log)
+	if err != nil {
+		g.startErr = err
+		cfg := g.cfg.Shards
+		cfg.File = ""
+		r, _ = shard.NewRouter(cfg, topics, g.producer.Partitions, prometheus.NewRegistry(), log)
+	}
+	g.shards = r
+}
+
+// checkShards compares the shard table with the topics once their
+// partition counts are known: a cluster spread over more partitions than a
+// topic has is a configuration error that stops the gateway, as an
+// invalid -shards.file does. A later reload that does not fit is refused
+// instead (the table in force stays).
+func (g *Gateway) checkShards() error {
+	if err := g.shards.Check(); err != nil {
+		return fmt.Errorf("shards.file: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,141 @@
+package gateway
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tributary-io/tributary/internal/testenv"
+	"github.com/tributary-io/tributary/pkg/kafka"
+	"github.com/tributary-io/tributary/pkg/record"
+	"github.com/tributary-io/tributary/pkg/shard"
+)
+
+func shardsFile(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "shards.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(content), 0o600))
+	return path
+}
+
+// seriesKey renders a series' labels but its cluster, sorted.
+func seriesKey(ls []prompb.Label) string {
+	var parts []string
+	for _, l := range ls {
+		if l.Name != "cluster" {
+			parts = append(parts, l.Name+"="+l.Value)
+		}
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+// TestShardedRemoteWrite: a hot cluster's series are spread over its k
+// consecutive partitions, every series to one partition whichever request
+// and form (cluster label sent or added, labels sorted or not) it came in,
+// records keyed and enveloped by the cluster, nothing lost; an unsharded
+// cluster stays on its base partition and keeps the forwarding path.
+func TestShardedRemoteWrite(t *testing.T) {
+	const parts, k, n = 4, 3, 300
+	f := newFixture(t, func(c *Config) { c.Shards.File = shardsFile(t, fmt.Sprintf("clusters:\n  hot: %d\n", k)) })
+	now := time.Now().UnixMilli()
+	req := func(withCluster, unsorted bool, ts int64) *prompb.WriteRequest {
+		var w prompb.WriteRequest
+		for i := range n {
+			ls := labelPairs("__name__", "http_requests_total", "cluster", "hot", "instance", fmt.Sprintf("10.0.0.%d:80", i))
+			if !withCluster {
+				ls = labelPairs("__name__", "http_requests_total", "instance", fmt.Sprintf("10.0.0.%d:80", i))
+			}
+			if unsorted {
+				ls[0], ls[len(ls)-1] = ls[len(ls)-1], ls[0]
+			}
+			w.Timeseries = append(w.Timeseries, prompb.TimeSeries{Labels: ls, Samples: []prompb.Sample{{Value: float64(i), Timestamp: ts}}})
+		}
+		return &w
+	}
+	resp, msg := f.post(t, encodeWrite(t, req(true, false, now)))
+	require.Equal(t, http.StatusNoContent, resp.StatusCode, msg)
+	resp, msg = f.post(t, encodeWrite(t, req(false, true, now+1000)), "X-Tributary-Cluster", "hot")
+	require.Equal(t, http.StatusNoContent, resp.StatusCode, msg)
+	cold := writeRequest(t, []string{"__name__", "up", "cluster", "cold"})
+	resp, msg = f.post(t, cold)
+	require.Equal(t, http.StatusNoContent, resp.StatusCode, msg)
+
+	base := shard.HashXX.Base("hot", parts)
+	allowed := map[int32]bool{}
+	for s := range k {
+		allowed[(base+int32(s))%parts] = true
+	}
+	seriesAt := map[string]int32{}
+	used := map[int32]int{}
+	samples := 0
+	for _, m := range testenv.ReadTopic(t, f.kafka.Addr, "tributary.metrics") {
+		env, err := record.Parse(m.Headers)
+		require.NoError(t, err)
+		require.Equal(t, string(m.Key), env.GetCluster(), "key = cluster")
+		if env.GetCluster() == "cold" {
+			require.Equal(t, shard.HashXX.Base("cold", parts), m.Partition)
+			require.Equal(t, cold, m.Value, "an unsharded cluster's request is forwarded as received")
+			continue
+		}
+		require.Equal(t, "hot", env.GetCluster())
+		require.True(t, allowed[m.Partition], "partition %d is not one of hot's %v", m.Partition, allowed)
+		raw, err := snappy.Decode(nil, m.Value)
+		require.NoError(t, err)
+		var w prompb.WriteRequest
+		require.NoError(t, w.Unmarshal(raw))
+		require.EqualValues(t, env.GetItems(), len(w.Timeseries))
+		for _, ts := range w.Timeseries {
+			require.Contains(t, ts.Labels, prompb.Label{Name: "cluster", Value: "hot"})
+			key := seriesKey(ts.Labels)
+			if p, ok := seriesAt[key]; ok {
+				require.Equal(t, p, m.Partition, "series %s in two partitions", key)
+			}
+			seriesAt[key] = m.Partition
+			used[m.Partition]++
+			samples += len(ts.Samples)
+		}
+	}
+	require.Equal(t, 2*n, samples, "every sample of hot written once")
+	require.Len(t, seriesAt, n)
+	require.Len(t, used, k, "all of hot's partitions used: %v", used)
+	for p, c := range used {
+		require.Greater(t, c, 2*n/k/2, "partition %d got %d of %d samples", p, c, 2*n)
+	}
+}
+
+// TestShardTableLargerThanTopicStopsGateway: k above the topic's partition
+// count is found once Kafka answers, and Run returns it.
+func TestShardTableLargerThanTopicStopsGateway(t *testing.T) {
+	k := testenv.Kafka(t, 4)
+	var cfg Config
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	require.NoError(t, fs.Parse([]string{"-kafka.brokers", k.Addr, "-shards.file", shardsFile(t, "clusters:\n  hot: 5\n")}))
+	require.NoError(t, cfg.Validate(), "the file parses; the partition count is checked once Kafka answers")
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	reg := prometheus.NewRegistry()
+	prod, err := kafka.NewProducer(cfg.Kafka, cfg.Producer, "gateway", reg, log)
+	require.NoError(t, err)
+	t.Cleanup(func() { prod.Close() })
+	gw := New(cfg, prod, reg, reg, log)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = gw.Run(ctx)
+	require.ErrorContains(t, err, "shard table spreads clusters over more partitions than topic tributary.metrics has (4): [hot: 5]")
+	require.NoError(t, ctx.Err())
+}
