@@ -500,11 +500,11 @@ func (g *Gateway) produceRouted(ctx context.Context, rt route, signal recordpb.S
 			Items:              uint64(rec.items),
 		}
 		msgs[i] = &sarama.ProducerMessage{
-			Topic:   topic,
+			Topic:     topic,
 			Key:       sarama.StringEncoder(rec.cluster),
 			Partition: rt.Partition(rec.cluster, rec.shard),
 			Value:     sarama.ByteEncoder(rec.value),
-			Headers: record.Headers(env),
+			Headers:   record.Headers(env),
 		}
 	}
 	err := g.producer.Produce(ctx, msgs)
