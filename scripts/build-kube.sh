@@ -14,48 +14,22 @@
 # (kube-apiserver is most of it; on a loaded machine it took 35 minutes);
 # when both binaries are there the script only prints them.
 set -euo pipefail
+source "$(dirname "$0")/lib-build.sh"
 
 KUBE_VERSION=v1.37.2
 # etcd 3.7 is the release Kubernetes 1.37 is built and tested against (its
 # go.mod requires the v3.7 client); the newest patch of it.
 ETCD_VERSION=v3.7.3
 
-cache="${TRIBUTARY_CACHE:-$HOME/.cache/tributary}"
 kube_out="$cache/bin/kube-apiserver-$KUBE_VERSION"
 etcd_out="$cache/bin/etcd-$ETCD_VERSION"
-
-done_already() {
-	if [[ -x "$kube_out" && -x "$etcd_out" ]]; then
-		echo "$kube_out"
-		echo "$etcd_out"
-		exit 0
-	fi
-}
-done_already
-
-mkdir -p "$cache/bin"
-# One build at a time (go test runs packages in parallel, each may call us).
-exec 9>"$cache/bin/.kube-$KUBE_VERSION-etcd-$ETCD_VERSION.lock"
-flock 9
-done_already
-
-export GOTOOLCHAIN=local GOWORK=off GOFLAGS=-buildvcs=false CGO_ENABLED=0
-
-work="$(mktemp -d)"
-trap 'chmod -R u+w "$work" 2>/dev/null || true; rm -rf "$work" "$kube_out.tmp.$$" "$etcd_out.tmp.$$"' EXIT
-
-gomod_of() {
-	go mod download -json "$1" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p'
-}
+build_once "kube-$KUBE_VERSION-etcd-$ETCD_VERSION" "$kube_out" "$etcd_out"
+build_start "kube-apiserver $KUBE_VERSION and etcd $ETCD_VERSION, those not built yet"
 
 if [[ ! -x "$kube_out" ]]; then
-	start=$SECONDS
+	build_started=$SECONDS
 	echo "building kube-apiserver $KUBE_VERSION into $kube_out (takes several minutes)..." >&2
-	kube_gomod="$(gomod_of "k8s.io/kubernetes@$KUBE_VERSION")"
-	if [[ -z "$kube_gomod" || ! -f "$kube_gomod" ]]; then
-		echo "could not download k8s.io/kubernetes@$KUBE_VERSION" >&2
-		exit 1
-	fi
+	kube_gomod="$(build_module_field GoMod "k8s.io/kubernetes@$KUBE_VERSION")"
 	# k8s.io/kubernetes requires its staging modules (k8s.io/api, client-go,
 	# apiserver, ...) at v0.0.0 and replaces them with ./staging/src/...,
 	# which is not part of the module zip. Each is published on its own as
@@ -82,7 +56,7 @@ if [[ ! -x "$kube_out" ]]; then
 			replaces+="replace $m => $m $staging_version"$'\n'
 		fi
 	done
-	go_directive="$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$kube_gomod")"
+	go_directive="$(build_go_directive "$kube_gomod")"
 	godebug="$(grep -E '^godebug ' "$kube_gomod" || true)"
 
 	mkdir "$work/kube"
@@ -107,16 +81,16 @@ EOF
 		ldflags+=" -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=$major -X $p.gitMinor=$minor"
 		ldflags+=" -X $p.gitTreeState=clean -X $p.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	done
-	go build -trimpath -ldflags "$ldflags" -o "$kube_out.tmp.$$" k8s.io/kubernetes/cmd/kube-apiserver >&2
-	mv -f "$kube_out.tmp.$$" "$kube_out"
-	echo "built kube-apiserver $KUBE_VERSION in $((SECONDS - start))s" >&2
+	go build -trimpath -ldflags "$ldflags" -o "$(build_tmp "$kube_out")" k8s.io/kubernetes/cmd/kube-apiserver >&2
+	build_install "$kube_out"
+	build_finish "kube-apiserver $KUBE_VERSION"
 fi
 
 if [[ ! -x "$etcd_out" ]]; then
-	start=$SECONDS
+	build_started=$SECONDS
 	echo "building etcd $ETCD_VERSION into $etcd_out..." >&2
-	etcd_gomod="$(gomod_of "go.etcd.io/etcd/server/v3@$ETCD_VERSION")"
-	go_directive="$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$etcd_gomod")"
+	etcd_gomod="$(build_module_field GoMod "go.etcd.io/etcd/server/v3@$ETCD_VERSION")"
+	go_directive="$(build_go_directive "$etcd_gomod")"
 	mkdir "$work/etcd"
 	cd "$work/etcd"
 	cat >go.mod <<EOF
@@ -138,9 +112,9 @@ func main() { etcdmain.Main(os.Args) }
 EOF
 	go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >&2
 	go mod tidy >&2
-	go build -trimpath -ldflags "-s -w" -o "$etcd_out.tmp.$$" . >&2
-	mv -f "$etcd_out.tmp.$$" "$etcd_out"
-	echo "built etcd $ETCD_VERSION in $((SECONDS - start))s" >&2
+	go build -trimpath -ldflags "-s -w" -o "$(build_tmp "$etcd_out")" . >&2
+	build_install "$etcd_out"
+	build_finish "etcd $ETCD_VERSION"
 fi
 
 echo "$kube_out"

@@ -10,6 +10,7 @@
 # A cold build took 634 s on the shared 2-core machine; when the binary is already
 # there the script only prints its path.
 set -euo pipefail
+source "$(dirname "$0")/lib-build.sh"
 
 # One collector release: core modules at v0.x / v1.y of the same release,
 # contrib at its matching patch.
@@ -17,29 +18,9 @@ OTELCOL_VERSION=v0.165.0
 OTELCOL_STABLE_VERSION=v1.71.0
 CONTRIB_VERSION=v0.165.1
 
-cache="${TRIBUTARY_CACHE:-$HOME/.cache/tributary}"
 out="$cache/bin/otelcol-$OTELCOL_VERSION"
-
-if [[ -x "$out" ]]; then
-	echo "$out"
-	exit 0
-fi
-
-mkdir -p "$cache/bin"
-exec 9>"$cache/bin/.otelcol-$OTELCOL_VERSION.lock"
-flock 9
-if [[ -x "$out" ]]; then
-	echo "$out"
-	exit 0
-fi
-
-export GOTOOLCHAIN=local GOWORK=off GOFLAGS=-buildvcs=false CGO_ENABLED=0
-
-work="$(mktemp -d)"
-trap 'chmod -R u+w "$work" 2>/dev/null || true; rm -rf "$work" "$out.tmp.$$"' EXIT
-
-start=$SECONDS
-echo "building the OpenTelemetry Collector $OTELCOL_VERSION (OTLP receiver, Kafka exporter) into $out..." >&2
+build_once "otelcol-$OTELCOL_VERSION" "$out"
+build_start "the OpenTelemetry Collector $OTELCOL_VERSION (OTLP receiver, Kafka exporter) into $out"
 
 cd "$work"
 cat >go.mod <<GOMOD
@@ -101,8 +82,8 @@ go get \
 	"go.opentelemetry.io/collector/confmap/provider/fileprovider@$OTELCOL_STABLE_VERSION" \
 	"github.com/open-telemetry/opentelemetry-collector-contrib/exporter/kafkaexporter@$CONTRIB_VERSION" >&2
 go mod tidy >&2
-go build -trimpath -ldflags "-s -w" -o "$out.tmp.$$" . >&2
-mv -f "$out.tmp.$$" "$out"
+go build -trimpath -ldflags "-s -w" -o "$(build_tmp "$out")" . >&2
+build_install "$out"
 
-echo "built the OpenTelemetry Collector $OTELCOL_VERSION in $((SECONDS - start))s" >&2
+build_finish "the OpenTelemetry Collector $OTELCOL_VERSION"
 echo "$out"

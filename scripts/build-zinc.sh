@@ -19,43 +19,19 @@
 #    successor imports its own internal/ package under the new path. The
 #    profiler is only used with ZINC_PROFILER=true, which the tests never set.
 set -euo pipefail
+source "$(dirname "$0")/lib-build.sh"
 
 ZINC_VERSION=v0.4.10
 ZINC_MODULE=github.com/zincsearch/zincsearch
 GODELTAPROF_VERSION=v0.1.11
 
-cache="${TRIBUTARY_CACHE:-$HOME/.cache/tributary}"
 out="$cache/bin/zincsearch-$ZINC_VERSION"
-
-if [[ -x "$out" ]]; then
-	echo "$out"
-	exit 0
-fi
-
-mkdir -p "$cache/bin"
-# One build at a time (go test runs packages in parallel, each may call us).
-exec 9>"$cache/bin/.zincsearch-$ZINC_VERSION.lock"
-flock 9
-if [[ -x "$out" ]]; then
-	echo "$out"
-	exit 0
-fi
-
-export GOTOOLCHAIN=local GOWORK=off GOFLAGS=-buildvcs=false CGO_ENABLED=0
-
-work="$(mktemp -d)"
-trap 'chmod -R u+w "$work" 2>/dev/null || true; rm -rf "$work" "$out.tmp.$$"' EXIT
-
-start=$SECONDS
-echo "building ZincSearch $ZINC_VERSION into $out..." >&2
+build_once "zincsearch-$ZINC_VERSION" "$out"
+build_start "ZincSearch $ZINC_VERSION into $out"
 
 # The module cache is read-only: copy the source out to build it as the main
 # module (so its own replace directives apply) and to add web/dist.
-src_dir="$(cd "$work" && go mod download -json "$ZINC_MODULE@$ZINC_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
-if [[ -z "$src_dir" || ! -d "$src_dir" ]]; then
-	echo "could not download $ZINC_MODULE@$ZINC_VERSION" >&2
-	exit 1
-fi
+src_dir="$(cd "$work" && build_module_field Dir "$ZINC_MODULE@$ZINC_VERSION")"
 cp -R "$src_dir" "$work/src"
 chmod -R u+w "$work/src"
 cd "$work/src"
@@ -65,11 +41,7 @@ cat >web/dist/index.html <<'EOF'
 <!doctype html><title>ZincSearch</title><p>UI not built (tributary test build).</p>
 EOF
 
-gdp_dir="$(go mod download -json "github.com/grafana/pyroscope-go/godeltaprof@$GODELTAPROF_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
-if [[ -z "$gdp_dir" || ! -d "$gdp_dir" ]]; then
-	echo "could not download github.com/grafana/pyroscope-go/godeltaprof@$GODELTAPROF_VERSION" >&2
-	exit 1
-fi
+gdp_dir="$(build_module_field Dir "github.com/grafana/pyroscope-go/godeltaprof@$GODELTAPROF_VERSION")"
 cp -R "$gdp_dir" "$work/godeltaprof"
 chmod -R u+w "$work/godeltaprof"
 find "$work/godeltaprof" \( -name '*.go' -o -name go.mod \) -exec \
@@ -79,8 +51,8 @@ go mod edit -replace "github.com/pyroscope-io/godeltaprof=../godeltaprof"
 meta="$ZINC_MODULE/pkg/meta"
 GOFLAGS="$GOFLAGS -mod=mod" go build -trimpath \
 	-ldflags "-s -w -X $meta.Version=$ZINC_VERSION -X $meta.BuildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ) -X $meta.CommitHash=$ZINC_VERSION" \
-	-o "$out.tmp.$$" ./cmd/zincsearch >&2
-mv -f "$out.tmp.$$" "$out"
+	-o "$(build_tmp "$out")" ./cmd/zincsearch >&2
+build_install "$out"
 
-echo "built ZincSearch $ZINC_VERSION in $((SECONDS - start))s" >&2
+build_finish "ZincSearch $ZINC_VERSION"
 echo "$out"
