@@ -25,6 +25,11 @@
 //	   remote-write and Loki push into the same gateway: data points/s and
 //	   line MB/s, each per gateway CPU-second
 //
+//	logs-agent  the agent's log tailing vs. Promtail (if built): 100
+//	   container log files at 1k lines/s and a 1M-line backlog, each shipper
+//	   alone into its own gateway, alternated; lines per CPU-second and RSS
+//	   (see LogsAgentConfig)
+//
 // -phases runs a subset, e.g. -phases=agent (make bench BENCH_PHASES=agent).
 //
 // A phase that fails is reported (its fields are null) and the others still
@@ -40,7 +45,7 @@ import (
 )
 
 // allPhases in the order they run.
-var allPhases = []string{"a", "b", "c", "d", "e", "f", "g", "agent", "spans", "spans-sink", "otlp"}
+var allPhases = []string{"a", "b", "c", "d", "e", "f", "g", "agent", "spans", "spans-sink", "otlp", "logs-agent"}
 
 // phases is the -phases list; empty: all.
 func (c *Config) phases() []string {
@@ -71,6 +76,8 @@ type Config struct {
 	// Otelcol is the Collector binary of the spans phase
 	// (scripts/build-otelcol.sh); empty: the Collector is left out.
 	Otelcol string `yaml:"otelcol"`
+	// LogsAgent is the logs-agent phase (issue 20).
+	LogsAgent LogsAgentConfig `yaml:"logs_agent"`
 }
 
 // RegisterFlags registers the flags.
@@ -82,6 +89,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Phases, "phases", "", "Phases to run, comma-separated (a, b, c, d, e, f, g, agent, spans, otlp); empty: all. d and e read the topic c fills.")
 	c.Agent.RegisterFlags(fs)
 	fs.StringVar(&c.Otelcol, "otelcol", "", "OpenTelemetry Collector binary for the spans phase's baseline (make bench builds it with scripts/build-otelcol.sh); empty: left out.")
+	c.LogsAgent.RegisterFlags(fs)
 }
 
 // Validate checks the configuration.
@@ -98,6 +106,9 @@ func (c *Config) Validate() error {
 		if !slices.Contains(allPhases, p) {
 			return fmt.Errorf("phases: unknown phase %q (want some of %s)", p, strings.Join(allPhases, ", "))
 		}
+	}
+	if err := c.LogsAgent.Validate(); err != nil {
+		return err
 	}
 	return c.Agent.Validate()
 }

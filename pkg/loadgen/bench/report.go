@@ -188,6 +188,7 @@ func writeReport(w io.Writer, r results, failures []string, seconds, cpus, concu
 		line(c.label, formatValue(v, ok), fmt.Sprintf("%s %v  %s", op, c.want, verdict))
 	}
 	writeAgentTable(&b, r)
+	writeLogsAgentTable(&b, r)
 	if len(failures) > 0 {
 		b.WriteString("\n")
 		for _, f := range failures {
