@@ -1,6 +1,8 @@
 package testenv
 
 import (
+	"net"
+	"strconv"
 	"testing"
 	"time"
 
@@ -25,14 +27,22 @@ type KafkaCluster struct {
 // closes it when the test ends.
 func Kafka(t testing.TB, partitions int32, opts ...kfake.Opt) *KafkaCluster {
 	t.Helper()
-	port := FreePort(t)
-	opts = append([]kfake.Opt{kfake.Ports(port), kfake.SeedTopics(partitions, Topics...)}, opts...)
+	// One broker on port 0: the kernel picks the port as it binds, so no
+	// other process can take it in between (opts may still set Ports).
+	opts = append([]kfake.Opt{kfake.Ports(0), kfake.SeedTopics(partitions, Topics...)}, opts...)
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		t.Fatalf("kfake: %v", err)
 	}
 	t.Cleanup(c.Close)
-	return &KafkaCluster{Cluster: c, Addr: c.ListenAddrs()[0], Port: port}
+	addr := c.ListenAddrs()[0]
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("kfake address %s: %v", addr, err)
+	}
+	k := &KafkaCluster{Cluster: c, Addr: addr}
+	k.Port, _ = strconv.Atoi(port)
+	return k
 }
 
 // ReadTopic returns every record of topic currently in the broker at addr,

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -14,21 +15,72 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// FreePort returns a TCP port on 127.0.0.1 that was free when asked.
+// FreePort returns a TCP port on 127.0.0.1 that was free when asked, for a
+// server that cannot bind port 0 and report the port it got.
+//
+// The port is below the kernel's ephemeral range: a port the kernel hands
+// out for bind(0) is also what it hands out as the local port of outgoing
+// connections, and with hundreds of connections open during a test run one
+// of them took such a port before its server could bind it (kfake: "bind:
+// address already in use"). Below the range only explicit binds compete,
+// and this process never hands out the same port twice.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	ports.mu.Lock()
+	defer ports.mu.Unlock()
+	lo, hi := staticPortRange()
+	for range 1000 {
+		if hi <= lo {
+			break
+		}
+		port := lo + rand.IntN(hi-lo)
+		if ports.handed[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", Addr(port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		ports.handed[port] = true
+		return port
+	}
+	// No range below the ephemeral one (or it is full): let the kernel choose.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("free port: %v", err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+var ports = struct {
+	mu     sync.Mutex
+	handed map[int]bool
+}{handed: map[int]bool{}}
+
+// staticPortRange is [lo, hi): the ports from 10000 up to the start of the
+// kernel's ephemeral range (32768 by default), empty if that range starts
+// lower. Below 10000 sit the well-known defaults of the servers tests run
+// (9090, 9200, 3100, ...).
+func staticPortRange() (lo, hi int) {
+	const floor = 10000
+	ephemeral := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				ephemeral = n
+			}
+		}
+	}
+	return floor, max(floor, ephemeral)
 }
 
 // Process is a child process started by a test. It is killed (with its
