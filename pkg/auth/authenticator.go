@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -30,17 +31,19 @@ type Authenticator struct {
 	tokens  *TokenFile // nil without -auth.tokens-file
 	certs   bool       // client certificates are verified
 	tls     *tls.Config
+	cas     *clientCAs // nil without -tls.client-ca-file
 	metrics *metrics
 }
 
 // New builds the authenticator and the listeners' TLS configuration from
 // cfg and tlsCfg (validated). It reads the tokens file, the certificate and
-// the client CA once, and fails if any of them is unusable.
+// the client CA, and fails if any of them is unusable; Run keeps the
+// tokens file and the client CA current; handshakes check the certificate.
 func New(cfg Config, tlsCfg TLSConfig, reg prometheus.Registerer, log *slog.Logger) (*Authenticator, error) {
 	m := newMetrics(reg)
 	a := &Authenticator{cfg: cfg, certs: tlsCfg.ClientCAFile != "", metrics: m}
 	var err error
-	if a.tls, err = serverTLS(tlsCfg, m, log); err != nil {
+	if a.tls, a.cas, err = serverTLS(tlsCfg, reg, m, log); err != nil {
 		return nil, err
 	}
 	if cfg.TokensFile != "" {
@@ -62,11 +65,16 @@ func (a *Authenticator) Enabled() bool { return a.tokens != nil || a.certs }
 // is replaced (true) or refused (false).
 func (a *Authenticator) Overwrite() bool { return a.cfg.ClusterMismatch == MismatchOverwrite }
 
-// Run reloads the tokens file until ctx ends.
+// Run reloads the tokens file and the client CA bundle until ctx ends.
 func (a *Authenticator) Run(ctx context.Context) {
+	var wg sync.WaitGroup
 	if a.tokens != nil {
-		a.tokens.Run(ctx)
+		wg.Go(func() { a.tokens.Run(ctx) })
 	}
+	if a.cas != nil {
+		wg.Go(func() { a.cas.watch.Run(ctx) })
+	}
+	wg.Wait()
 }
 
 // Authenticate is the identity of a request with the Authorization header

@@ -29,7 +29,8 @@ type Config struct {
 	// TokensFile is tokens.yaml; "" accepts no bearer tokens.
 	TokensFile string `yaml:"tokens_file"`
 	// TokensReloadInterval is how often TokensFile is read again; a
-	// changed file takes effect without a restart.
+	// changed file takes effect without a restart once two reads in a row
+	// agree (pkg/filewatch).
 	TokensReloadInterval time.Duration `yaml:"tokens_reload_interval"`
 	// Required refuses (401) requests without a valid identity. Off, such
 	// requests are written as before (anonymous), but an invalid token is
@@ -48,7 +49,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TokensFile, "auth.tokens-file", "", "tokens.yaml: the SHA-256 of each bearer token with its cluster, tenant and limits (make an entry with -auth.hash-token). Read again every -auth.tokens-reload-interval; a file that does not parse is logged and the last good one kept. Empty: no tokens accepted.")
 	// 5 s: a revoked token stops working within seconds, while reading a
 	// file of a few KiB every 5 s costs nothing.
-	fs.DurationVar(&c.TokensReloadInterval, "auth.tokens-reload-interval", 5*time.Second, "How often -auth.tokens-file is checked for changes.")
+	fs.DurationVar(&c.TokensReloadInterval, "auth.tokens-reload-interval", 5*time.Second, "How often -auth.tokens-file is checked for changes; a change applies when two reads in a row agree (a file written in place is never applied half-written), so within two intervals.")
 	fs.BoolVar(&c.Required, "auth.required", false, "Refuse writes without a valid identity (bearer token or verified client certificate) with 401 / UNAUTHENTICATED. Off: such writes are accepted as before; an invalid token is refused either way.")
 	fs.StringVar(&c.ClusterMismatch, "auth.cluster-mismatch", MismatchRefuse, "Data claiming another cluster (or tenant) than the sender's identity: refuse (403 / PERMISSION_DENIED, nothing written) or overwrite (the identity's cluster replaces the claimed one on every series, stream and span).")
 	fs.StringVar(&c.SPIFFETrustDomain, "auth.spiffe-trust-domain", "", "Trust domain of client certificates' SPIFFE IDs (spiffe://<trust-domain>/cluster/<name>[/tenant/<tenant>]); empty accepts any.")
@@ -100,7 +101,7 @@ type TLSConfig struct {
 func (c *TLSConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.CertFile, "tls.cert-file", "", "Server certificate (PEM) for the HTTP and OTLP gRPC listeners; read again when it changes. Empty: plain text.")
 	fs.StringVar(&c.KeyFile, "tls.key-file", "", "Private key (PEM) of -tls.cert-file.")
-	fs.StringVar(&c.ClientCAFile, "tls.client-ca-file", "", "CA bundle (PEM) client certificates are verified against; a verified certificate's SPIFFE ID is an identity. Needs -tls.cert-file.")
+	fs.StringVar(&c.ClientCAFile, "tls.client-ca-file", "", "CA bundle (PEM) client certificates are verified against; a verified certificate's SPIFFE ID is an identity. Read again every second: a changed bundle applies to new handshakes once two reads in a row agree; a bundle without a certificate is refused and the last good one kept. Needs -tls.cert-file.")
 	fs.StringVar(&c.ClientAuth, "tls.client-auth", "", "Client certificates: none, optional (verified if presented) or required (the TLS handshake fails without one). Default: optional with -tls.client-ca-file, none without.")
 }
 

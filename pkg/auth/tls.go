@@ -10,6 +10,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tributary-io/tributary/pkg/filewatch"
 )
 
 // certCheckInterval: how often a handshake may stat the certificate files.
@@ -106,19 +110,69 @@ func (c *certReloader) check() {
 	c.log.Info("server certificate reloaded", "cert_file", c.certFile)
 }
 
+// clientCAs is the client CA bundle in force: -tls.client-ca-file, read
+// again when it changes (pkg/filewatch, so a bundle written in place is not
+// applied with its last CAs cut off). Each handshake is verified against
+// the bundle in force when it starts; Go's server also refuses to resume a
+// session whose client certificate the current bundle does not verify.
+type clientCAs struct {
+	base  *tls.Config // the listeners' configuration, without ClientCAs
+	cur   atomic.Pointer[tls.Config]
+	watch *filewatch.Watcher
+}
+
+// clientCACheckInterval: a CA added or removed takes effect within two
+// checks (the file must read the same twice); reading a PEM bundle of a
+// few KiB every second costs nothing.
+const clientCACheckInterval = time.Second
+
+func newClientCAs(path string, base *tls.Config, reg prometheus.Registerer, log *slog.Logger) (*clientCAs, error) {
+	c := &clientCAs{base: base}
+	c.watch = filewatch.New(filewatch.Config{
+		Path: path, Interval: clientCACheckInterval, Flag: "-tls.client-ca-file",
+		MetricPrefix: "tributary_gateway_tls_client_ca",
+	}, c.apply, reg, log)
+	if err := c.watch.Load(); err != nil {
+		return nil, fmt.Errorf("tls.client-ca-file: %w", err)
+	}
+	return c, nil
+}
+
+func (c *clientCAs) apply(pem []byte) error {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return errors.New("no PEM certificate found")
+	}
+	tc := c.base.Clone()
+	tc.ClientCAs = pool
+	c.cur.Store(tc)
+	return nil
+}
+
+// getConfigForClient is tls.Config.GetConfigForClient: the configuration
+// with the bundle in force.
+func (c *clientCAs) getConfigForClient(*tls.ClientHelloInfo) (*tls.Config, error) {
+	return c.cur.Load(), nil
+}
+
 // serverTLS builds the listeners' TLS configuration, or nil without a
-// certificate.
-func serverTLS(cfg TLSConfig, m *metrics, log *slog.Logger) (*tls.Config, error) {
+// certificate, and the client CA bundle's watcher (nil without a client
+// CA), which Run must poll.
+func serverTLS(cfg TLSConfig, reg prometheus.Registerer, m *metrics, log *slog.Logger) (*tls.Config, *clientCAs, error) {
 	if !cfg.Enabled() {
-		return nil, nil
+		return nil, nil, nil
 	}
 	certs, err := newCertReloader(cfg.CertFile, cfg.KeyFile, m, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	tc := &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: certs.getCertificate,
+		// What net/http's ServeTLS offers, and grpc-go adds h2 if missing:
+		// the configuration getConfigForClient returns is used as it is,
+		// so it must carry them itself.
+		NextProtos: []string{"h2", "http/1.1"},
 	}
 	switch cfg.clientAuth() {
 	case ClientAuthOptional:
@@ -126,16 +180,14 @@ func serverTLS(cfg TLSConfig, m *metrics, log *slog.Logger) (*tls.Config, error)
 	case ClientAuthRequired:
 		tc.ClientAuth = tls.RequireAndVerifyClientCert
 	}
-	if cfg.ClientCAFile != "" {
-		pem, err := os.ReadFile(cfg.ClientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls.client-ca-file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, errors.New("tls.client-ca-file: no PEM certificate found")
-		}
-		tc.ClientCAs = pool
+	if cfg.ClientCAFile == "" {
+		return tc, nil, nil
 	}
-	return tc, nil
+	cas, err := newClientCAs(cfg.ClientCAFile, tc.Clone(), reg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	tc.ClientCAs = cas.cur.Load().ClientCAs // the bundle at start, for whoever reads it
+	tc.GetConfigForClient = cas.getConfigForClient
+	return tc, cas, nil
 }

@@ -4,7 +4,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net"
+	"net/http"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -91,7 +93,8 @@ func errorsJoin(a, b error) error {
 func TestServerTLSClientCertificates(t *testing.T) {
 	p := newPKI(t)
 	other := testenv.NewCA(t, p.dir, "other-ca")
-	tc, err := serverTLS(TLSConfig{CertFile: p.serverCert, KeyFile: p.serverKey, ClientCAFile: p.ca.File}, newMetrics(prometheus.NewRegistry()), discard())
+	reg := prometheus.NewRegistry()
+	tc, _, err := serverTLS(TLSConfig{CertFile: p.serverCert, KeyFile: p.serverKey, ClientCAFile: p.ca.File}, reg, newMetrics(reg), discard())
 	require.NoError(t, err)
 	require.Equal(t, tls.VerifyClientCertIfGiven, tc.ClientAuth, "optional by default with a client CA")
 
@@ -108,7 +111,8 @@ func TestServerTLSClientCertificates(t *testing.T) {
 	_, _, err = handshake(t, tc, p.ca.Pool(), &foreign)
 	require.ErrorContains(t, err, "certificate", "a certificate from another CA fails the handshake")
 
-	tc, err = serverTLS(TLSConfig{CertFile: p.serverCert, KeyFile: p.serverKey, ClientCAFile: p.ca.File, ClientAuth: ClientAuthRequired}, newMetrics(prometheus.NewRegistry()), discard())
+	reg = prometheus.NewRegistry()
+	tc, _, err = serverTLS(TLSConfig{CertFile: p.serverCert, KeyFile: p.serverKey, ClientCAFile: p.ca.File, ClientAuth: ClientAuthRequired}, reg, newMetrics(reg), discard())
 	require.NoError(t, err)
 	_, _, err = handshake(t, tc, p.ca.Pool(), nil)
 	require.Error(t, err, "required: no certificate fails the handshake")
@@ -121,7 +125,7 @@ func TestServerCertificateReload(t *testing.T) {
 	p := newPKI(t)
 	reg := prometheus.NewRegistry()
 	m := newMetrics(reg)
-	tc, err := serverTLS(TLSConfig{CertFile: p.serverCert, KeyFile: p.serverKey}, m, discard())
+	tc, _, err := serverTLS(TLSConfig{CertFile: p.serverCert, KeyFile: p.serverKey}, reg, m, discard())
 	require.NoError(t, err)
 	_, first, err := handshake(t, tc, p.ca.Pool(), nil)
 	require.NoError(t, err)
@@ -162,4 +166,78 @@ func copyFile(t *testing.T, from, to string) {
 	b, err := os.ReadFile(from)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(to, b, 0o600))
+}
+
+// httpsClient is a client presenting cert (whatever CAs the server names)
+// over fresh connections that resume sessions from one cache.
+func httpsClient(roots *x509.CertPool, cert tls.Certificate, h2 bool) *http.Client {
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{
+			RootCAs:              roots,
+			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
+			ClientSessionCache:   tls.NewLRUClientSessionCache(4),
+		},
+		DisableKeepAlives: !h2, // a handshake per request
+		ForceAttemptHTTP2: h2,
+	}}
+}
+
+// A client CA added to -tls.client-ca-file is trusted and a removed one no
+// longer, without a restart, over a real HTTPS server; a session resumed
+// from the removed CA's days is refused too; HTTP/2 is still offered.
+func TestClientCAReload(t *testing.T) {
+	p := newPKI(t)
+	next := testenv.NewCA(t, p.dir, "next-ca")
+	caFile := filepath.Join(p.dir, "client-ca.pem")
+	copyFile(t, p.ca.File, caFile)
+	reg := prometheus.NewRegistry()
+	tc, cas, err := serverTLS(TLSConfig{CertFile: p.serverCert, KeyFile: p.serverKey, ClientCAFile: caFile, ClientAuth: ClientAuthRequired}, reg, newMetrics(reg), discard())
+	require.NoError(t, err)
+
+	type seen struct {
+		proto    string
+		verified int
+		resumed  bool
+	}
+	got := make(chan seen, 1)
+	srv := &http.Server{TLSConfig: tc.Clone(), Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- seen{r.Proto, len(r.TLS.VerifiedChains), r.TLS.DidResume}
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go srv.ServeTLS(ln, "", "")
+	t.Cleanup(func() { srv.Close() })
+	url := "https://" + ln.Addr().String() + "/"
+	get := func(c *http.Client) (seen, error) {
+		resp, err := c.Get(url)
+		if err != nil {
+			return seen{}, err
+		}
+		resp.Body.Close()
+		return <-got, nil
+	}
+
+	old := httpsClient(p.ca.Pool(), p.client(t, p.ca, "old", "spiffe://example.org/cluster/a"), false)
+	s, err := get(old)
+	require.NoError(t, err, "signed by the CA in the file")
+	require.Equal(t, seen{"HTTP/1.1", 1, false}, s)
+	s, err = get(old)
+	require.NoError(t, err)
+	require.True(t, s.resumed, "the next connection resumes: the refusal below covers resumption")
+	fresh := httpsClient(p.ca.Pool(), p.client(t, next, "fresh", "spiffe://example.org/cluster/b"), true)
+	_, err = get(fresh)
+	require.Error(t, err, "signed by a CA not yet in the file")
+
+	// Rotate the bundle in place: next-ca in, the old CA out.
+	copyFile(t, next.File, caFile)
+	cas.watch.Poll()
+	_, err = get(fresh)
+	require.Error(t, err, "the new bundle read once: not in force yet")
+	cas.watch.Poll()
+	s, err = get(fresh)
+	require.NoError(t, err, "signed by the CA now in the file")
+	require.Equal(t, seen{"HTTP/2.0", 1, false}, s, "HTTP/2 still negotiated with the reloaded bundle")
+	_, err = get(old)
+	require.Error(t, err, "signed by the removed CA, resuming its session or not")
+	require.Equal(t, 2.0, reloads(t, reg, "tributary_gateway_tls_client_ca", "success"), "the start and the rotation")
 }

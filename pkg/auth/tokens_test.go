@@ -105,18 +105,20 @@ func writeTokens(t *testing.T, dir string, data []byte) string {
 	return path
 }
 
+const tokensMetrics = "tributary_gateway_auth_tokens"
+
 func loadTokens(t *testing.T, path string, reg *prometheus.Registry, log *slog.Logger) (*TokenFile, error) {
 	t.Helper()
 	return loadTokenFile(path, time.Hour, reg, newMetrics(reg), log)
 }
 
-// reloads is tributary_gateway_auth_tokens_reloads_total{outcome}.
-func reloads(t *testing.T, reg *prometheus.Registry, outcome string) float64 {
+// reloads is <prefix>_reloads_total{outcome} of a pkg/filewatch watcher.
+func reloads(t *testing.T, reg *prometheus.Registry, prefix, outcome string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	require.NoError(t, err)
 	for _, mf := range mfs {
-		if mf.GetName() != "tributary_gateway_auth_tokens_reloads_total" {
+		if mf.GetName() != prefix+"_reloads_total" {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
@@ -125,7 +127,7 @@ func reloads(t *testing.T, reg *prometheus.Registry, outcome string) float64 {
 			}
 		}
 	}
-	t.Fatalf("no tributary_gateway_auth_tokens_reloads_total{outcome=%q}", outcome)
+	t.Fatalf("no %s_reloads_total{outcome=%q}", prefix, outcome)
 	return 0
 }
 
@@ -145,20 +147,20 @@ func TestTokenFileReloadKeepsLastGood(t *testing.T) {
 	poll := func() { f.watch.Poll(); f.watch.Poll() }
 
 	poll() // unchanged: nothing happens
-	require.Equal(t, 1.0, reloads(t, reg, "success"), "the start-up load only")
+	require.Equal(t, 1.0, reloads(t, reg, tokensMetrics, "success"), "the start-up load only")
 
 	writeTokens(t, dir, tokensYAML("tokens:", "  - sha256: "+HashToken(tokenB), "    cluster: b"))
 	poll()
 	require.Nil(t, f.Lookup(tokenA), "revoked")
 	require.Equal(t, "b", f.Lookup(tokenB).Cluster)
-	require.Equal(t, 2.0, reloads(t, reg, "success"))
+	require.Equal(t, 2.0, reloads(t, reg, tokensMetrics, "success"))
 	require.Equal(t, []int{1, 1}, loaded)
 
 	writeTokens(t, dir, tokensYAML("tokens:", "  - sha256: nope", "    cluster: c"))
 	poll()
 	poll()
 	require.Equal(t, "b", f.Lookup(tokenB).Cluster, "the last good table stays")
-	require.Equal(t, 1.0, reloads(t, reg, "error"), "a bad file is counted once")
+	require.Equal(t, 1.0, reloads(t, reg, tokensMetrics, "error"), "a bad file is counted once")
 	require.Contains(t, logs.String(), "line 2: tokens[0]: sha256 must be 64 hex digits")
 	require.Contains(t, logs.String(), "-auth.tokens-file refused")
 	require.Equal(t, 1.0, testutil.ToFloat64(f.metrics.tokens))

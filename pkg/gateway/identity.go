@@ -204,12 +204,12 @@ func (g *Gateway) TLSConfig() *tls.Config {
 	return g.auth.TLS()
 }
 
-// RunAuth reloads the tokens file until ctx ends.
+// RunAuth reloads the tokens file and the client CA bundle until ctx ends.
 func (g *Gateway) RunAuth(ctx context.Context) error {
 	if g.auth != nil {
 		g.auth.Run(ctx)
 	}
-	// Without a tokens file Run returns at once; a run-group block that
+	// Without a file to watch Run returns at once; a run-group block that
 	// returns stops the whole gateway, so wait for the end.
 	<-ctx.Done()
 	return nil
