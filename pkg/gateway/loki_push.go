@@ -41,6 +41,10 @@ func (g *Gateway) lokiPush(r *http.Request) (int, error) {
 		},
 	}
 	opt.OverrideCluster = req.override
+	rt := g.route(g.cfg.LogsTopic)
+	if rt.Sharded() {
+		opt.Sharder = rt.Route // hot clusters' streams cut into one record per shard
+	}
 	body := req.body
 	ct := r.Header.Get("Content-Type")
 	if mt, _, err := mime.ParseMediaType(ct); err == nil {
@@ -54,10 +58,10 @@ func (g *Gateway) lokiPush(r *http.Request) (int, error) {
 	recs := make([]outRecord, len(batches))
 	lineBytes := make(map[string]int, 1)
 	for i, b := range batches {
-		recs[i] = outRecord{cluster: b.Cluster, value: b.Value, items: b.Entries, units: b.Streams, lineBytes: b.LineBytes}
+		recs[i] = outRecord{cluster: b.Cluster, shard: b.Shard, value: b.Value, items: b.Entries, units: b.Streams, lineBytes: b.LineBytes}
 		lineBytes[b.Cluster] += b.LineBytes
 	}
-	if err := g.produce(r.Context(), recordpb.Signal_SIGNAL_LOGS, g.cfg.LogsTopic, record.ContentTypePushRequest, req.tenant, recs); err != nil {
+	if err := g.produceRouted(r.Context(), rt, recordpb.Signal_SIGNAL_LOGS, g.cfg.LogsTopic, record.ContentTypePushRequest, req.tenant, recs); err != nil {
 		return 0, err // the producer may still hold the body
 	}
 	g.putBody(body)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
+	"github.com/grafana/loki/pkg/push"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
@@ -138,4 +139,67 @@ func TestShardTableLargerThanTopicStopsGateway(t *testing.T) {
 	err = gw.Run(ctx)
 	require.ErrorContains(t, err, "shard table spreads clusters over more partitions than topic tributary.metrics has (4): [hot: 5]")
 	require.NoError(t, ctx.Err())
+}
+
+// TestShardedLokiPush: a hot cluster's streams are spread over its k
+// partitions, each stream to one of them whether it came as protobuf with
+// its cluster label or as JSON with the cluster from the header, entries in
+// order; nothing lost.
+func TestShardedLokiPush(t *testing.T) {
+	const parts, k, n = 4, 3, 120
+	f := newFixture(t, func(c *Config) { c.Shards.File = shardsFile(t, fmt.Sprintf("clusters:\n  hot: %d\n", k)) })
+	now := time.Now().Truncate(time.Millisecond)
+	var pr push.PushRequest
+	var js strings.Builder
+	js.WriteString(`{"streams":[`)
+	for i := range n {
+		pr.Streams = append(pr.Streams, push.Stream{
+			Labels:  fmt.Sprintf(`{app="api", cluster="hot", pod="p-%d"}`, i),
+			Entries: []push.Entry{{Timestamp: now, Line: "one"}, {Timestamp: now.Add(1), Line: "two"}},
+		})
+		if i > 0 {
+			js.WriteString(",")
+		}
+		fmt.Fprintf(&js, `{"stream":{"pod":"p-%d","app":"api"},"values":[["%d","three"]]}`, i, now.Add(2).UnixNano())
+	}
+	js.WriteString(`]}`)
+	raw, err := pr.Marshal()
+	require.NoError(t, err)
+	code, msg := f.push(t, snappy.Encode(nil, raw), "Content-Type", "application/x-protobuf")
+	require.Equal(t, http.StatusNoContent, code, msg)
+	code, msg = f.push(t, []byte(js.String()), "Content-Type", "application/json", "X-Tributary-Cluster", "hot")
+	require.Equal(t, http.StatusNoContent, code, msg)
+
+	base := shard.HashXX.Base("hot", parts)
+	streamAt := map[string]int32{}
+	lines := map[string][]string{}
+	used := map[int32]bool{}
+	for _, m := range testenv.ReadTopic(t, f.kafka.Addr, "tributary.logs") {
+		env, err := record.Parse(m.Headers)
+		require.NoError(t, err)
+		require.Equal(t, "hot", string(m.Key))
+		require.Equal(t, "hot", env.GetCluster())
+		require.Contains(t, []int32{base, (base + 1) % parts, (base + 2) % parts}, m.Partition)
+		used[m.Partition] = true
+		raw, err := snappy.Decode(nil, m.Value)
+		require.NoError(t, err)
+		var got push.PushRequest
+		require.NoError(t, got.Unmarshal(raw))
+		for _, s := range got.Streams {
+			require.Contains(t, s.Labels, `cluster="hot"`)
+			pod := s.Labels[strings.Index(s.Labels, "pod="):]
+			if p, ok := streamAt[pod]; ok {
+				require.Equal(t, p, m.Partition, "stream %s in two partitions", pod)
+			}
+			streamAt[pod] = m.Partition
+			for _, e := range s.Entries {
+				lines[pod] = append(lines[pod], e.Line)
+			}
+		}
+	}
+	require.Len(t, streamAt, n)
+	require.Len(t, used, k, "all of hot's partitions used")
+	for pod, l := range lines {
+		require.Equal(t, []string{"one", "two", "three"}, l, "stream %s", pod)
+	}
 }

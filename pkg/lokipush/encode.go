@@ -22,6 +22,7 @@ type request struct {
 
 type outStream struct {
 	cluster  string
+	shard    int // of the cluster's shards (Options.Sharder)
 	labels   string
 	from, to int // r.entries[from:to]
 }
@@ -34,28 +35,56 @@ type outEntry struct {
 // piece is part of a stream that goes into one record.
 type piece struct{ stream, from, to int }
 
-// batches groups streams by cluster (clusters in order of first appearance,
-// streams and entries in request order) and encodes each group into as few
-// records as fit Limits.MaxRecordBytes and MaxRecordDecodedBytes. More
-// distinct clusters than opt.MaxClusters refuse the request.
+// group is the streams of one cluster's shard.
+type group struct {
+	cluster int // in the Grouper
+	shard   int
+	pieces  []piece
+}
+
+// batches groups streams by cluster and shard (in order of first
+// appearance, streams and entries in request order) and encodes each group
+// into as few records as fit Limits.MaxRecordBytes and
+// MaxRecordDecodedBytes. More distinct clusters than opt.MaxClusters
+// refuse the request.
 func (r *request) batches(lim Limits, opt *Options) ([]Batch, error) {
 	var g split.Grouper
 	g.Reset(opt.MaxClusters)
-	var groups [][]piece
+	var groups []group
+	var sharded map[[2]int]int // (cluster, shard) → groups index, for sharded clusters only
 	for i, s := range r.streams {
 		n, err := g.GroupString(s.cluster)
 		if err != nil {
 			return nil, err
 		}
-		if n == len(groups) {
-			groups = append(groups, nil)
+		gi := -1
+		switch {
+		case s.shard != 0 || sharded != nil:
+			if sharded == nil {
+				sharded = map[[2]int]int{}
+				for j, gr := range groups {
+					sharded[[2]int{gr.cluster, gr.shard}] = j
+				}
+			}
+			if j, ok := sharded[[2]int{n, s.shard}]; ok {
+				gi = j
+			} else {
+				sharded[[2]int{n, s.shard}] = len(groups)
+			}
+		case n < len(groups):
+			gi = n // unsharded so far: one group per cluster, in order
 		}
-		groups[n] = append(groups[n], piece{stream: i, from: s.from, to: s.to})
+		if gi < 0 {
+			gi = len(groups)
+			groups = append(groups, group{cluster: n, shard: s.shard})
+		}
+		groups[gi].pieces = append(groups[gi].pieces, piece{stream: i, from: s.from, to: s.to})
 	}
 	var out []Batch
 	var scratch []byte
-	for n, cluster := range g.Names() {
-		all := groups[n]
+	for _, gr := range groups {
+		cluster, all := g.Names()[gr.cluster], gr.pieces
+		first := len(out)
 		raw := r.size(all)
 		// Pack by uncompressed size, aiming at 90% of each limit: of the
 		// compressed one at this request's compression ratio, when the
@@ -72,6 +101,7 @@ func (r *request) batches(lim Limits, opt *Options) ([]Batch, error) {
 			scratch = s
 			if fits(lim, len(value), raw) {
 				out = append(out, r.batch(cluster, all, value))
+				out[first].Shard = gr.shard
 				continue
 			}
 			budget = int(float64(lim.MaxRecordBytes) * 0.9 * float64(raw) / float64(len(value)))
@@ -81,6 +111,9 @@ func (r *request) batches(lim Limits, opt *Options) ([]Batch, error) {
 			if out, scratch, err = r.emit(out, cluster, chunk, lim, opt, scratch); err != nil {
 				return nil, err
 			}
+		}
+		for i := first; i < len(out); i++ {
+			out[i].Shard = gr.shard
 		}
 	}
 	return out, nil

@@ -327,6 +327,7 @@ func (p *jsonParser) request(v *validator) (*request, error) {
 			st.cluster = v.opt.DefaultCluster
 			st.labels = ls.render(st.cluster)
 		}
+		st.shard = ls.shardOf(st.cluster, &v.opt)
 		var (
 			refused, firstRefused int
 			firstErr              error

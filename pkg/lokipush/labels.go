@@ -8,6 +8,8 @@ import (
 	"strings"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/tributary-io/tributary/pkg/shard"
 )
 
 // labelPair is one name="value" of a stream. In the protobuf path the strings
@@ -165,6 +167,31 @@ func normalize(pairs []labelPair) labelSet {
 		out = append(out, p)
 	}
 	return labelSet{pairs: out, cluster: cluster}
+}
+
+// hash hashes the labels but the cluster label, whatever their order: a
+// stream maps to the same shard whether its cluster label was sent or is
+// added by the gateway.
+func (ls labelSet) hash() uint64 {
+	var h shard.Labels
+	for _, p := range ls.pairs {
+		if p.name != ClusterLabel {
+			h.AddString(p.name, p.value)
+		}
+	}
+	return h.Sum()
+}
+
+// shardOf is the shard of a stream of cluster with labels ls: 0 unless
+// opt.Sharder spreads the cluster.
+func (ls labelSet) shardOf(cluster string, opt *Options) int {
+	if opt.Sharder == nil {
+		return 0
+	}
+	if k := opt.Sharder.Shards(cluster); k > 1 {
+		return shard.Of(ls.hash(), k)
+	}
+	return 0
 }
 
 // override drops the cluster label when opt.OverrideCluster is set and it

@@ -130,6 +130,15 @@ type Options struct {
 	// Now is the time entry timestamps are checked against; zero: the
 	// current time.
 	Now time.Time
+	// Sharder spreads hot clusters' streams over several records (one
+	// per shard) by a hash of their labels; nil: one shard per cluster.
+	Sharder Sharder
+}
+
+// Sharder says over how many shards (partitions) a cluster's streams are
+// spread; 1 for most.
+type Sharder interface {
+	Shards(cluster string) int
 }
 
 func (o *Options) reserve(n int) error {
@@ -139,9 +148,11 @@ func (o *Options) reserve(n int) error {
 	return o.Reserve(n)
 }
 
-// Batch is one Kafka record's worth of a request: one cluster.
+// Batch is one Kafka record's worth of a request: one cluster, and one of
+// its shards (0 unless Options.Sharder spreads the cluster).
 type Batch struct {
 	Cluster string
+	Shard   int
 	// Value is a snappy block-compressed logproto PushRequest
 	// (github.com/grafana/loki/pkg/push). On the fast path it is the request
 	// body itself (not a copy).

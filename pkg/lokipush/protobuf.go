@@ -207,7 +207,9 @@ func parseProtobuf(body []byte, v *validator) ([]Batch, error) {
 	}
 	fits := (v.lim.MaxRecordBytes <= 0 || len(body) <= v.lim.MaxRecordBytes) &&
 		(v.lim.MaxRecordDecodedBytes <= 0 || len(b) <= v.lim.MaxRecordDecodedBytes)
-	if !sc.rewrite && refused == nil && fits {
+	// A sharded cluster's streams are cut by shard: never forwarded whole.
+	sharded := v.opt.Sharder != nil && v.opt.Sharder.Shards(sc.cluster) > 1
+	if !sc.rewrite && refused == nil && fits && !sharded {
 		return []Batch{{Cluster: strings.Clone(sc.cluster), Value: body, Entries: sc.entries, LineBytes: sc.lineBytes, Streams: sc.streams}}, nil
 	}
 	r, err := collectPushRequest(b, v, st.labels[:0], sc)
@@ -524,6 +526,7 @@ func collectPushRequest(b []byte, v *validator, scratch []labelPair, sc requestS
 			if ls.cluster == "" {
 				st.cluster = v.opt.DefaultCluster
 			}
+			st.shard = ls.shardOf(st.cluster, &v.opt)
 			if ls.checkStream(v.lim, v.opt.DefaultCluster, noName) != nil {
 				continue // refused whole, or empty
 			}
