@@ -1,6 +1,7 @@
 package otlp
 
 import (
+	"bytes"
 	"errors"
 	"unicode/utf8"
 
@@ -123,6 +124,11 @@ type Parser struct {
 	refused   Refusal
 	batches   []Batch
 
+	// enc is snappy's output, copied to each record's own value: a fresh
+	// snappy.MaxEncodedLen buffer per record cost its allocation and
+	// zeroing (4% of the gateway's CPU under span load).
+	enc []byte
+
 	// rewrite scratch
 	raw    []byte
 	hdr    []byte
@@ -166,7 +172,7 @@ func (p *Parser) Parse(raw []byte, defaultCluster string, lim Limits) ([]Batch, 
 		return nil, nil // no spans: nothing to write, nothing wrong
 	}
 	if p.forwardable(raw) {
-		p.batches = append(p.batches, Batch{Cluster: p.groups.Names()[0], Value: snappy.Encode(nil, raw), Spans: p.valid, Forwarded: true})
+		p.batches = append(p.batches, Batch{Cluster: p.groups.Names()[0], Value: p.compress(raw), Spans: p.valid, Forwarded: true})
 		return p.batches, nil
 	}
 	if err := p.rewrite(raw); err != nil {
@@ -195,9 +201,18 @@ func (p *Parser) reset(lim Limits) {
 	p.batches = p.batches[:0]
 }
 
+// compress is raw snappy-encoded, in a new slice of its own size.
+func (p *Parser) compress(raw []byte) []byte {
+	p.enc = snappy.Encode(p.enc[:cap(p.enc)], raw)
+	return bytes.Clone(p.enc)
+}
+
 func (p *Parser) trim() {
 	if cap(p.raw) > maxKeptBuffer {
 		p.raw = nil
+	}
+	if cap(p.enc) > maxKeptBuffer {
+		p.enc = nil
 	}
 	if cap(p.hdr) > maxKeptBuffer {
 		p.hdr = nil

@@ -100,6 +100,34 @@ func TestForwardsAsReceived(t *testing.T) {
 	require.Equal(t, raw, dec, "the request's bytes, unchanged")
 }
 
+// The gateway hands the parser to the next request before Kafka has the
+// records: a record value must stay what it was through later calls.
+func TestValuesOutliveTheNextParse(t *testing.T) {
+	first := marshal(t, resource("a", "api", span(1), span(2)))
+	rewritten := marshal(t, resource("", "web", span(3)), resource("b", "db", span(4)))
+	var p Parser
+	fwd, err := p.Parse(first, "", DefaultLimits())
+	require.NoError(t, err)
+	require.Len(t, fwd, 1)
+	kept := fwd[0].Value
+	rw, err := p.Parse(rewritten, "dflt", DefaultLimits())
+	require.NoError(t, err)
+	require.Len(t, rw, 2)
+	keptRW := []Batch{rw[0], rw[1]}
+	wantRW := []*coltracepb.ExportTraceServiceRequest{decodeBatch(t, rw[0]), decodeBatch(t, rw[1])}
+	_, err = p.Parse(marshal(t, resource("c", "other", span(5), span(6), span(7))), "", DefaultLimits())
+	require.NoError(t, err)
+	_, err = p.Parse(rewritten, "x", DefaultLimits())
+	require.NoError(t, err)
+
+	dec, err := snappy.Decode(nil, kept)
+	require.NoError(t, err)
+	require.Equal(t, first, dec, "the forwarded record after three more calls")
+	for i, b := range keptRW {
+		require.True(t, proto.Equal(wantRW[i], decodeBatch(t, b)), "rewritten record %d after two more calls", i)
+	}
+}
+
 func TestSplitsByClusterAndSetsTheAttribute(t *testing.T) {
 	noCluster := resource("", "web", span(1), span(2))
 	inB := resource("b", "api", span(3))

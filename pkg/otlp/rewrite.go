@@ -3,7 +3,6 @@ package otlp
 import (
 	"strconv"
 
-	"github.com/golang/snappy"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/tributary-io/tributary/pkg/reject"
@@ -71,7 +70,7 @@ func (p *Parser) rewrite(raw []byte) error {
 		spans := 0
 		flush := func() {
 			if len(p.raw) > 0 {
-				p.batches = append(p.batches, Batch{Cluster: cluster, Value: snappy.Encode(nil, p.raw), Spans: spans})
+				p.batches = append(p.batches, Batch{Cluster: cluster, Value: p.compress(p.raw), Spans: spans})
 				p.raw, spans = p.raw[:0], 0
 			}
 		}
