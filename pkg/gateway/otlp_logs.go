@@ -49,13 +49,18 @@ func (g *Gateway) exportLogs(ctx context.Context, req *otlpRequest) (proto.Messa
 		recs      []outRecord
 		lineBytes = map[string]int{}
 	)
+	rt := g.route(g.cfg.LogsTopic)
 	if res.Body != nil {
-		batches, refused := lokipush.Parse(res.Body, "application/x-protobuf", "", g.logsLimits(req.cluster), lokipush.Options{
+		opt := lokipush.Options{
 			DefaultCluster:  req.cluster,
 			MaxClusters:     g.cfg.MaxClustersPerRequest,
 			Reserve:         req.reserve,
 			OverrideCluster: req.override,
-		})
+		}
+		if rt.Sharded() {
+			opt.Sharder = rt.Route
+		}
+		batches, refused := lokipush.Parse(res.Body, "application/x-protobuf", "", g.logsLimits(req.cluster), opt)
 		if refused != nil && len(batches) == 0 {
 			if st, ok := reject.Status(refused); !ok || st != http.StatusBadRequest {
 				return nil, refused // too large, or the budget is spent
@@ -64,7 +69,7 @@ func (g *Gateway) exportLogs(ctx context.Context, req *otlpRequest) (proto.Messa
 		kept := 0
 		recs = make([]outRecord, len(batches))
 		for i, b := range batches {
-			recs[i] = outRecord{cluster: b.Cluster, value: b.Value, items: b.Entries, units: b.Streams, lineBytes: b.LineBytes}
+			recs[i] = outRecord{cluster: b.Cluster, shard: b.Shard, value: b.Value, items: b.Entries, units: b.Streams, lineBytes: b.LineBytes}
 			kept += b.Entries
 			lineBytes[b.Cluster] += b.LineBytes
 		}
@@ -84,7 +89,7 @@ func (g *Gateway) exportLogs(ctx context.Context, req *otlpRequest) (proto.Messa
 		}
 		return &collogspb.ExportLogsServiceResponse{}, nil
 	}
-	if err := g.produce(ctx, recordpb.Signal_SIGNAL_LOGS, g.cfg.LogsTopic, record.ContentTypePushRequest, req.tenant, recs); err != nil {
+	if err := g.produceRouted(ctx, rt, recordpb.Signal_SIGNAL_LOGS, g.cfg.LogsTopic, record.ContentTypePushRequest, req.tenant, recs); err != nil {
 		return nil, err
 	}
 	resp := &collogspb.ExportLogsServiceResponse{}

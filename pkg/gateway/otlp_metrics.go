@@ -72,6 +72,7 @@ func (g *Gateway) exportMetrics(ctx context.Context, req *otlpRequest) (proto.Me
 	rejected, msg := int64(res.Rejected), res.Message
 	var recs []outRecord
 	forwarded := false
+	rt := g.route(g.cfg.MetricsTopic)
 	if res.Body != nil {
 		p, ok := g.parsers.get()
 		if !ok {
@@ -79,6 +80,9 @@ func (g *Gateway) exportMetrics(ctx context.Context, req *otlpRequest) (proto.Me
 		}
 		lim := g.remoteWriteLimits(req.cluster)
 		lim.OverrideCluster = req.override
+		if rt.Sharded() {
+			lim.Sharder = rt.Route
+		}
 		batches, err := p.Parse(res.Body, req.cluster, lim)
 		if err != nil {
 			g.parsers.put(p)
@@ -99,7 +103,7 @@ func (g *Gateway) exportMetrics(ctx context.Context, req *otlpRequest) (proto.Me
 		}
 		recs = make([]outRecord, len(batches))
 		for i, b := range batches {
-			recs[i] = outRecord{cluster: b.Cluster, value: b.Value, items: b.Samples, units: b.Series}
+			recs[i] = outRecord{cluster: b.Cluster, shard: b.Shard, value: b.Value, items: b.Samples, units: b.Series}
 			forwarded = forwarded || (len(b.Value) > 0 && &b.Value[0] == &res.Body[0])
 		}
 		g.parsers.put(p) // values are res.Body or fresh allocations
@@ -110,7 +114,7 @@ func (g *Gateway) exportMetrics(ctx context.Context, req *otlpRequest) (proto.Me
 		}
 		return &colmetricspb.ExportMetricsServiceResponse{}, nil
 	}
-	if err := g.produce(ctx, recordpb.Signal_SIGNAL_METRICS, g.cfg.MetricsTopic, record.ContentTypeWriteRequest, req.tenant, recs); err != nil {
+	if err := g.produceRouted(ctx, rt, recordpb.Signal_SIGNAL_METRICS, g.cfg.MetricsTopic, record.ContentTypeWriteRequest, req.tenant, recs); err != nil {
 		return nil, err
 	}
 	resp := &colmetricspb.ExportMetricsServiceResponse{}
