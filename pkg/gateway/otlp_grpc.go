@@ -38,7 +38,8 @@ const (
 // as the bytes gRPC received (decompressed), not as objects gRPC built.
 func (g *Gateway) GRPCServer() *grpc.Server {
 	srv := grpc.NewServer(
-		grpc.ForceServerCodecV2(otlpCodec{}),
+		grpc.ForceServerCodecV2(otlpCodec{bodies: g.bodies}),
+		grpc.NumStreamWorkers(grpcStreamWorkers),
 		grpc.MaxRecvMsgSize(g.cfg.OTLPGRPC.MaxRecvMsgSize),
 		grpc.InTapHandle(g.tap),
 		grpc.Creds(g.grpcCredentials()), // nil: plain text
@@ -133,12 +134,22 @@ func (g *Gateway) admit(ctx context.Context, info *tap.Info) (context.Context, e
 	return nil, g.grpcStatus(code, reason, g.retryAfter(err))
 }
 
+// grpcStreamWorkers is how many goroutines serve gRPC calls one after the
+// other. Without workers grpc-go starts a goroutine per call, whose stack
+// grows to the decoder's depth every time (runtime.newstack was 4.5% of
+// the gateway's CPU under OTLP span load); a worker keeps its grown stack.
+// A call finding every worker busy (most of them wait for Kafka's
+// acknowledgement) gets its own goroutine as before, so this bounds
+// nothing. 64: idle workers cost a few KiB each.
+const grpcStreamWorkers = 64
+
 // rawMessage is a request as gRPC received it, for the gateway to decode.
 type rawMessage struct{ b []byte }
 
-// otlpCodec hands requests over as rawMessage and encodes responses with
-// protobuf. It is the codec of the gateway's gRPC server only.
-type otlpCodec struct{}
+// otlpCodec hands requests over as rawMessage, in a buffer of bodies that
+// the handler returns there, and encodes responses with protobuf. It is
+// the codec of the gateway's gRPC server only.
+type otlpCodec struct{ bodies *freeList[[]byte] }
 
 func (otlpCodec) Name() string { return "proto" }
 
@@ -154,10 +165,18 @@ func (otlpCodec) Marshal(v any) (mem.BufferSlice, error) {
 	return mem.BufferSlice{mem.SliceBuffer(b)}, nil
 }
 
-func (otlpCodec) Unmarshal(data mem.BufferSlice, v any) error {
+func (c otlpCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	switch m := v.(type) {
 	case *rawMessage:
-		m.b = data.Materialize() // a copy: gRPC reuses its buffers
+		// A copy (gRPC reuses its buffers), into a kept buffer: a fresh
+		// one per call cost the allocation, its zeroing and the GC.
+		n := data.Len()
+		buf, _ := c.bodies.get()
+		if cap(buf) < n {
+			buf = make([]byte, n)
+		}
+		m.b = buf[:n]
+		data.CopyTo(m.b)
 		return nil
 	case proto.Message:
 		return proto.Unmarshal(data.Materialize(), m)
@@ -177,6 +196,7 @@ func (g *Gateway) grpcExport(signal string, export otlpExport) func(any, context
 		}
 		md, _ := metadata.FromIncomingContext(ctx)
 		resp, err := g.serveGRPC(ctx, signal, md, msg.b, export)
+		g.putBody(msg.b) // records never alias the body
 		code := http.StatusOK
 		if err != nil {
 			remote := ""
