@@ -25,6 +25,10 @@ func (g *Gateway) exportSpans(ctx context.Context, req *otlpRequest) (proto.Mess
 	}
 	lim := g.spanLimits(req.cluster)
 	lim.OverrideCluster = req.override
+	rt := g.route(g.cfg.SpansTopic)
+	if rt.Sharded() {
+		lim.Sharder = rt.Route // hot clusters' spans cut into one record per shard by trace id
+	}
 	var (
 		batches []otlp.Batch
 		err     error
@@ -55,7 +59,7 @@ func (g *Gateway) exportSpans(ctx context.Context, req *otlpRequest) (proto.Mess
 	recs := make([]outRecord, len(batches))
 	size, forwarded := 0, false
 	for i, b := range batches {
-		recs[i] = outRecord{cluster: b.Cluster, value: b.Value, items: b.Spans, units: b.Spans}
+		recs[i] = outRecord{cluster: b.Cluster, shard: b.Shard, value: b.Value, items: b.Spans, units: b.Spans}
 		size += len(b.Value)
 		forwarded = forwarded || b.Forwarded
 	}
@@ -66,7 +70,7 @@ func (g *Gateway) exportSpans(ctx context.Context, req *otlpRequest) (proto.Mess
 	if err := req.reserve(size); err != nil {
 		return nil, err
 	}
-	if err := g.produce(ctx, recordpb.Signal_SIGNAL_SPANS, g.cfg.SpansTopic, record.ContentTypeTraces, req.tenant, recs); err != nil {
+	if err := g.produceRouted(ctx, rt, recordpb.Signal_SIGNAL_SPANS, g.cfg.SpansTopic, record.ContentTypeTraces, req.tenant, recs); err != nil {
 		return nil, err
 	}
 	if ps := resp.PartialSuccess; ps != nil {

@@ -19,9 +19,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tributary-io/tributary/internal/testenv"
 	"github.com/tributary-io/tributary/pkg/kafka"
+	"github.com/tributary-io/tributary/pkg/otlp"
 	"github.com/tributary-io/tributary/pkg/record"
 	"github.com/tributary-io/tributary/pkg/shard"
 )
@@ -202,4 +208,69 @@ func TestShardedLokiPush(t *testing.T) {
 	for pod, l := range lines {
 		require.Equal(t, []string{"one", "two", "three"}, l, "stream %s", pod)
 	}
+}
+
+// TestShardedSpans: a hot cluster's spans are spread over its k partitions
+// by trace id: every span of a trace in one partition, across requests and
+// resources, the resource's cluster attribute set on each.
+func TestShardedSpans(t *testing.T) {
+	const parts, k, traces = 4, 3, 90
+	f := newFixture(t, func(c *Config) { c.Shards.File = shardsFile(t, fmt.Sprintf("clusters:\n  hot: %d\n", k)) })
+	req := func(service string, span byte, withCluster bool) []byte {
+		attrs := []*commonpb.KeyValue{{Key: "service.name", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: service}}}}
+		if withCluster {
+			attrs = append(attrs, &commonpb.KeyValue{Key: otlp.ClusterAttribute, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: "hot"}}})
+		}
+		var spans []*tracepb.Span
+		now := uint64(time.Now().UnixNano())
+		for i := range traces {
+			id := make([]byte, 16)
+			id[0], id[15] = byte(i), 7
+			spans = append(spans, &tracepb.Span{TraceId: id, SpanId: []byte{span, byte(i), 1, 1, 1, 1, 1, 1}, Name: "op",
+				StartTimeUnixNano: now, EndTimeUnixNano: now + 1000})
+		}
+		b, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{{
+			Resource:   &resourcepb.Resource{Attributes: attrs},
+			ScopeSpans: []*tracepb.ScopeSpans{{Spans: spans}},
+		}}})
+		require.NoError(t, err)
+		return b
+	}
+	resp, msg := f.postOTLP(t, req("api", 1, true))
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(msg))
+	resp, msg = f.postOTLP(t, req("db", 2, false), "X-Tributary-Cluster", "hot")
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(msg))
+
+	base := shard.HashXX.Base("hot", parts)
+	traceAt := map[string]int32{}
+	used := map[int32]bool{}
+	spans := 0
+	for _, m := range testenv.ReadTopic(t, f.kafka.Addr, "tributary.spans") {
+		env, err := record.Parse(m.Headers)
+		require.NoError(t, err)
+		require.Equal(t, "hot", string(m.Key))
+		require.Equal(t, "hot", env.GetCluster())
+		require.Contains(t, []int32{base, (base + 1) % parts, (base + 2) % parts}, m.Partition)
+		used[m.Partition] = true
+		raw, err := snappy.Decode(nil, m.Value)
+		require.NoError(t, err)
+		var got coltracepb.ExportTraceServiceRequest
+		require.NoError(t, proto.Unmarshal(raw, &got))
+		for _, rs := range got.ResourceSpans {
+			require.Contains(t, rs.Resource.String(), `string_value:"hot"`)
+			for _, ss := range rs.ScopeSpans {
+				for _, sp := range ss.Spans {
+					id := fmt.Sprintf("%x", sp.TraceId)
+					if p, ok := traceAt[id]; ok {
+						require.Equal(t, p, m.Partition, "trace %s in two partitions", id)
+					}
+					traceAt[id] = m.Partition
+					spans++
+				}
+			}
+		}
+	}
+	require.Equal(t, 2*traces, spans, "every span written once")
+	require.Len(t, traceAt, traces)
+	require.Len(t, used, k, "all of hot's partitions used")
 }

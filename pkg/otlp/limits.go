@@ -49,6 +49,15 @@ type Limits struct {
 	// k8s.cluster.name that names another cluster (the sender's identity
 	// wins: -auth.cluster-mismatch=overwrite).
 	OverrideCluster bool `yaml:"-"`
+	// Sharder spreads hot clusters' spans over several records (one per
+	// shard) by their trace id; nil: one shard per cluster.
+	Sharder Sharder `yaml:"-"`
+}
+
+// Sharder says over how many shards (partitions) a cluster's spans are
+// spread; 1 for most.
+type Sharder interface {
+	Shards(cluster string) int
 }
 
 // DefaultLimits follow the OpenTelemetry SDKs' span limits where they have

@@ -89,9 +89,11 @@ const (
 	fKvlistValues = 1
 )
 
-// Batch is one Kafka record's worth of a request: one cluster.
+// Batch is one Kafka record's worth of a request: one cluster, and one of
+// its shards (0 unless Limits.Sharder spreads the cluster).
 type Batch struct {
 	Cluster string
+	Shard   int
 	// Value is a snappy block-compressed ExportTraceServiceRequest whose
 	// resources all carry k8s.cluster.name = Cluster. It never aliases the
 	// request.
@@ -130,6 +132,7 @@ type Parser struct {
 	enc []byte
 
 	// rewrite scratch
+	shard  [2]int // the shard being written, of how many (collect keeps its spans)
 	raw    []byte
 	hdr    []byte
 	pieces []piece
@@ -224,7 +227,8 @@ func (p *Parser) trim() {
 
 // forwardable reports whether raw can be the one record unchanged.
 func (p *Parser) forwardable(raw []byte) bool {
-	if p.groups.Len() != 1 || p.refused.Spans > 0 || snappy.MaxEncodedLen(len(raw)) > p.lim.MaxRecordBytes {
+	if p.groups.Len() != 1 || p.refused.Spans > 0 || snappy.MaxEncodedLen(len(raw)) > p.lim.MaxRecordBytes ||
+		p.shards(p.groups.Names()[0]) > 1 {
 		return false
 	}
 	for i := range p.resources {

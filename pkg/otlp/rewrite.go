@@ -6,6 +6,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/tributary-io/tributary/pkg/reject"
+	"github.com/tributary-io/tributary/pkg/shard"
 )
 
 // maxHeader is the most a ResourceSpans or ScopeSpans field adds around its
@@ -65,12 +66,14 @@ func (p *Parser) rewrite(raw []byte) error {
 		return reject.TooLarge("record limit of %d bytes is too small", p.lim.MaxRecordBytes)
 	}
 	var open []openScope
-	for g, cluster := range p.groups.Names() {
+	for g, sh := 0, 0; g < p.groups.Len(); g, sh = p.nextShard(g, sh) {
+		cluster := p.groups.Names()[g]
+		p.shard = [2]int{sh, p.shards(cluster)}
 		p.raw = p.raw[:0]
 		spans := 0
 		flush := func() {
 			if len(p.raw) > 0 {
-				p.batches = append(p.batches, Batch{Cluster: cluster, Value: p.compress(p.raw), Spans: spans})
+				p.batches = append(p.batches, Batch{Cluster: cluster, Shard: sh, Value: p.compress(p.raw), Spans: spans})
 				p.raw, spans = p.raw[:0], 0
 			}
 		}
@@ -114,6 +117,42 @@ func (p *Parser) rewrite(raw []byte) error {
 	return nil
 }
 
+// shards is cluster's shard count (Limits.Sharder).
+func (p *Parser) shards(cluster string) int {
+	if p.lim.Sharder == nil {
+		return 1
+	}
+	return p.lim.Sharder.Shards(cluster)
+}
+
+// nextShard steps rewrite's loop: the next shard of group g, else the
+// next group's first.
+func (p *Parser) nextShard(g, sh int) (int, int) {
+	if sh+1 < p.shards(p.groups.Names()[g]) {
+		return g, sh + 1
+	}
+	return g + 1, 0
+}
+
+// inShard reports whether span (a Span field of raw) belongs to the shard
+// being written: by its trace id, so that a trace keeps to one partition.
+func (p *Parser) inShard(raw []byte, sp spanInfo) bool {
+	if p.shard[1] <= 1 {
+		return true
+	}
+	f, _ := readField(raw[sp.start:sp.end], 0, 0) // validated by walk
+	var id []byte
+	for i := 0; i < len(f.val); {
+		g, _ := readField(f.val, i, 0)
+		if g.num == fSpanTraceID {
+			id = g.val
+			break
+		}
+		i = g.end
+	}
+	return shard.Of(shard.Bytes(id), p.shard[1]) == p.shard[0]
+}
+
 func (p *Parser) anyValid(r *resourceInfo) bool {
 	for s := r.spans[0]; s < r.spans[1]; s++ {
 		if p.spans[s].ok {
@@ -154,7 +193,7 @@ func (p *Parser) collect(raw []byte, r *resourceInfo, cluster string) int {
 			for j := 0; j < len(f.val); {
 				sf, _ := readField(f.val, j, 0)
 				if sf.num == fScopeSpansSpans {
-					if sp := p.spans[next]; sp.ok {
+					if sp := p.spans[next]; sp.ok && p.inShard(raw, sp) {
 						p.ranges = append(p.ranges, [2]int{sp.start, sp.end})
 					}
 					next++
