@@ -82,6 +82,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Metrics.SeriesPerRequest, "series-per-request", 2000, "Series per remote-write request, one sample each.")
 	fs.IntVar(&c.Metrics.Labels, "labels", 10, "Labels per series, __name__ and cluster included (at least 4).")
 	fs.IntVar(&c.Metrics.Clusters, "clusters", 3, "Clusters; each request carries one cluster's series or streams.")
+	fs.StringVar(&c.Metrics.ClusterPrefix, "cluster-prefix", "", "remote-write: name the clusters <prefix>0 ... <prefix>N-1 (e.g. cluster-); empty: realistic names (prod-eu-west-1, ...).")
+	fs.Float64Var(&c.Metrics.ClusterSkew, "cluster-skew", 0, "remote-write: Zipf-like cluster sizes, the largest holding this share of all series (the skew bench uses 0.25); 0: clusters of equal size. Needs series / series-per-request >= clusters.")
 	fs.IntVar(&c.Logs.Streams, "streams", 1000, "Active log streams.")
 	fs.IntVar(&c.Logs.StreamsPerRequest, "streams-per-request", 20, "Log streams per push request.")
 	fs.IntVar(&c.Logs.EntriesPerRequest, "entries-per-request", 2000, "Log entries per push request, spread over its streams.")

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
+	"sort"
+	"strconv"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -16,6 +18,13 @@ type SeriesConfig struct {
 	SeriesPerRequest int `yaml:"series_per_request"`
 	Labels           int `yaml:"labels"`
 	Clusters         int `yaml:"clusters"`
+	// ClusterPrefix, when set, names the clusters <prefix>0 ... <prefix>N-1
+	// instead of the realistic names.
+	ClusterPrefix string `yaml:"cluster_prefix"`
+	// ClusterSkew, when above 0, gives the clusters Zipf-like sizes
+	// (bodies per cluster falling as 1/rank^s) with the largest holding
+	// this share of all series; 0: every cluster the same size.
+	ClusterSkew float64 `yaml:"cluster_skew"`
 }
 
 // Validate checks the shape.
@@ -27,8 +36,82 @@ func (c SeriesConfig) Validate() error {
 		return fmt.Errorf("labels must be at least %d (__name__, cluster, namespace, pod keep series unique)", MinLabels)
 	case c.Clusters <= 0:
 		return fmt.Errorf("clusters must be positive")
+	case c.ClusterSkew < 0 || c.ClusterSkew >= 1:
+		return fmt.Errorf("cluster-skew must be in [0, 1)")
+	case c.ClusterSkew > 0 && c.Bodies() < c.Clusters:
+		return fmt.Errorf("cluster-skew needs at least one request body per cluster: series / series-per-request = %d < clusters = %d", c.Bodies(), c.Clusters)
 	}
 	return nil
+}
+
+// clusterOf names the cluster of body k of n.
+func (c SeriesConfig) clusterOf(k int, sizes []int) string {
+	i := k % c.Clusters
+	if sizes != nil {
+		i = 0
+		for left := k; left >= sizes[i]; i++ {
+			left -= sizes[i]
+		}
+	}
+	if c.ClusterPrefix != "" {
+		return c.ClusterPrefix + strconv.Itoa(i)
+	}
+	return clusterName(i)
+}
+
+// ZipfShares are the shares of n clusters whose sizes fall as 1/rank^s,
+// s chosen so that the largest holds share of the total (0 < share < 1;
+// below 1/n the sizes are even).
+func ZipfShares(n int, share float64) []float64 {
+	w := make([]float64, n)
+	lo, hi := 0.0, 8.0
+	for range 100 {
+		s := (lo + hi) / 2
+		total := 0.0
+		for i := range w {
+			w[i] = 1 / math.Pow(float64(i+1), s)
+			total += w[i]
+		}
+		for i := range w {
+			w[i] /= total
+		}
+		if w[0] < share {
+			lo = s
+		} else {
+			hi = s
+		}
+	}
+	return w
+}
+
+// clusterSizes apportions the bodies over the clusters by ZipfShares
+// (largest remainders), at least one body each; nil without skew.
+func (c SeriesConfig) clusterSizes() []int {
+	if c.ClusterSkew == 0 {
+		return nil
+	}
+	n, bodies := c.Clusters, c.Bodies()
+	shares := ZipfShares(n, c.ClusterSkew)
+	sizes := make([]int, n)
+	sum := 0
+	order := make([]int, n) // clusters by the part of a body their share lost
+	for i, s := range shares {
+		exact := s * float64(bodies)
+		sizes[i] = max(1, int(exact))
+		sum += sizes[i]
+		order[i] = i
+	}
+	lost := func(i int) float64 { return shares[i]*float64(bodies) - float64(sizes[i]) }
+	sort.SliceStable(order, func(a, b int) bool { return lost(order[a]) > lost(order[b]) })
+	for j := 0; sum < bodies; j = (j + 1) % n {
+		sizes[order[j]]++
+		sum++
+	}
+	for sum > bodies { // the one-body floor of the smallest: taken from the largest
+		sizes[0]--
+		sum--
+	}
+	return sizes
 }
 
 // Bodies returns how many requests cover all series once.
@@ -45,9 +128,10 @@ func RemoteWriteBodies(c SeriesConfig) ([]*Body, error) {
 	}
 	rnd := rand.New(rand.NewSource(1))
 	out := make([]*Body, 0, c.Bodies())
+	sizes := c.clusterSizes()
 	for k := 0; k < c.Bodies(); k++ {
 		from, to := k*c.SeriesPerRequest, min((k+1)*c.SeriesPerRequest, c.Series)
-		cluster := clusterName(k % c.Clusters)
+		cluster := c.clusterOf(k, sizes)
 		b, err := remoteWriteBody(from, to, cluster, c.Labels, rnd)
 		if err != nil {
 			return nil, err

@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -115,4 +116,25 @@ func TestDetachKeepsStamping(t *testing.T) {
 	b.Stamp(time.Now().Add(time.Minute))
 	require.Equal(t, before, old, "the detached buffer is left alone")
 	require.Greater(t, decodeWriteRequest(t, b).Timeseries[0].Samples[0].Timestamp, time.Now().UnixMilli())
+}
+
+// TestRemoteWriteClusterSkew: -cluster-skew gives the largest cluster the
+// share asked of all series, every cluster at least one body, sizes falling
+// with the rank; -cluster-prefix names them.
+func TestRemoteWriteClusterSkew(t *testing.T) {
+	c := SeriesConfig{Series: 64000, SeriesPerRequest: 100, Labels: 10, Clusters: 64, ClusterPrefix: "cluster-", ClusterSkew: 0.25}
+	bodies, err := RemoteWriteBodies(c)
+	require.NoError(t, err)
+	count := map[string]int{}
+	for _, b := range bodies {
+		count[b.Cluster]++
+	}
+	require.Len(t, count, 64)
+	require.InDelta(t, 0.25, float64(count["cluster-0"])/float64(len(bodies)), 0.01)
+	for i := 1; i < 64; i++ {
+		require.LessOrEqual(t, count[fmt.Sprintf("cluster-%d", i)], count[fmt.Sprintf("cluster-%d", i-1)])
+		require.GreaterOrEqual(t, count[fmt.Sprintf("cluster-%d", i)], 1)
+	}
+	c.Series = 6000
+	require.ErrorContains(t, c.Validate(), "cluster-skew needs at least one request body per cluster")
 }

@@ -2,10 +2,11 @@ package shard
 
 import (
 	"fmt"
-	"math"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/tributary-io/tributary/pkg/loadgen"
 )
 
 func TestSuggest(t *testing.T) {
@@ -22,29 +23,11 @@ func TestSuggest(t *testing.T) {
 	require.True(t, tb.Equal(back), tb.YAML())
 }
 
-// ZipfLoad is the skew bench's load: n clusters named cluster-0.. whose
-// sizes fall as 1/rank^s, s chosen so that the largest holds share of the
-// total.
+// zipfLoad is the skew bench's load: n clusters named cluster-0.. sized by
+// loadgen's -cluster-skew=share.
 func zipfLoad(n int, share float64) map[string]float64 {
-	lo, hi := 0.0, 4.0
-	var w []float64
-	for range 60 {
-		s := (lo + hi) / 2
-		w = w[:0]
-		total := 0.0
-		for i := range n {
-			v := 1 / math.Pow(float64(i+1), s)
-			w = append(w, v)
-			total += v
-		}
-		if w[0]/total < share {
-			lo = s
-		} else {
-			hi = s
-		}
-	}
 	out := map[string]float64{}
-	for i, v := range w {
+	for i, v := range loadgen.ZipfShares(n, share) {
 		out[fmt.Sprintf("cluster-%d", i)] = v
 	}
 	return out
