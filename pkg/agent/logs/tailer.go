@@ -434,6 +434,10 @@ func (t *Tailer) flush(ctx context.Context) error {
 				break wait
 			case <-ctx.Done():
 				return ctx.Err()
+			case <-t.wake:
+				// An acknowledged batch frees its slot once its
+				// positions are written.
+				t.applyAcks()
 			case <-tick.C:
 				t.observe(true)
 			}
@@ -470,7 +474,6 @@ func (t *Tailer) send(seq uint64, b *batch) {
 		case <-time.After(time.Second):
 		}
 	}
-	<-t.sem
 	t.m.batchesInFlight.Dec()
 	t.mu.Lock()
 	t.results[seq] = err
@@ -482,7 +485,10 @@ func (t *Tailer) send(seq uint64, b *batch) {
 }
 
 // applyAcks moves the positions of acknowledged batches, in the order the
-// batches were made, and writes the positions file.
+// batches were made, writes the positions file and only then frees the
+// batches' send slots: a kill -9 repeats at most the batches in flight
+// (max_batches_in_flight × batch_max_bytes), never one acknowledged but not
+// yet recorded on top of them.
 func (t *Tailer) applyAcks() {
 	t.mu.Lock()
 	var done []error
@@ -495,11 +501,15 @@ func (t *Tailer) applyAcks() {
 		done = append(done, err)
 	}
 	t.mu.Unlock()
+	slots := 0
 	for _, err := range done {
 		seq := t.applyBatch
 		t.applyBatch++
 		b := t.inflight[seq]
 		delete(t.inflight, seq)
+		if b.lines > 0 {
+			slots++
+		}
 		if t.failed {
 			continue
 		}
@@ -524,7 +534,12 @@ func (t *Tailer) applyAcks() {
 		t.dirty = true
 	}
 	if t.dirty {
+		// A failed write is retried with the next acknowledgement; the
+		// slots are freed regardless, or the tailer would stop for ever.
 		t.savePositions()
+	}
+	for range slots {
+		<-t.sem
 	}
 }
 

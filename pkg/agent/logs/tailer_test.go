@@ -265,6 +265,52 @@ func TestTailerBackPressure(t *testing.T) {
 	waitLines(t, s, out, logstest.Seq(0, n+10000))
 }
 
+// A send slot is freed only once the acknowledged batch's position is on
+// disk: when a batch is pushed, the positions file already covers every
+// batch acknowledged before it. So a kill -9 repeats at most the batches in
+// flight (max_batches_in_flight × batch_max_bytes), not one more.
+func TestTailerSlotFreedAfterPositionWritten(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(dir)
+	cfg.BatchMaxBytes = 4096
+	w := logstest.NewWriter(t, filepath.Join(cfg.PodsDir, "ns_p_uid9", "c", "0.log"))
+	const n = 3000 // ~80 batches
+	w.Lines(0, n)
+	data, err := os.ReadFile(w.Path)
+	require.NoError(t, err)
+	var ends []int64 // ends[i]: the offset after line i
+	for i, c := range data {
+		if c == '\n' {
+			ends = append(ends, int64(i+1))
+		}
+	}
+	var mu sync.Mutex
+	var behind []string
+	s := &sink{}
+	s.answer = func(context.Context, *push.PushRequest) error {
+		acked := s.count() // lines of the pushes acknowledged so far
+		if acked == 0 {
+			return nil
+		}
+		ps, _, err := loadPositions(cfg.PositionsFile)
+		var off int64
+		if err == nil && len(ps) == 1 {
+			off = ps[0].Offset
+		}
+		if off < ends[acked-1] {
+			mu.Lock()
+			behind = append(behind, fmt.Sprintf("after %d lines acknowledged: position %d, want %d", acked, off, ends[acked-1]))
+			mu.Unlock()
+		}
+		return nil
+	}
+	startTailer(t, cfg, s)
+	waitLines(t, s, podLabels("ns", "p", "c", "stdout"), logstest.Seq(0, n))
+	mu.Lock()
+	defer mu.Unlock()
+	require.Empty(t, behind, "a batch was pushed before the previous one's position was written")
+}
+
 // A batch the gateway refuses for ever is dropped and counted, and its
 // position moves: a restart does not send it again.
 func TestTailerRefusedBatchIsDropped(t *testing.T) {
