@@ -96,10 +96,11 @@ type proc struct {
 	GRPCAddr string
 }
 
-// startBroker starts the devbroker (memory only) and waits until it listens.
-func (b *bench) startBroker(s *scope) *proc {
+// startBroker starts the devbroker (memory only) with args and waits until
+// it listens.
+func (b *bench) startBroker(s *scope, args ...string) *proc {
 	port := testenv.FreePort(s)
-	p := testenv.StartProcess(s, "devbroker", b.bin("devbroker"), []string{"-port", fmt.Sprint(port)})
+	p := testenv.StartProcess(s, "devbroker", b.bin("devbroker"), append([]string{"-port", fmt.Sprint(port)}, args...))
 	addr := testenv.Addr(port)
 	waitPort(s, p, addr, 30*time.Second)
 	return &proc{Process: p, Addr: addr}
@@ -108,13 +109,13 @@ func (b *bench) startBroker(s *scope) *proc {
 // startGateway starts a gateway writing to broker and waits until it is
 // ready. Its OTLP gRPC server listens on a free loopback port too
 // (GRPCAddr), not on the default :4317.
-func (b *bench) startGateway(s *scope, broker string) *proc {
+func (b *bench) startGateway(s *scope, broker string, args ...string) *proc {
 	port := testenv.FreePort(s)
 	addr := testenv.Addr(port)
 	grpcAddr := testenv.Addr(testenv.FreePort(s))
-	p := testenv.StartProcess(s, "gateway", b.bin("gateway"), []string{
+	p := testenv.StartProcess(s, "gateway", b.bin("gateway"), append([]string{
 		"-http.listen-addr=" + addr, "-otlp.grpc.listen-addr=" + grpcAddr, "-kafka.brokers=" + broker, "-log.level=warn",
-	})
+	}, args...))
 	url := "http://" + addr
 	testenv.WaitHTTP(s, p, url+"/-/ready", 60*time.Second)
 	return &proc{Process: p, Addr: addr, URL: url, GRPCAddr: grpcAddr}
