@@ -143,6 +143,9 @@ func FuzzFastPaths(f *testing.F) {
 	f.Add([]byte{0x0a, 0x01, 0xff, 0x12, 0x03, 0x0a, 0x01, 0x80})
 	f.Add([]byte{0x0a, 0x00, 0x12, 0x02, 0x18, 0x05})
 	f.Add([]byte{0x41, 1, 2, 3, 4, 5, 6, 7, 8})
+	f.Add([]byte("\n\n0000000000\x12\x12000000000000000000")) // a key, then a malformed value
+	f.Add([]byte{0x12, 0xc8, 0x01})                           // a two-byte length past the end
+	f.Add([]byte{0x18, 0xc8, 0x81, 0x01})                     // a three-byte varint
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fast, fastErr := readField(b, 0, 0)
 		slow, slowErr := readFieldSlow(b, 0, 0)

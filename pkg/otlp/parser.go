@@ -774,7 +774,7 @@ func (p *Parser) checkKeyValue(b []byte, base, depth int) (keyValue, error) {
 		if j+2 <= len(b) && b[j] == valueTag && b[j+1] < 0x80 && j+2+int(b[j+1]) == len(b) {
 			str, isStr, prob, err := p.checkAnyValue(b[j+2:], base+j+2, depth)
 			if err != nil {
-				return keyValue{}, err
+				return keyValue{key: b[2:j]}, err // as the walk leaves it
 			}
 			return p.checkKey(keyValue{key: b[2:j], str: str, isStr: isStr, prob: prob}), nil
 		}
