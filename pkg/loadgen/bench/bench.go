@@ -81,6 +81,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) er
 	b.step(ctx, "spans-sink", b.phaseSpansSink)
 	b.step(ctx, "otlp", b.phaseOTLP)
 	b.step(ctx, "logs-agent", b.phaseLogsAgent)
+	b.step(ctx, "skew", b.phaseSkew)
 	log.Info("done", "took", time.Since(start).Round(time.Second))
 	if err := writeReport(stdout, b.res, b.failed, cfg.Seconds, runtime.NumCPU(), cfg.Concurrency); err != nil {
 		return err

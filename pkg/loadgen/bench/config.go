@@ -29,6 +29,10 @@
 //	   container log files at 1k lines/s and a 1M-line backlog, each shipper
 //	   alone into its own gateway, alternated; lines per CPU-second and RSS
 //	   (see LogsAgentConfig)
+//	skew  64 clusters of Zipf-like size (the largest 25%) → 3 gateways → 12
+//	   partitions → 3 ingesters (discard): partition and ingester max/mean,
+//	   (a) sarama's partitioner and the range assignor, (b) xxhash and the
+//	   sticky assignor, (c) b with the shard table suggested from b's load
 //
 // -phases runs a subset, e.g. -phases=agent (make bench BENCH_PHASES=agent).
 //
@@ -45,7 +49,7 @@ import (
 )
 
 // allPhases in the order they run.
-var allPhases = []string{"a", "b", "c", "d", "e", "f", "g", "agent", "spans", "spans-sink", "otlp", "logs-agent"}
+var allPhases = []string{"a", "b", "c", "d", "e", "f", "g", "agent", "spans", "spans-sink", "otlp", "logs-agent", "skew"}
 
 // phases is the -phases list; empty: all.
 func (c *Config) phases() []string {
