@@ -82,15 +82,18 @@ var DefaultQueue = map[string]any{
 	// a rate limit should slow a node down, not punch holes in its data
 	// (the WAL's max_age still bounds how long it waits).
 	"retry_on_http_429": true,
-	// A fixed 4 shards: Prometheus cancels a shard's pending samples when it
+	// A fixed 2 shards: Prometheus cancels a shard's pending samples when it
 	// reshards, which during a gateway outage drops samples the resume mark
-	// may already have passed; min = max turns resharding off. 4 shards of
-	// 2000 samples at 100 ms per request send 80k samples/s: 100k series
-	// every 15 s is 6.7k/s, and a 4 h backlog of 10k series (10M samples)
-	// drains in ~2 min. Prometheus's 50 only add memory (each shard buffers
-	// up to capacity samples).
-	"min_shards": 4,
-	"max_shards": 4,
+	// may already have passed; min = max turns resharding off. 2 shards of
+	// 2000 samples at 100 ms per request send 40k samples/s: 100k series
+	// every 15 s is 6.7k/s, and a 4 h backlog drains in ~4 min at 10k
+	// series (10M samples), ~50 min at 100k. Each shard costs ~2.4 MiB of
+	// live heap whatever the series count (its 2000-entry send buffers and
+	// batches; heap profile at 10k series, make bench BENCH_PHASES=agent),
+	// so 4 shards were ~10 of the ~20 MiB live at 10k series; 2 measured
+	// 2-4 MiB less RSS. Prometheus's up to 50 only add memory.
+	"min_shards": 2,
+	"max_shards": 2,
 	// Backoff up to 30 s (Prometheus: 5 s): during a gateway outage every
 	// shard retries; the gateway's Retry-After, when sent, wins.
 	"max_backoff": "30s",

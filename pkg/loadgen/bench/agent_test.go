@@ -87,8 +87,8 @@ func TestAgentConfig(t *testing.T) {
 // over Prometheus's library defaults, in keys Prometheus 2.42 reads.
 func TestPromQueue(t *testing.T) {
 	q := promQueue()
-	require.Equal(t, 4, q["min_shards"])
-	require.Equal(t, 4, q["max_shards"])
+	require.Equal(t, 2, q["min_shards"])
+	require.Equal(t, 2, q["max_shards"])
 	require.Equal(t, 2000, q["max_samples_per_send"])
 	require.Equal(t, true, q["retry_on_http_429"])
 	require.NotContains(t, q, "sample_age_limit", "unknown to Prometheus 2.42, which would refuse the file")
