@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kfake"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -423,6 +425,109 @@ func kinds(objs []*unstructured.Unstructured) []string {
 	return out
 }
 
+// TestCentralTopicArgs: kafka.createTopics reaches the gateway and every
+// ingester as -kafka.topics.* flags, and only when enabled; with Strimzi
+// (whose KafkaTopics create the topics) the start-up check expects the
+// KafkaTopics' own partitions and replicas.
+func TestCentralTopicArgs(t *testing.T) {
+	topicFlags := func(args []string) []string {
+		var out []string
+		for _, a := range args {
+			if strings.HasPrefix(a, "-kafka.topics.") {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+	// containers is each Deployment's topic flags, and the KafkaTopics'
+	// partitions and replicas by topic name.
+	rendered := func(t *testing.T, files []string, set map[string]any) (map[string][]string, map[string][2]int64) {
+		t.Helper()
+		typed, other := decodeStrict(t, render(t, centralChart, "tributary", files, set))
+		flags := map[string][]string{}
+		for _, o := range typed {
+			if d, ok := o.(*appsv1.Deployment); ok {
+				flags[d.Name] = topicFlags(d.Spec.Template.Spec.Containers[0].Args)
+			}
+		}
+		topics := map[string][2]int64{}
+		for _, o := range other {
+			if o.GetKind() == "KafkaTopic" {
+				name, _, _ := unstructured.NestedString(o.Object, "spec", "topicName")
+				p, _, _ := unstructured.NestedInt64(o.Object, "spec", "partitions")
+				r, _, _ := unstructured.NestedInt64(o.Object, "spec", "replicas")
+				topics[name] = [2]int64{p, r}
+			}
+		}
+		return flags, topics
+	}
+	allSinks := map[string]any{"ingesters.loki.enabled": true, "ingesters.loki.url": "http://loki/loki/api/v1/push"}
+
+	t.Run("off by default", func(t *testing.T) {
+		flags, _ := rendered(t, []string{"examples/central-minimal.yaml"}, allSinks)
+		if len(flags) != 3 {
+			t.Fatalf("Deployments %v, want the gateway and two ingesters", keys(flags))
+		}
+		for name, f := range flags {
+			if len(f) > 0 {
+				t.Errorf("%s: %v with createTopics off", name, f)
+			}
+		}
+	})
+
+	t.Run("enabled", func(t *testing.T) {
+		set := map[string]any{
+			"kafka.createTopics.enabled": true, "kafka.createTopics.partitions": 6, "kafka.createTopics.replicationFactor": 1,
+			"kafka.createTopics.partitionsPerTopic": map[string]any{"tributary.metrics": 24, "tributary.dlq": 3},
+		}
+		maps.Copy(set, allSinks)
+		flags, _ := rendered(t, []string{"examples/central-minimal.yaml"}, set)
+		if len(flags) != 3 {
+			t.Fatalf("Deployments %v, want the gateway and two ingesters", keys(flags))
+		}
+		want := []string{
+			"-kafka.topics.create", "-kafka.topics.partitions=6", "-kafka.topics.replication-factor=1",
+			"-kafka.topics.partitions-per-topic=tributary.dlq=3,tributary.metrics=24",
+		}
+		for name, f := range flags {
+			if !slices.Equal(f, want) {
+				t.Errorf("%s: %v, want %v", name, f, want)
+			}
+		}
+	})
+
+	t.Run("Strimzi", func(t *testing.T) {
+		flags, topics := rendered(t, []string{"examples/central-strimzi.yaml"}, nil)
+		if len(topics) != 4 {
+			t.Fatalf("KafkaTopics %v, want 4", keys(topics))
+		}
+		var perTopic []string
+		var rf int64
+		for _, name := range slices.Sorted(maps.Keys(topics)) {
+			perTopic = append(perTopic, fmt.Sprintf("%s=%d", name, topics[name][0]))
+			rf = topics[name][1]
+		}
+		for name, f := range flags {
+			if slices.Contains(f, "-kafka.topics.create") {
+				t.Errorf("%s: -kafka.topics.create with Strimzi, which creates the topics", name)
+			}
+			if want := fmt.Sprintf("-kafka.topics.replication-factor=%d", rf); !slices.Contains(f, want) {
+				t.Errorf("%s: %v, want %s (the KafkaTopics' replicas)", name, f, want)
+			}
+			var got []string
+			for _, a := range f {
+				if v, ok := strings.CutPrefix(a, "-kafka.topics.partitions-per-topic="); ok {
+					got = strings.Split(v, ",")
+				}
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, perTopic) {
+				t.Errorf("%s: partitions per topic %v, want the KafkaTopics' %v", name, got, perTopic)
+			}
+		}
+	})
+}
+
 // TestCentralValuesSchema: values.schema.json refuses an install without
 // Kafka, an enabled sink without its address, and misspelt keys, and each
 // refusal names the value.
@@ -455,6 +560,10 @@ func TestCentralValuesSchema(t *testing.T) {
 		{"SASL without a password Secret", minimal, map[string]any{"kafka.sasl.enabled": true, "kafka.sasl.username": "u"}, "name"},
 		{"one gateway", minimal, map[string]any{"gateway.replicas": 1}, "replicas"},
 		{"two-node Strimzi pool", nil, map[string]any{"kafka.strimzi.enabled": true, "gateway.auth.tokensSecret": "t", "kafka.strimzi.nodePool.replicas": 2}, "replicas"},
+		{"topic creation with Strimzi", nil, map[string]any{"kafka.strimzi.enabled": true, "gateway.auth.tokensSecret": "t", "kafka.createTopics.enabled": true}, "createTopics"},
+		{"topic creation", minimal, map[string]any{"kafka.createTopics.enabled": true}, ""},
+		{"topics of no partitions", minimal, map[string]any{"kafka.createTopics.partitions": 0}, "partitions"},
+		{"misspelt topic creation key", minimal, map[string]any{"kafka.createTopics.replicas": 3}, "replicas"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := renderErr(t, centralChart, "tributary", tc.files, tc.set)
@@ -634,21 +743,30 @@ func TestCentralBinariesRunRenderedPods(t *testing.T) {
 	secrets, ca := testSecrets(t, gatewayBin)
 	closed := testenv.Addr(testenv.FreePort(t)) // nothing listens: the sinks are down
 
+	// An open gateway: no identities, no tokens file.
+	authOff := map[string]any{"gateway.auth.required": false, "gateway.auth.tokensSecret": ""}
 	for _, tc := range []struct {
-		file string
-		set  map[string]any
-		opts []kfake.Opt
+		file, name string // name: the case's name, if not the file's
+		set        map[string]any
+		opts       []kfake.Opt
+		// created: topics the binaries must have created, with their
+		// partitions (the broker holds only testenv.Topics at start).
+		created map[string]int32
 	}{
-		{"examples/central-all-sinks.yaml", nil, nil},
-		// An open gateway: no identities, no tokens file.
-		{"examples/central-minimal.yaml", map[string]any{"gateway.auth.required": false, "gateway.auth.tokensSecret": ""}, nil},
-		{"examples/central-strimzi.yaml", nil, []kfake.Opt{kfake.TLS(secrets.serverTLS)}},
-		{"examples/central-existing-kafka.yaml", nil, []kfake.Opt{kfake.TLS(secrets.serverTLS),
+		{file: "examples/central-all-sinks.yaml"},
+		{file: "examples/central-minimal.yaml", name: "with auth off", set: authOff},
+		{file: "examples/central-minimal.yaml", name: "creating its topics", set: map[string]any{
+			"gateway.auth.required": false, "gateway.auth.tokensSecret": "",
+			"kafka.topics":       map[string]any{"metrics": "new.metrics", "logs": "new.logs", "spans": "new.spans", "dlq": "new.dlq"},
+			"kafka.createTopics": map[string]any{"enabled": true, "partitions": 3, "replicationFactor": 1, "partitionsPerTopic": map[string]any{"new.dlq": 1}},
+		}, created: map[string]int32{"new.metrics": 3, "new.logs": 3, "new.spans": 3, "new.dlq": 1}},
+		{file: "examples/central-strimzi.yaml", opts: []kfake.Opt{kfake.TLS(secrets.serverTLS)}},
+		{file: "examples/central-existing-kafka.yaml", opts: []kfake.Opt{kfake.TLS(secrets.serverTLS),
 			kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "tributary", string(secrets.files["kafka-tributary"]["password"]))}},
 	} {
 		name := filepath.Base(tc.file)
-		if tc.set != nil {
-			name += " with auth off" // the one case that sets values
+		if tc.name != "" {
+			name += " " + tc.name
 		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -682,8 +800,37 @@ func TestCentralBinariesRunRenderedPods(t *testing.T) {
 			if started < 2 {
 				t.Fatalf("%d Deployments run, want the gateway and at least one ingester", started)
 			}
+			for topic, partitions := range tc.created {
+				testenv.Eventually(t, 30*time.Second, func() error {
+					if got := topicPartitions(t, kafka.Addr, topic); got != partitions {
+						return fmt.Errorf("topic %s has %d partitions, want %d created by the rendered pods", topic, got, partitions)
+					}
+					return nil
+				})
+			}
 		})
 	}
+}
+
+// topicPartitions is the number of partitions of topic in the broker at
+// addr, 0 if it does not exist.
+func topicPartitions(t *testing.T, addr, topic string) int32 {
+	t.Helper()
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V2_8_0_0
+	admin, err := sarama.NewClusterAdmin([]string{addr}, cfg)
+	if err != nil {
+		t.Fatalf("kafka admin: %v", err)
+	}
+	defer admin.Close()
+	metas, err := admin.DescribeTopics([]string{topic})
+	if err != nil {
+		t.Fatalf("describe %s: %v", topic, err)
+	}
+	if len(metas) != 1 || metas[0].Err != sarama.ErrNoError {
+		return 0
+	}
+	return int32(len(metas[0].Partitions))
 }
 
 // chartSecrets are the contents of the Secrets the examples reference, by

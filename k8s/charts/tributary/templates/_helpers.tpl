@@ -130,6 +130,30 @@ TLS listener verified against the operator's cluster CA Secret.
 {{- end }}
 {{- end -}}
 
+{{/*
+Topic flags (-kafka.topics.*) the gateway and the ingesters share: with
+kafka.createTopics.enabled they create missing topics; with Strimzi (which
+creates them) the start-up check expects the KafkaTopics' partitions and
+replicas instead of the binaries' defaults. (dict "root" $)
+*/}}
+{{- define "tributary.topicArgs" -}}
+{{- $k := .root.Values.kafka -}}
+{{- if $k.strimzi.enabled }}
+{{- $p := $k.strimzi.topics.partitions }}
+- -kafka.topics.partitions-per-topic={{ $k.topics.metrics }}={{ int $p.metrics }},{{ $k.topics.logs }}={{ int $p.logs }},{{ $k.topics.spans }}={{ int $p.spans }},{{ $k.topics.dlq }}={{ int $p.dlq }}
+- -kafka.topics.replication-factor={{ int $k.strimzi.topics.replicas }}
+{{- else if $k.createTopics.enabled }}
+{{- $c := $k.createTopics }}
+- -kafka.topics.create
+- -kafka.topics.partitions={{ int $c.partitions }}
+- -kafka.topics.replication-factor={{ int $c.replicationFactor }}
+{{- with $c.partitionsPerTopic }}
+{{- $pp := . }}
+- -kafka.topics.partitions-per-topic={{ range $i, $t := keys $pp | sortAlpha }}{{ if $i }},{{ end }}{{ $t }}={{ int (index $pp $t) }}{{ end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
 {{- define "tributary.kafkaVolumeMounts" -}}
 {{- $tls := include "tributary.kafkaTLS" .root | fromJson -}}
 {{- if $tls.caSecret }}
