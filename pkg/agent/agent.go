@@ -19,6 +19,7 @@ import (
 	"github.com/tributary-io/tributary/pkg/agent/logs"
 	"github.com/tributary-io/tributary/pkg/agent/metrics"
 	"github.com/tributary-io/tributary/pkg/agent/otlp"
+	"github.com/tributary-io/tributary/pkg/exepages"
 	"github.com/tributary-io/tributary/pkg/k8s"
 )
 
@@ -47,7 +48,18 @@ type Params struct {
 	FlushDeadline time.Duration
 	Registry      *prometheus.Registry
 	Logger        *slog.Logger
+	// ReleaseStartupPages gives back, when Run starts and again
+	// startupPagesDelay later, the pages of the agent's binary that
+	// start-up touched (package exepages).
+	ReleaseStartupPages bool
 }
+
+// startupPagesDelay is when the second release comes: by then discovery
+// has run, the first scrapes are in the WAL and the queue has sent them
+// (its batch deadline is 5 s), so what only starting touched (config
+// parsing, building the scrape and remote-write machinery, opening the
+// WAL) is mapped and goes.
+const startupPagesDelay = time.Minute
 
 // Agent is the running agent: the metrics pipeline, the components, what
 // they share (one Kubernetes client, one leader election, one pod
@@ -59,6 +71,7 @@ type Agent struct {
 	flushDeadline time.Duration
 	pipeline      *metrics.Pipeline
 	components    []namedComponent
+	releasePages  bool
 
 	// Shared with the components; nil when not configured.
 	kube    kubernetes.Interface
@@ -68,6 +81,7 @@ type Agent struct {
 	reloadMu      sync.Mutex // one reload at a time
 	reloads       *prometheus.CounterVec
 	reloadSuccess prometheus.Gauge
+	pagesReleased prometheus.Counter
 }
 
 type namedComponent struct {
@@ -82,7 +96,7 @@ type namedComponent struct {
 // the metrics pipeline and each configured component.
 func New(cfg *Config, mcfg *metrics.Config, p Params) (*Agent, error) {
 	a := &Agent{
-		file: p.ConfigFile, log: p.Logger, reg: p.Registry, flushDeadline: p.FlushDeadline,
+		file: p.ConfigFile, log: p.Logger, reg: p.Registry, flushDeadline: p.FlushDeadline, releasePages: p.ReleaseStartupPages,
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tributary_agent_config_reloads_total",
 			Help: "Configuration reloads (SIGHUP, /-/reload) by outcome: applied, refused (the old configuration keeps running).",
@@ -90,6 +104,10 @@ func New(cfg *Config, mcfg *metrics.Config, p Params) (*Agent, error) {
 		reloadSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tributary_agent_config_last_reload_successful",
 			Help: "1 if the last reload was applied, 0 if it was refused.",
+		}),
+		pagesReleased: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tributary_agent_binary_pages_released_bytes_total",
+			Help: "Bytes of the agent binary's code and read-only data unmapped after start-up (-runtime.release-startup-pages): clean file pages, left in the page cache and mapped back when used again.",
 		}),
 	}
 	if k := cfg.Kubernetes; k != nil {
@@ -161,7 +179,7 @@ func New(cfg *Config, mcfg *metrics.Config, p Params) (*Agent, error) {
 		a.add("otlp", r)
 	}
 	a.reloadSuccess.Set(1)
-	p.Registry.MustRegister(a.reloads, a.reloadSuccess)
+	p.Registry.MustRegister(a.reloads, a.reloadSuccess, a.pagesReleased)
 	return a, nil
 }
 
@@ -192,6 +210,9 @@ func (a *Agent) Run(ctx context.Context) error {
 				a.log.Error("leader election stopped", "err", err)
 			}
 		})
+	}
+	if a.releasePages {
+		svc.Go(func() { a.releaseStartupPages(svcCtx) })
 	}
 
 	type result struct {
@@ -230,6 +251,27 @@ func (a *Agent) Run(ctx context.Context) error {
 	stopSvc()
 	svc.Wait()
 	return errors.Join(errs...)
+}
+
+// releaseStartupPages releases the binary's pages now (what package
+// initialisation and New touched) and once more after startupPagesDelay.
+func (a *Agent) releaseStartupPages(ctx context.Context) {
+	for i := range 2 {
+		if i > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(startupPagesDelay):
+			}
+		}
+		n, err := exepages.Release()
+		if err != nil {
+			a.log.Warn("could not release the binary's start-up pages", "err", err)
+			return
+		}
+		a.pagesReleased.Add(float64(n))
+		a.log.Debug("released the binary's start-up pages", "bytes", n)
+	}
 }
 
 // Ready reports whether the metrics pipeline and every component are ready.

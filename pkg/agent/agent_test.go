@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 )
 
@@ -97,4 +98,20 @@ func TestAgentRunsComponents(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("a failed component did not stop the agent")
 	}
+}
+
+// With ReleaseStartupPages the agent unmaps its binary's pages when it
+// starts and counts what it released.
+func TestAgentReleasesStartupPages(t *testing.T) {
+	cfg, mcfg, err := Parse(fmt.Appendf(nil, "cluster: c1\ngateway: {url: http://127.0.0.1:1}\nmetrics: {wal: {dir: %s}}\n", t.TempDir()))
+	require.NoError(t, err)
+	a, err := New(cfg, mcfg, Params{FlushDeadline: time.Second, Registry: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler), ReleaseStartupPages: true})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	require.Eventually(t, func() bool { return testutil.ToFloat64(a.pagesReleased) > 256<<10 }, 10*time.Second, 20*time.Millisecond,
+		"the binary's pages were not released at start")
+	cancel()
+	require.NoError(t, <-done)
 }
