@@ -75,8 +75,45 @@ func FuzzParse(f *testing.F) {
 		if again != total {
 			t.Fatalf("samples: %d after re-parse, %d before", again, total)
 		}
+
+		// Sharded: the same samples, each record holding one shard whose
+		// series all hash to it (a re-parse keeps it whole, same shard).
+		lim.Sharder = everyCluster(3)
+		var sp Parser
+		sharded, err := sp.Parse(body, def, lim)
+		if err != nil {
+			t.Fatalf("refused sharded, accepted unsharded: %v", err)
+		}
+		again = 0
+		for i, b := range sharded {
+			if b.Shard < 0 || b.Shard >= 3 {
+				t.Fatalf("record %d: shard %d of 3", i, b.Shard)
+			}
+			again += b.Samples
+			v, cluster, shard := append([]byte(nil), b.Value...), b.Cluster, b.Shard
+			lim2 := lim
+			lim2.MaxRecordBytes = 1 << 20
+			var q Parser
+			out, err := q.Parse(v, cluster, lim2)
+			if err != nil {
+				t.Fatalf("sharded record %d does not re-parse: %v", i, err)
+			}
+			for _, o := range out {
+				if o.Series > 0 && (o.Shard != shard || &o.Value[0] != &v[0]) {
+					t.Fatalf("sharded record %d (shard %d) re-parses as shard %d, forwarded %v", i, shard, o.Shard, &o.Value[0] == &v[0])
+				}
+			}
+		}
+		if again != total {
+			t.Fatalf("samples: %d sharded, %d not", again, total)
+		}
 	})
 }
+
+// everyCluster spreads every cluster over k shards.
+type everyCluster int
+
+func (k everyCluster) Shards(string) int { return int(k) }
 
 // FuzzParseV2 feeds arbitrary bodies to the remote-write 2.0 decoder. It
 // must never panic, must refuse only with a 4xx reject error, and what it
