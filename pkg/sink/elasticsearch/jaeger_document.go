@@ -123,6 +123,10 @@ type jaegerEncoder struct {
 	days    map[uint64]string // "2006-01-02" by day number since the epoch
 	doc     jaegerSpan        // reused between spans
 	scratch bytes.Buffer      // process JSON and nested attribute values
+	// perRecord is the body bytes per record of the last batch: the next
+	// buffer is allocated at about its final size (growing one by
+	// doubling, each step cleared and copied, was 40% of the encoding).
+	perRecord int
 }
 
 func newJaegerEncoder(names jaegerIndexNames, maxDecodedBytes int) *jaegerEncoder {
@@ -140,7 +144,7 @@ func newJaegerEncoder(names jaegerIndexNames, maxDecodedBytes int) *jaegerEncode
 // owned by the documents. An error names the record that cannot be
 // decoded; retrying cannot help.
 func (e *jaegerEncoder) encode(recs []ingester.Record, cache *serviceCache) ([]document, []string, error) {
-	e.buf = bytes.Buffer{}
+	e.buf = *bytes.NewBuffer(make([]byte, 0, e.perRecord*len(recs)*9/8))
 	type span struct{ start, end int }
 	var (
 		spans   []span
@@ -196,6 +200,9 @@ func (e *jaegerEncoder) encode(recs []ingester.Record, cache *serviceCache) ([]d
 	b := e.buf.Bytes()
 	for i, s := range spans {
 		docs[i].body = b[s.start:s.end]
+	}
+	if len(recs) > 0 {
+		e.perRecord = len(b) / len(recs)
 	}
 	return docs, keys, nil
 }
