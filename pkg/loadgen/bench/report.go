@@ -53,6 +53,13 @@ var rows = []row{
 	{"spans_gateway_http_per_core_sec", "  per gateway CPU-second", "spans/s"},
 	{"spans_otelcol_http_per_sec", "spans, OTLP HTTP → Collector → Kafka, acked", "spans/s"},
 	{"spans_otelcol_http_per_core_sec", "  per Collector CPU-second", "spans/s"},
+	{"spans_sink_rounds", "spans-sink rounds (direct, then ingester)", ""},
+	{"spans_sink_spans", "spans-sink: spans through each side of a round", "spans"},
+	{"spans_sink_direct_per_sec", "spans: direct _bulk → ZincSearch, until searchable", "spans/s"},
+	{"spans_sink_direct_zinc_cpu_cores", "ZincSearch CPU, direct run", "cores"},
+	{"spans_sink_ingester_per_sec", "spans: ingester Jaeger sink → ZincSearch, until searchable", "spans/s"},
+	{"spans_sink_ingester_cpu_cores", "ingester CPU, Jaeger sink run", "cores"},
+	{"spans_sink_ingester_zinc_cpu_cores", "ZincSearch CPU, ingester run", "cores"},
 	{"otlp_phase_rw_samples_per_sec", "otlp phase: remote-write → gateway → Kafka, acked", "samples/s"},
 	{"otlp_phase_rw_samples_per_core_sec", "  per gateway CPU-second", "samples/s"},
 	{"otlp_metrics_samples_per_sec", "otlp phase: OTLP/HTTP metrics → gateway → Kafka, acked", "samples/s"},
@@ -79,6 +86,7 @@ var ratios = []ratio{
 	{"ingester_prometheus_vs_direct", "ingester_prometheus_samples_per_sec", "prometheus_direct_samples_per_sec", 0.9, "3. ingester → Prometheus / direct (per round)"},
 	{"spans_gateway_vs_otelcol_per_core_grpc", "spans_gateway_grpc_per_core_sec", "spans_otelcol_grpc_per_core_sec", 5, "21. spans/CPU-s gateway / Collector, gRPC"},
 	{"spans_gateway_vs_otelcol_per_core_http", "spans_gateway_http_per_core_sec", "spans_otelcol_http_per_core_sec", 5, "21. spans/CPU-s gateway / Collector, HTTP"},
+	{"spans_sink_ingester_vs_direct", "spans_sink_ingester_per_sec", "spans_sink_direct_per_sec", 0.8, "21. ES sink / direct _bulk (per round)"},
 }
 
 // check is a target on an absolute value.
