@@ -21,6 +21,9 @@
 //	   the same loopback scrape targets, each sending to the same gateway;
 //	   CPU seconds and RSS of each over the same window, at 10k and 100k
 //	   series (see AgentConfig)
+//	spans-sink  the ingester's Jaeger Elasticsearch sink vs. a direct _bulk
+//	   client writing the same documents, each into a fresh ZincSearch,
+//	   3 rounds (1 below 6 s windows): spans/s until searchable
 //	otlp  OTLP/HTTP metrics and logs → gateway → devbroker, next to
 //	   remote-write and Loki push into the same gateway: data points/s and
 //	   line MB/s, each per gateway CPU-second
@@ -90,7 +93,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Concurrency, "concurrency", 8, "Concurrent senders of the load tool (issue 11's 8).")
 	fs.StringVar(&c.Bin, "bin", "bin", "Directory with the devbroker, gateway and ingester binaries (make build).")
 	fs.StringVar(&c.Root, "root", ".", "Module root, where phase a compiles ./pkg/remotewrite's ceiling benchmarks.")
-	fs.StringVar(&c.Phases, "phases", "", "Phases to run, comma-separated (a, b, c, d, e, f, g, agent, spans, otlp); empty: all. d and e read the topic c fills.")
+	fs.StringVar(&c.Phases, "phases", "", "Phases to run, comma-separated (a, b, c, d, e, f, g, agent, spans, spans-sink, otlp); empty: all. d and e read the topic c fills.")
 	c.Agent.RegisterFlags(fs)
 	fs.StringVar(&c.Otelcol, "otelcol", "", "OpenTelemetry Collector binary for the spans phase's baseline (make bench builds it with scripts/build-otelcol.sh); empty: left out.")
 	c.LogsAgent.RegisterFlags(fs)
