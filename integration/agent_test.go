@@ -236,6 +236,7 @@ func TestAgentWALSurvivesOutageAndRestart(t *testing.T) {
 // A target that exposes its own cluster label, a static_configs label and
 // honor_labels cannot send under another cluster's name.
 func TestAgentClusterNotOverridable(t *testing.T) {
+	t.Parallel()
 	k := testenv.Kafka(t, 2)
 	sink := testenv.Prometheus(t, testenv.SinkConfig)
 	gw := startGateway(t, k.Addr)
@@ -270,6 +271,7 @@ func TestAgentClusterNotOverridable(t *testing.T) {
 // A changed scrape config takes effect on SIGHUP and on POST /-/reload; a
 // broken one is refused and the running one keeps scraping.
 func TestAgentReload(t *testing.T) {
+	t.Parallel()
 	a := startTarget(t, "tributary_agent_a 1\n")
 	b := startTarget(t, "tributary_agent_b 1\n")
 	dir := t.TempDir()

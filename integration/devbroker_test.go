@@ -13,6 +13,7 @@ import (
 
 // The development broker keeps its topics across a restart (data dir).
 func TestDevbrokerPersists(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	port := testenv.FreePort(t)
 	addr := testenv.Addr(port)

@@ -92,6 +92,7 @@ func (s *es8Bulk) messages() map[string]bool {
 // A document Elasticsearch refuses (mapping conflict) goes to the
 // dead-letter topic with the reason; the documents around it are indexed.
 func TestElasticsearchRefusalIsDeadLettered(t *testing.T) {
+	t.Parallel()
 	k := testenv.Kafka(t, 1)
 	es := &es8Bulk{indexed: map[string]string{}}
 	srv := httptest.NewServer(es)

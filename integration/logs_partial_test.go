@@ -22,6 +22,7 @@ import (
 // does not retry — while every valid line of the batch is stored, and
 // nothing is acknowledged and then dead-lettered.
 func TestLogsPartialAcceptanceReachesLoki(t *testing.T) {
+	t.Parallel()
 	k := testenv.Kafka(t, 2)
 	loki := testenv.Loki(t)
 	gw := startGateway(t, k.Addr)

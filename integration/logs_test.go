@@ -237,6 +237,7 @@ func startLogIngester(t *testing.T, kafkaAddr string, loki *testenv.LokiServer, 
 // through gateway → Kafka → ingester → Loki and Elasticsearch(-compatible):
 // both return exactly the lines sent, Loki in order per stream with metadata.
 func TestLogsEndToEnd(t *testing.T) {
+	t.Parallel()
 	k := testenv.Kafka(t, 4)
 	loki := testenv.Loki(t)
 	zinc := testenv.Zinc(t)
@@ -275,6 +276,7 @@ func sendLogsContinuously(l logLoad, gwURL, c string, sent *atomic.Int64, wg *sy
 // the topic by a new consumer group: Elasticsearch holds every line exactly
 // once (deterministic document IDs), Loki every line.
 func TestLogsCrashAndReplayNoDuplicates(t *testing.T) {
+	t.Parallel()
 	k := testenv.Kafka(t, 2, testenv.FastGroups()...)
 	loki := testenv.Loki(t)
 	zinc := testenv.Zinc(t)
@@ -300,28 +302,5 @@ func TestLogsCrashAndReplayNoDuplicates(t *testing.T) {
 	startLogIngester(t, k.Addr, nil, zinc, "-elasticsearch.group=tributary-elasticsearch-replay")
 	waitGroupAtEnd(t, k.Addr, "tributary-elasticsearch-replay", "tributary.logs", 90*time.Second)
 	verifyES(t, zinc, l, l.entries)
-	requireNoDeadLetters(t, k.Addr)
-}
-
-// Loki is down for ~10 s while logs flow: nothing is lost, nothing is
-// dead-lettered.
-func TestLokiOutageLosesNothing(t *testing.T) {
-	k := testenv.Kafka(t, 2)
-	loki := testenv.Loki(t)
-	gw := startGateway(t, k.Addr)
-	ing := startLogIngester(t, k.Addr, loki, nil)
-
-	l := newLogLoad([]string{"o"}, 2, 150)
-	var wg sync.WaitGroup
-	var sent atomic.Int64
-	wg.Add(1)
-	go sendLogsContinuously(l, gw.URL, "o", &sent, &wg)
-	waitFor(t, func() bool { return sent.Load() > 30 })
-	loki.Stop()
-	time.Sleep(10 * time.Second)
-	loki.Restart(t)
-	wg.Wait()
-	verifyLoki(t, loki, l, l.entries)
-	requireOutageMet(t, ing.URL, "loki")
 	requireNoDeadLetters(t, k.Addr)
 }

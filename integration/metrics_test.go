@@ -23,6 +23,7 @@ import (
 // without the label and relies on the cluster header; one request mixes two
 // clusters.
 func TestMetricsEndToEnd(t *testing.T) {
+	t.Parallel()
 	k := testenv.Kafka(t, 4)
 	prom := testenv.Prometheus(t, testenv.SinkConfig)
 	gw := startGateway(t, k.Addr)
@@ -62,6 +63,7 @@ func TestMetricsEndToEnd(t *testing.T) {
 // A stock Prometheus with remote_write to the gateway: its own metrics arrive
 // in the sink with its cluster external label.
 func TestPrometheusAsClient(t *testing.T) {
+	t.Parallel()
 	k := testenv.Kafka(t, 2)
 	sink := testenv.Prometheus(t, testenv.SinkConfig)
 	gw := startGateway(t, k.Addr)
@@ -119,62 +121,11 @@ func sendContinuously(t *testing.T, url string, l load, c string, stop <-chan st
 	}
 }
 
-// An ingester killed mid-stream (SIGKILL, no flush) and replaced: every
-// acknowledged sample arrives.
-func TestIngesterCrashLosesNothing(t *testing.T) {
-	k := testenv.Kafka(t, 2, testenv.FastGroups()...)
-	prom := testenv.Prometheus(t, testenv.SinkConfig)
-	gw := startGateway(t, k.Addr)
-	first := startIngester(t, k.Addr, prom.URL, "-prometheus.batch.max-delay=1s")
-
-	l := newLoad("tributary_crash", []string{"c1", "c2"}, 20, 200)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var sent [2]atomic.Int64
-	for i, c := range l.clusters {
-		wg.Add(1)
-		go sendContinuously(t, gw.URL, l, c, stop, &sent[i], &wg)
-	}
-	waitFor(t, func() bool { return sent[0].Load() > 60 && sent[1].Load() > 60 })
-	first.Kill()
-	startIngester(t, k.Addr, prom.URL)
-	wg.Wait()
-	close(stop)
-	require.Equal(t, int64(l.samples), sent[0].Load())
-	require.Equal(t, int64(l.samples), sent[1].Load())
-	verify(t, prom, l, map[string]int{"c1": l.samples, "c2": l.samples})
-}
-
-// The sink Prometheus is down for ~10 s while traffic flows: nothing is
-// lost and nothing is dead-lettered.
-func TestSinkOutageLosesNothing(t *testing.T) {
-	k := testenv.Kafka(t, 2)
-	prom := testenv.Prometheus(t, testenv.SinkConfig)
-	gw := startGateway(t, k.Addr)
-	ing := startIngester(t, k.Addr, prom.URL)
-
-	l := newLoad("tributary_outage", []string{"o1"}, 20, 150)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var sent atomic.Int64
-	wg.Add(1)
-	go sendContinuously(t, gw.URL, l, "o1", stop, &sent, &wg)
-	waitFor(t, func() bool { return sent.Load() > 30 })
-	prom.Stop()
-	time.Sleep(10 * time.Second)
-	require.Greater(t, sent.Load(), int64(40), "the gateway must keep accepting while the sink is down")
-	prom.Restart(t)
-	wg.Wait()
-	close(stop)
-	verify(t, prom, l, map[string]int{"o1": l.samples})
-	requireOutageMet(t, ing.URL, "prometheus")
-	requireNoDeadLetters(t, k.Addr)
-}
-
 // A record the sink refuses with 4xx and one with an unknown envelope
 // version go to the dead-letter topic with their reason; the partition moves
 // on and later records arrive.
 func TestPoisonRecordsAreDeadLettered(t *testing.T) {
+	t.Parallel()
 	k := testenv.Kafka(t, 1)
 	prom := testenv.Prometheus(t, testenv.SinkConfig)
 	gw := startGateway(t, k.Addr)
@@ -245,6 +196,7 @@ func waitFor(t *testing.T, cond func() bool) {
 // traffic flows (it flushes and commits before leaving, the other takes its
 // partitions over). It exits cleanly, and nothing is lost.
 func TestIngesterRebalanceAndGracefulStop(t *testing.T) {
+	t.Parallel()
 	k := testenv.Kafka(t, 4, testenv.FastGroups()...)
 	prom := testenv.Prometheus(t, testenv.SinkConfig)
 	gw := startGateway(t, k.Addr)
@@ -274,6 +226,7 @@ func TestIngesterRebalanceAndGracefulStop(t *testing.T) {
 // one takes its port: every request answered 204 is in the sink, and the old
 // gateway exits cleanly.
 func TestGatewayGracefulStop(t *testing.T) {
+	t.Parallel()
 	k := testenv.Kafka(t, 2)
 	prom := testenv.Prometheus(t, testenv.SinkConfig)
 	port := testenv.FreePort(t)

@@ -33,6 +33,7 @@ const (
 // by default), retry them, fail and drop nothing, and once the load stops
 // every sample it scraped from a fixed target is in the sink.
 func TestStockPrometheusRetriesOverload(t *testing.T) {
+	t.Parallel()
 	k := testenv.Kafka(t, 2)
 	sink := testenv.Prometheus(t, testenv.SinkConfig)
 	gw := startGateway(t, k.Addr,
