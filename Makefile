@@ -67,13 +67,16 @@ BENCH_CONCURRENCY ?= 8
 BENCH_PHASES ?=
 BENCH_ARGS ?=
 # The baselines built from the Go module proxy, vmagent for the agent
-# phase (cold ~4 min) and an OpenTelemetry Collector for the spans phase
-# (cold ~10 min), are built here only (then cached), never by make test.
+# phase (cold ~4 min), an OpenTelemetry Collector for the spans phase
+# (cold ~10 min) and Promtail for the logs-agent phase (cold ~8 min on
+# idle cores, over an hour on the loaded shared machine), are built here
+# only (then cached), never by make test.
 bench: deps build
 	@vmagent=""; case ",$(BENCH_PHASES)," in ,,|*,agent,*) vmagent="$$(bash scripts/build-vmagent.sh)";; esac; \
 	otelcol=""; case ",$(BENCH_PHASES)," in ,,|*,spans,*) otelcol="$$(bash scripts/build-otelcol.sh)";; esac; \
+	promtail=""; case ",$(BENCH_PHASES)," in ,,|*,logs-agent,*) promtail="$$(bash scripts/build-promtail.sh)";; esac; \
 	$(BIN)/loadgen bench -bin=$(BIN) -root=$(CURDIR) -seconds=$(BENCH_SECONDS) -concurrency=$(BENCH_CONCURRENCY) \
-	  -phases="$(BENCH_PHASES)" -vmagent="$$vmagent" -otelcol="$$otelcol" $(BENCH_ARGS)
+	  -phases="$(BENCH_PHASES)" -vmagent="$$vmagent" -otelcol="$$otelcol" -promtail="$$promtail" $(BENCH_ARGS)
 
 # Container images, one per Dockerfile target, where docker or podman exists.
 IMAGE_TAG ?= dev
