@@ -41,12 +41,20 @@ test: deps servers fmt vet
 	$(GO) test -count=1 -timeout 25m ./...
 	$(MAKE) fuzz
 
+# One instrumented test binary per package, run once per target from the
+# package's directory (where testdata/fuzz is) with the fuzz cache go test
+# uses: the same runs as `go test -fuzz`, without a go invocation, package
+# load and link per target.
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
-	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
-	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
+	@set -e; bin=$$(mktemp -d); trap 'rm -rf "$$bin"' EXIT; cache=$$($(GO) env GOCACHE)/fuzz; \
+	$(GO) list -f '{{.ImportPath}} {{.Dir}}' ./... | while read -r pkg dir; do \
+	  targets=$$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); \
+	  [ -n "$$targets" ] || continue; \
+	  $(GO) test -c -fuzz=. -o "$$bin/fuzz.test" $$pkg; \
+	  for f in $$targets; do \
 	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/tributary-fuzz.log 2>&1 || { cat /tmp/tributary-fuzz.log; exit 1; }; \
+	    (cd $$dir && "$$bin/fuzz.test" -test.run='^$$' -test.fuzz="^$$f$$" -test.fuzztime=$(FUZZTIME) -test.fuzzcachedir="$$cache/$$pkg") \
+	      >/tmp/tributary-fuzz.log 2>&1 || { cat /tmp/tributary-fuzz.log; exit 1; }; \
 	  done; \
 	done
 
