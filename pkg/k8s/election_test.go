@@ -162,6 +162,7 @@ func holder(t *testing.T, client kubernetes.Interface) *coordinationv1.Lease {
 }
 
 func TestElectionHandOverOnCancel(t *testing.T) {
+	t.Parallel() // its own apiserver; the waits are lease durations
 	k := testenv.StartKube(t)
 	a := startCandidate(t, k.Client, "agent-a")
 	subA := a.Subscribe()
@@ -212,6 +213,7 @@ func TestElectionHandOverOnCancel(t *testing.T) {
 }
 
 func TestElectionTakeOverAfterKill(t *testing.T) {
+	t.Parallel() // its own apiserver; the waits are lease durations
 	k := testenv.StartKube(t)
 	self, err := os.Executable()
 	require.NoError(t, err)
@@ -256,6 +258,7 @@ func TestElectionTakeOverAfterKill(t *testing.T) {
 // over: client-go alone keeps leading through its renew deadline and then a
 // release that hangs as long again.
 func TestElectionLeaderCutOffStepsDownBeforeTakeOver(t *testing.T) {
+	t.Parallel() // its own apiserver; the waits are lease durations
 	k := testenv.StartKube(t)
 	var cut atomic.Bool
 	cfgA := rest.CopyConfig(k.Config)
