@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/tributary-io/tributary/internal/testenv"
 )
@@ -239,5 +240,48 @@ func TestClientCAReload(t *testing.T) {
 	require.Equal(t, seen{"HTTP/2.0", 1, false}, s, "HTTP/2 still negotiated with the reloaded bundle")
 	_, err = get(old)
 	require.Error(t, err, "signed by the removed CA, resuming its session or not")
+
+	// The OTLP gRPC listener takes the same configuration through grpc-go's
+	// credentials, which wrap GetConfigForClient.
+	grpcHandshake := func(cert tls.Certificate) (int, error) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		defer ln.Close()
+		type result struct {
+			verified int
+			err      error
+		}
+		done := make(chan result, 1)
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				done <- result{err: err}
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			_, info, err := credentials.NewTLS(tc.Clone()).ServerHandshake(c)
+			if err != nil {
+				done <- result{err: err}
+				return
+			}
+			done <- result{verified: len(info.(credentials.TLSInfo).State.VerifiedChains)}
+		}()
+		conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{
+			RootCAs: p.ca.Pool(), NextProtos: []string{"h2"},
+			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
+		})
+		if err == nil {
+			conn.Read(make([]byte, 1)) // TLS 1.3: the server's verdict on the certificate comes after the client's handshake
+			conn.Close()
+		}
+		r := <-done
+		return r.verified, r.err
+	}
+	verified, err := grpcHandshake(p.client(t, next, "fresh-grpc", "spiffe://example.org/cluster/b"))
+	require.NoError(t, err, "gRPC: signed by the CA now in the file")
+	require.Equal(t, 1, verified)
+	_, err = grpcHandshake(p.client(t, p.ca, "old-grpc", "spiffe://example.org/cluster/a"))
+	require.Error(t, err, "gRPC: signed by the removed CA")
 	require.Equal(t, 2.0, reloads(t, reg, "tributary_gateway_tls_client_ca", "success"), "the start and the rotation")
 }
