@@ -26,14 +26,19 @@ import (
 // Shape of the spans-sink phase.
 const (
 	// spansSinkPerSecond × -seconds spans go through each side of each
-	// round: ZincSearch indexes ~1000 Jaeger span documents a second on
-	// two idle cores (~650 per CPU-second), so a run lasts about -seconds.
+	// round: ZincSearch indexes ~350 Jaeger span documents per CPU-second
+	// (measured in this phase), ~700/s on two idle cores, so a run lasts
+	// about 1.5 × -seconds there (minutes on a busy machine).
 	spansSinkPerSecond = 1000
 	// spansSinkFill is how long the gateway takes the spans in.
 	spansSinkFill = 2 * time.Second
-	// spansSinkConcurrency and spansSinkBatch are the direct client's
-	// best on the 2-core dev machine (see README, Performance): _bulk
-	// requests in flight, and records whose documents make one request.
+	// spansSinkConcurrency and spansSinkBatch shape the direct client:
+	// _bulk requests in flight, and records whose documents make one
+	// request (2000 documents, ~3.9 MB; the sink's own requests are up to
+	// its -jaeger.flush.bytes, 5 MiB, two in flight). ZincSearch indexes
+	// from its write-ahead log in the background, and that indexer, not
+	// the requests, took the CPU in every run; other shapes were not
+	// tried (the shared machine could not tell them apart).
 	spansSinkConcurrency = 2
 	spansSinkBatch       = 20
 )
