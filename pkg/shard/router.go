@@ -159,7 +159,7 @@ func (rt Route) Shards(cluster string) int {
 
 // Partition is the partition of cluster's shard.
 func (rt Route) Partition(cluster string, shard int) int32 {
-	return rt.h.Partition(cluster, shard, rt.n)
+	return rt.t.Partition(rt.h, cluster, shard, rt.n)
 }
 
 // Check compares the table with the topics' partition counts; topics

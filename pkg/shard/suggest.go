@@ -42,14 +42,63 @@ func Suggest(load map[string]float64, partitions int, threshold float64) map[str
 	return out
 }
 
-// FromMap builds a table from cluster → k (what Suggest returns).
+// FromMap builds a table from cluster → k (what Suggest returns), each
+// cluster from its base partition.
 func FromMap(m map[string]int) *Table {
-	t := &Table{clusters: map[string]int{}}
+	t := &Table{clusters: map[string]entry{}}
 	for name, k := range m {
-		if k > 1 {
-			t.clusters[name] = k
-			t.maxK = max(t.maxK, k)
+		t.add(name, entry{k: k, first: -1})
+	}
+	return t
+}
+
+// Place builds a table from cluster → k (what Suggest returns) that also
+// chooses each spread cluster's first partition: the clusters it does not
+// spread stay on their base partitions (by h), then the spread ones, the
+// largest first, each take the k consecutive partitions whose hottest
+// would be coolest after adding it (ties: the one nearest after its base
+// partition). Changing one cluster's line later moves only that cluster,
+// so keep the lines of an applied table when a new suggestion differs
+// little.
+func Place(load map[string]float64, ks map[string]int, partitions int32, h Hash) *Table {
+	p := make([]float64, partitions)
+	for name, v := range load {
+		if ks[name] <= 1 {
+			p[h.Base(name, partitions)] += v
 		}
+	}
+	var names []string
+	for name, k := range ks {
+		if k > 1 {
+			names = append(names, name)
+		}
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if load[names[i]] != load[names[j]] {
+			return load[names[i]] > load[names[j]]
+		}
+		return names[i] < names[j]
+	})
+	t := &Table{clusters: map[string]entry{}}
+	for _, name := range names {
+		k := min(ks[name], int(partitions))
+		per := load[name] / float64(k)
+		base := h.Base(name, partitions)
+		best, bestMax := int32(-1), 0.0
+		for i := range partitions {
+			first := (base + i) % partitions
+			hottest := 0.0
+			for s := range int32(k) {
+				hottest = max(hottest, p[(first+s)%partitions]+per)
+			}
+			if best < 0 || hottest < bestMax*(1-1e-9) {
+				best, bestMax = first, hottest
+			}
+		}
+		for s := range int32(k) {
+			p[(best+s)%partitions] += per
+		}
+		t.add(name, entry{k: k, first: best})
 	}
 	return t
 }
@@ -66,7 +115,12 @@ func (t *Table) YAML() string {
 	sort.Strings(names)
 	s := "clusters:\n"
 	for _, name := range names {
-		s += "  " + strconv.Quote(name) + ": " + strconv.Itoa(t.clusters[name]) + "\n"
+		e := t.clusters[name]
+		if e.first < 0 {
+			s += "  " + strconv.Quote(name) + ": " + strconv.Itoa(e.k) + "\n"
+		} else {
+			s += "  " + strconv.Quote(name) + ": {shards: " + strconv.Itoa(e.k) + ", first_partition: " + strconv.Itoa(int(e.first)) + "}\n"
+		}
 	}
 	return s
 }

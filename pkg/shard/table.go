@@ -22,27 +22,65 @@ import (
 )
 
 // Table is the shard table: how many partitions each hot cluster is spread
-// over. Clusters it does not name have one. A nil *Table is the empty one.
+// over, and optionally the first of them. Clusters it does not name have
+// one, their base partition. A nil *Table is the empty one.
 //
 //	clusters:
-//	  prod-eu: 4     # prod-eu's series over 4 partitions
-//	  prod-us: 2
+//	  prod-eu: 4                                  # 4 partitions from its base one
+//	  prod-us: {shards: 3, first_partition: 7}    # 7, 8, 9
 type Table struct {
-	clusters map[string]int
+	clusters map[string]entry
 	maxK     int
 }
 
+// entry is one cluster's line: k partitions from first (-1: from the
+// cluster's base partition).
+type entry struct {
+	k     int
+	first int32
+}
+
+// UnmarshalYAML reads "k" or "{shards: k, first_partition: p}".
+func (e *entry) UnmarshalYAML(n *yaml.Node) error {
+	e.first = -1
+	if n.Kind == yaml.ScalarNode {
+		return n.Decode(&e.k)
+	}
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: want k or {shards: k, first_partition: p}", n.Line)
+	}
+	e.k = 1
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		switch key, val := n.Content[i].Value, n.Content[i+1]; key {
+		case "shards":
+			if err := val.Decode(&e.k); err != nil {
+				return err
+			}
+		case "first_partition":
+			if err := val.Decode(&e.first); err != nil {
+				return err
+			}
+			if e.first < 0 {
+				return fmt.Errorf("line %d: first_partition is %d, want at least 0", val.Line, e.first)
+			}
+		default:
+			return fmt.Errorf("line %d: field %s not known (want shards, first_partition)", n.Content[i].Line, key)
+		}
+	}
+	return nil
+}
+
 type file struct {
-	Clusters map[string]int `yaml:"clusters"`
+	Clusters map[string]entry `yaml:"clusters"`
 }
 
 // maxFileBytes bounds what is read of the table: thousands of clusters fit
 // in a few hundred KiB.
 const maxFileBytes = 4 << 20
 
-// Parse reads a shard table. Unknown keys, duplicate clusters, empty names
-// and k < 1 are errors naming the cluster. An empty file is the empty
-// table.
+// Parse reads a shard table. Unknown keys, duplicate clusters, empty names,
+// k < 1 and a negative first partition are errors naming the cluster. An
+// empty file is the empty table.
 func Parse(b []byte) (*Table, error) {
 	if len(b) > maxFileBytes {
 		return nil, fmt.Errorf("shard table larger than %d bytes", maxFileBytes)
@@ -53,20 +91,24 @@ func Parse(b []byte) (*Table, error) {
 	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
-	t := &Table{clusters: make(map[string]int, len(f.Clusters))}
-	for name, k := range f.Clusters {
+	t := &Table{clusters: make(map[string]entry, len(f.Clusters))}
+	for name, e := range f.Clusters {
 		switch {
 		case name == "":
 			return nil, errors.New("clusters: empty cluster name")
-		case k < 1:
-			return nil, fmt.Errorf("clusters: %s: k is %d, want at least 1", name, k)
+		case e.k < 1:
+			return nil, fmt.Errorf("clusters: %s: k is %d, want at least 1", name, e.k)
 		}
-		if k > 1 {
-			t.clusters[name] = k
-			t.maxK = max(t.maxK, k)
-		}
+		t.add(name, e)
 	}
 	return t, nil
+}
+
+func (t *Table) add(name string, e entry) {
+	if e.k > 1 || e.first >= 0 {
+		t.clusters[name] = e
+		t.maxK = max(t.maxK, e.k, int(e.first)+1)
+	}
 }
 
 // Shards is the number of partitions cluster is spread over (1 for a
@@ -75,13 +117,26 @@ func (t *Table) Shards(cluster string) int {
 	if t == nil || len(t.clusters) == 0 {
 		return 1
 	}
-	if k, ok := t.clusters[cluster]; ok {
-		return k
+	if e, ok := t.clusters[cluster]; ok {
+		return e.k
 	}
 	return 1
 }
 
-// Len is the number of sharded clusters (k > 1).
+// Partition is the partition of shard (0 <= shard < k) of cluster among n:
+// the cluster's first partition (the table's, else its base one by h) plus
+// shard.
+func (t *Table) Partition(h Hash, cluster string, shard int, n int32) int32 {
+	if t != nil && len(t.clusters) > 0 {
+		if e, ok := t.clusters[cluster]; ok && e.first >= 0 {
+			return int32((int64(e.first) + int64(shard)) % int64(n))
+		}
+	}
+	return h.Partition(cluster, shard, n)
+}
+
+// Len is the number of clusters the table names (k > 1 or a first
+// partition).
 func (t *Table) Len() int {
 	if t == nil {
 		return 0
@@ -90,28 +145,32 @@ func (t *Table) Len() int {
 }
 
 // Check refuses a table that spreads a cluster over more partitions than
-// topic has: such a cluster's shards would wrap onto each other.
+// topic has (its shards would wrap onto each other) or names a first
+// partition the topic does not have.
 func (t *Table) Check(topic string, partitions int32) error {
 	if t == nil || t.maxK <= int(partitions) {
 		return nil
 	}
 	var bad []string
-	for name, k := range t.clusters {
-		if k > int(partitions) {
-			bad = append(bad, fmt.Sprintf("%s: %d", name, k))
+	for name, e := range t.clusters {
+		switch {
+		case e.k > int(partitions):
+			bad = append(bad, fmt.Sprintf("%s: %d", name, e.k))
+		case e.first >= partitions:
+			bad = append(bad, fmt.Sprintf("%s: first_partition %d", name, e.first))
 		}
 	}
 	sort.Strings(bad)
 	return fmt.Errorf("shard table spreads clusters over more partitions than topic %s has (%d): %v", topic, partitions, bad)
 }
 
-// Equal reports whether t and u map every cluster to the same k.
+// Equal reports whether t and u place every cluster alike.
 func (t *Table) Equal(u *Table) bool {
 	if t.Len() != u.Len() {
 		return false
 	}
-	for name, k := range t.clusters {
-		if u.Shards(name) != k {
+	for name, e := range t.clusters {
+		if f, ok := u.clusters[name]; !ok || f != e {
 			return false
 		}
 	}

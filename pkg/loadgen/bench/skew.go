@@ -56,7 +56,8 @@ var skewCases = []skewCase{
 	{name: "skew_a", hash: string(shard.HashFNV1a), strategy: "range"},
 	// (b) the new partitioner and the sticky assignor, no table.
 	{name: "skew_b", hash: string(shard.HashXX), strategy: "sticky"},
-	// (c) b with the table Suggest derives from b's per-cluster load.
+	// (c) b with the table Suggest and Place derive from b's per-cluster
+	// load.
 	{name: "skew_c", hash: string(shard.HashXX), strategy: "sticky", table: true},
 }
 
@@ -73,7 +74,7 @@ type skewResult struct {
 // partition's and the busiest ingester's records and samples over the
 // mean.
 func (b *bench) phaseSkew(ctx context.Context, s *scope) {
-	var suggested map[string]int
+	var suggested *shard.Table
 	for _, c := range skewCases {
 		if c.table && suggested == nil {
 			b.fail("skew", c.name+": no load measured to suggest a table from (case skew_b failed)")
@@ -81,18 +82,19 @@ func (b *bench) phaseSkew(ctx context.Context, s *scope) {
 		}
 		b.step(ctx, "skew", func(ctx context.Context, s *scope) {
 			r := b.skewRun(ctx, s, c, suggested)
-			b.skewReport(c, r, len(suggested))
+			b.skewReport(c, r, suggested.Len())
 			if !c.table {
-				suggested = shard.Suggest(r.clusterLoad, skewPartitions, shard.DefaultThreshold)
+				ks := shard.Suggest(r.clusterLoad, skewPartitions, shard.DefaultThreshold)
+				suggested = shard.Place(r.clusterLoad, ks, skewPartitions, shard.HashXX)
 				b.log.Info("skew: suggested shard table", "from", c.name, "threshold", shard.DefaultThreshold,
-					"table", strings.TrimSpace(shard.FromMap(suggested).YAML()))
+					"table", strings.TrimSpace(suggested.YAML()))
 			}
 		})
 	}
 }
 
-func (b *bench) skewRun(ctx context.Context, s *scope, c skewCase, table map[string]int) skewResult {
-	b.log.Info("phase skew", "case", c.name, "hash", c.hash, "assignor", c.strategy, "sharded_clusters", len(table), "window", b.short)
+func (b *bench) skewRun(ctx context.Context, s *scope, c skewCase, table *shard.Table) skewResult {
+	b.log.Info("phase skew", "case", c.name, "hash", c.hash, "assignor", c.strategy, "sharded_clusters", table.Len(), "window", b.short)
 	broker := b.startBroker(s, "-partitions="+strconv.Itoa(skewPartitions))
 	var ings []*proc
 	for range skewIngesters {
@@ -104,7 +106,7 @@ func (b *bench) skewRun(ctx context.Context, s *scope, c skewCase, table map[str
 	args := []string{"-shards.hash=" + c.hash}
 	if c.table {
 		path := filepath.Join(s.TempDir(), "shards.yaml")
-		s.fatalIf(os.WriteFile(path, []byte(shard.FromMap(table).YAML()), 0o600), "write the shard table")
+		s.fatalIf(os.WriteFile(path, []byte(table.YAML()), 0o600), "write the shard table")
 		args = append(args, "-shards.file="+path)
 	}
 	var gws []*proc
