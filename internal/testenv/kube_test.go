@@ -15,6 +15,7 @@ import (
 )
 
 func TestStartKube(t *testing.T) {
+	t.Parallel()
 	var k *Kube
 	t.Run("cluster", func(t *testing.T) {
 		k = StartKube(t)

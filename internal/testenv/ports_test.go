@@ -2,7 +2,10 @@ package testenv
 
 import (
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"testing"
+	"time"
 )
 
 // FreePort hands out bindable ports below the ephemeral range (where
@@ -41,4 +44,23 @@ func TestKafkaReportsItsPort(t *testing.T) {
 		t.Fatalf("dial the broker: %v", err)
 	}
 	c.Close()
+}
+
+// A server that exits because its port was taken is started again on new
+// ports; one that fails for another reason is not.
+func TestStartOnFreePortsRetriesATakenPort(t *testing.T) {
+	ready := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer ready.Close()
+	nothing := "http://" + Addr(FreePort(t)) // nobody listens there
+	starts := 0
+	startOnFreePorts(t, 30*time.Second, func() (*Process, string) {
+		starts++
+		if starts == 1 {
+			return StartProcess(t, "taken", "sh", []string{"-c", "echo 'listen tcp 127.0.0.1:1: bind: address already in use'; exit 1"}), nothing
+		}
+		return StartProcess(t, "server", "sleep", []string{"30"}), ready.URL
+	})
+	if starts != 2 {
+		t.Fatalf("started %d times, want 2", starts)
+	}
 }

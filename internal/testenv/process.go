@@ -171,10 +171,35 @@ func (p *Process) Exited() bool {
 // test early if the process exits.
 func WaitHTTP(t testing.TB, p *Process, url string, timeout time.Duration) {
 	t.Helper()
+	if err := waitHTTP(p, url, timeout); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startOnFreePorts starts a server whose ports start picks with FreePort,
+// and waits until the URL start returns answers 200. A server that exits
+// because another process bound one of its ports between FreePort and its
+// own bind is started again on new ports, up to three times.
+func startOnFreePorts(t testing.TB, timeout time.Duration, start func() (*Process, string)) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		p, url := start()
+		err := waitHTTP(p, url, timeout)
+		if err == nil {
+			return
+		}
+		if attempt == 3 || !p.Exited() || !bytes.Contains(p.out.Bytes(), []byte("address already in use")) {
+			t.Fatal(err)
+		}
+		t.Logf("%s: a port was taken before it could bind it; starting it on new ports", p.Name)
+	}
+}
+
+func waitHTTP(p *Process, url string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		if p != nil && p.Exited() {
-			t.Fatalf("%s exited before %s was ready: %v\n%s", p.Name, url, p.err, lastBytes(p.out.Bytes(), 4000))
+			return fmt.Errorf("%s exited before %s was ready: %v\n%s", p.Name, url, p.err, lastBytes(p.out.Bytes(), 4000))
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -183,12 +208,12 @@ func WaitHTTP(t testing.TB, p *Process, url string, timeout time.Duration) {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return nil
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("%s not ready within %s", url, timeout)
+	return fmt.Errorf("%s not ready within %s", url, timeout)
 }
 
 // CacheDir is where servers built from source are kept between runs

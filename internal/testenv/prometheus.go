@@ -77,10 +77,8 @@ func startPrometheus(t testing.TB, config, name, bin string, extra ...string) *P
 	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := &PrometheusServer{Port: FreePort(t), DataDir: filepath.Join(dir, "data"), Config: cfg}
-	p.URL = "http://" + Addr(p.Port)
-	p.launch = func(t testing.TB) {
-		t.Helper()
+	p := &PrometheusServer{DataDir: filepath.Join(dir, "data"), Config: cfg}
+	run := func(t testing.TB) {
 		p.Proc = StartProcess(t, name, bin, append([]string{
 			"--config.file=" + p.Config,
 			"--storage.tsdb.path=" + p.DataDir,
@@ -88,9 +86,18 @@ func startPrometheus(t testing.TB, config, name, bin string, extra ...string) *P
 			"--web.enable-remote-write-receiver",
 			"--log.level=warn",
 		}, extra...))
+	}
+	p.launch = func(t testing.TB) {
+		t.Helper()
+		run(t)
 		WaitHTTP(t, p.Proc, p.URL+"/-/ready", 60*time.Second)
 	}
-	p.launch(t)
+	startOnFreePorts(t, 60*time.Second, func() (*Process, string) {
+		p.Port = FreePort(t)
+		p.URL = "http://" + Addr(p.Port)
+		run(t)
+		return p.Proc, p.URL + "/-/ready"
+	})
 	return p
 }
 

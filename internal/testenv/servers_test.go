@@ -13,6 +13,7 @@ import (
 )
 
 func TestLokiPushQueryRestart(t *testing.T) {
+	t.Parallel()
 	loki := Loki(t)
 
 	// Timestamps a day old: Loki must accept and return old samples.
@@ -90,6 +91,7 @@ func TestLokiPushQueryRestart(t *testing.T) {
 }
 
 func TestZincBulkSearchRestart(t *testing.T) {
+	t.Parallel()
 	zinc := Zinc(t)
 
 	// ES info endpoint, as an Elasticsearch client sees it.

@@ -68,19 +68,20 @@ const ZincESVersion = "8.19.0"
 // when t ends.
 func Zinc(t testing.TB) *ZincServer {
 	t.Helper()
-	bin := ZincBinary(t)
-	port := FreePort(t)
 	s := &ZincServer{
-		URL:      "http://" + Addr(port),
 		User:     "admin",
 		Password: "tributary-Zinc-pw1",
 		Dir:      t.TempDir(),
-		bin:      bin,
-		port:     port,
+		bin:      ZincBinary(t),
 	}
-	s.ESURL = s.URL + "/es"
 	s.launch = s.start
-	s.start(t)
+	startOnFreePorts(t, zincReadyTimeout, func() (*Process, string) {
+		s.port = FreePort(t)
+		s.URL = "http://" + Addr(s.port)
+		s.ESURL = s.URL + "/es"
+		s.Proc = StartProcess(t, "zincsearch", s.bin, nil, s.env()...)
+		return s.Proc, s.URL + "/healthz"
+	})
 	return s
 }
 
