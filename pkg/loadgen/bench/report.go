@@ -57,7 +57,7 @@ var rows = []row{
 	{"spans_sink_spans", "spans-sink: spans through each side of a round", "spans"},
 	{"spans_sink_direct_per_sec", "spans: direct _bulk → ZincSearch, until searchable", "spans/s"},
 	{"spans_sink_direct_zinc_cpu_cores", "ZincSearch CPU, direct run", "cores"},
-	{"spans_sink_ingester_per_sec", "spans: ingester Jaeger sink → ZincSearch, until searchable", "spans/s"},
+	{"spans_sink_ingester_per_sec", "spans: ingester ES sink → ZincSearch, until searchable", "spans/s"},
 	{"spans_sink_ingester_cpu_cores", "ingester CPU, Jaeger sink run", "cores"},
 	{"spans_sink_ingester_zinc_cpu_cores", "ZincSearch CPU, ingester run", "cores"},
 	{"otlp_phase_rw_samples_per_sec", "otlp phase: remote-write → gateway → Kafka, acked", "samples/s"},
