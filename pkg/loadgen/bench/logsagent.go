@@ -75,7 +75,7 @@ const (
 // logsRun is one shipper's run of one point.
 type logsRun struct {
 	written, delivered float64
-	seconds            float64 // first line read → last line acknowledged (max point), or the write window plus the drain (steady)
+	seconds            float64 // start → last line acknowledged (max point), or the write window (steady)
 	use                usage
 }
 
@@ -143,6 +143,9 @@ func (b *bench) logsRun(ctx context.Context, s *scope, shipper, point, backlog s
 	}
 	r.delivered = b.waitLines(ctx, s, gw, r.written)
 	r.seconds = time.Since(start).Seconds()
+	if point == pointSteady {
+		r.seconds = b.window.Seconds() // the rate written, not diluted by the start and the drain
+	}
 	r.use = smp.end()[0]
 	if r.use.err != nil {
 		s.Fatalf("%s: %v\n%s", shipper, r.use.err, lastLines(p.Output(), 5))
@@ -293,7 +296,7 @@ func (b *bench) summariseLogs(runs map[string][]logsRun, point string) {
 		if len(rs) == 0 {
 			continue
 		}
-		var lps, lpc, cpu, peak, steady, lost []float64
+		var lps, lpc, cpu, peak, steady, anon, file, lost []float64
 		for _, r := range rs {
 			lps = append(lps, r.delivered/r.seconds)
 			if r.use.cpuSeconds > 0 {
@@ -302,6 +305,7 @@ func (b *bench) summariseLogs(runs map[string][]logsRun, point string) {
 			cpu = append(cpu, r.use.cpuSeconds)
 			peak = append(peak, r.use.rssPeakMB)
 			steady = append(steady, r.use.rssSteadyMB)
+			anon, file = append(anon, r.use.anonMB), append(file, r.use.fileMB)
 			lost = append(lost, r.written-r.delivered)
 		}
 		key := func(m string) string { return "logsagent_" + sh + "_" + m + "_" + point }
@@ -309,6 +313,8 @@ func (b *bench) summariseLogs(runs map[string][]logsRun, point string) {
 		b.res.setMedian(key("lines_per_cpu_sec"), lpc)
 		b.res.setMedian(key("cpu_seconds"), cpu)
 		b.res.setMedian(key("rss_steady_mb"), steady)
+		b.res.setMedian(key("rss_anon_mb"), anon)
+		b.res.setMedian(key("rss_file_mb"), file)
 		b.res[key("rss_peak_mb")] = slices.Max(peak)
 		b.res[key("lines_not_acked")] = slices.Max(lost)
 		b.res["logsagent_rounds_"+point] = float64(len(rs))

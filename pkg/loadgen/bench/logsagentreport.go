@@ -33,6 +33,8 @@ func writeLogsAgentTable(b *bytes.Buffer, r results) {
 		{"cpu_seconds", "CPU (s)"},
 		{"rss_steady_mb", "RSS steady, median (MiB)"},
 		{"rss_peak_mb", "RSS peak, VmHWM (MiB)"},
+		{"rss_anon_mb", "  of steady: anonymous (MiB)"},
+		{"rss_file_mb", "  of steady: binary's pages (MiB)"},
 		{"lines_not_acked", "lines written, not acked (max)"},
 	}
 	for _, p := range pts {
