@@ -59,7 +59,7 @@ func (f *flags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.listenAddr, "http.listen-addr", ":9095", "Address of the agent's HTTP server: /metrics, /-/healthy, /-/ready, /-/reload, /status.")
 	fs.DurationVar(&f.flushDeadline, "shutdown.flush-timeout", 30*time.Second, "On SIGTERM, how long to wait for the send queue (and each of logs, events, otlp) to reach the gateway. What is left stays in the WAL (logs: unacknowledged lines are read again from their position) and is resent after the restart.")
 	fs.BoolVar(&f.pprof, "debug.pprof", false, "Serve Go profiles under /debug/pprof/.")
-	fs.BoolVar(&f.releasePages, "runtime.release-startup-pages", true, "Linux: when the agent starts and a minute later, unmap the pages of its binary that start-up touched (madvise MADV_DONTNEED). They are clean file pages that stay in the page cache, which the kernel reclaims under memory pressure anyway; pages used again are mapped back on their next touch, without I/O. Lowers RSS by ~25 MiB; false keeps them mapped.")
+	fs.BoolVar(&f.releasePages, "runtime.release-startup-pages", true, "Linux: when the agent starts and 10 s, 30 s and 1 min later, unmap the pages of its binary that start-up touched (madvise MADV_DONTNEED). They are clean file pages that stay in the page cache, which the kernel reclaims under memory pressure anyway; pages used again are mapped back on their next touch, without I/O. Lowers RSS by ~25 MiB; false keeps them mapped.")
 	f.log.RegisterFlags(fs)
 	// 100 (Go's default): the agent's heap is the WAL's series table and
 	// the scrape caches, all live. 50 was measured against it in make
