@@ -1,9 +1,7 @@
 package shard
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/tributary-io/tributary/pkg/filewatch"
 )
 
 // Config is the gateway's partition choice.
@@ -70,13 +70,9 @@ type Router struct {
 	partitions PartitionCount
 	log        *slog.Logger
 
-	reloads  *prometheus.CounterVec
+	watcher  *filewatch.Watcher // of -shards.file; nil without
 	ok       prometheus.Gauge
 	clusters prometheus.Gauge
-
-	last, pending [sha256.Size]byte
-	lastErr       string
-	lastOK        bool // whether the content last read (last) is in force
 }
 
 // NewRouter loads the table (an error if it does not parse) for the
@@ -89,13 +85,9 @@ func NewRouter(cfg Config, topics []string, partitions PartitionCount, reg prome
 	f := promauto.With(reg)
 	r := &Router{
 		cfg: cfg, hash: h, topics: topics, partitions: partitions, log: log.With("file", cfg.File),
-		reloads: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "tributary_gateway_shards_reloads_total",
-			Help: "Loads of -shards.file with changed content, by outcome (success; error: the last good table stays in force).",
-		}, []string{"outcome"}),
 		ok: f.NewGauge(prometheus.GaugeOpts{
 			Name: "tributary_gateway_shards_table_ok",
-			Help: "1 when -shards.file as last read is in force; 0 when it was refused (unreadable, invalid, or k above a topic's partition count) and an older table is kept.",
+			Help: "1 when the content of -shards.file last read is in force; 0 when it was refused (invalid, or k above a topic's partition count) and an older table is kept.",
 		}),
 		clusters: f.NewGauge(prometheus.GaugeOpts{
 			Name: "tributary_gateway_shards_clusters",
@@ -107,14 +99,14 @@ func NewRouter(cfg Config, topics []string, partitions PartitionCount, reg prome
 	if cfg.File == "" {
 		return r, nil
 	}
-	b, err := os.ReadFile(cfg.File)
-	if err != nil {
-		return nil, fmt.Errorf("shards.file: %w", err)
+	// Polled like -limits.file: a change applies once two polls read the
+	// same bytes, since a prefix of a table often parses (an empty one
+	// unshards every cluster).
+	r.watcher = filewatch.New(filewatch.Config{Path: cfg.File, Interval: cfg.PollInterval, Flag: "-shards.file",
+		MetricPrefix: "tributary_gateway_shards", MaxBytes: maxFileBytes}, r.apply, reg, log)
+	if err := r.watcher.Load(); err != nil {
+		return nil, fmt.Errorf("shards.file %w", err)
 	}
-	if err := r.apply(b); err != nil {
-		return nil, fmt.Errorf("shards.file %s: %w", cfg.File, err)
-	}
-	r.last = sha256.Sum256(b)
 	return r, nil
 }
 
@@ -188,73 +180,25 @@ func (r *Router) apply(b []byte) error {
 	if err == nil {
 		err = r.check(t)
 	}
-	r.lastOK = err == nil
 	if err != nil {
-		r.reloads.WithLabelValues("error").Inc()
 		r.ok.Set(0)
 		return err
 	}
-	r.table.Store(t)
-	r.reloads.WithLabelValues("success").Inc()
+	old := r.table.Swap(t)
 	r.ok.Set(1)
 	r.clusters.Set(float64(t.Len()))
+	if !old.Equal(t) && old.Len()+t.Len() > 0 {
+		// Series of a cluster whose line changed move partition: for a
+		// moment they may reach the sinks out of order (README, Hot
+		// clusters).
+		r.log.Info("shard table in force", "clusters", t.Len())
+	}
 	return nil
 }
 
-// Run polls the file until ctx ends. Polling, not inotify: a Kubernetes
-// ConfigMap is updated by swapping a symlink, which some watchers miss.
+// Run polls the file until ctx ends.
 func (r *Router) Run(ctx context.Context) {
-	if r.cfg.File == "" {
-		return
-	}
-	tick := time.NewTicker(r.cfg.PollInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		r.poll()
-	}
-}
-
-// poll applies a changed file once two reads in a row agree: a file
-// written in place can be read half-written, and a prefix of a table
-// often parses (an empty one unshards every cluster).
-func (r *Router) poll() {
-	b, err := os.ReadFile(r.cfg.File)
-	if err != nil {
-		if err.Error() != r.lastErr {
-			r.lastErr = err.Error()
-			r.reloads.WithLabelValues("error").Inc()
-			r.ok.Set(0)
-			r.log.Warn("shard table unreadable: keeping the last good table", "err", err)
-		}
-		return
-	}
-	r.lastErr = ""
-	sum := sha256.Sum256(b)
-	if bytes.Equal(sum[:], r.last[:]) {
-		if r.lastOK {
-			r.ok.Set(1) // readable again, and what is in force
-		}
-		return
-	}
-	if !bytes.Equal(sum[:], r.pending[:]) {
-		r.pending = sum
-		return
-	}
-	r.last = sum
-	old := r.table.Load()
-	if err := r.apply(b); err != nil {
-		r.log.Error("shard table refused: keeping the last good table", "err", err)
-		return
-	}
-	if !old.Equal(r.table.Load()) {
-		// Series of a cluster whose k changed move partition: for a
-		// moment they may reach the sinks out of order (README, Hot
-		// clusters).
-		r.log.Info("shard table reloaded", "sharded_clusters", r.table.Load().Len())
+	if r.watcher != nil {
+		r.watcher.Run(ctx)
 	}
 }

@@ -42,43 +42,63 @@ func TestRouterReload(t *testing.T) {
 
 	// A change applies on the second read that agrees.
 	write("clusters:\n  hot: 2\n  warm: 3\n")
-	r.poll()
+	r.watcher.Poll()
 	require.Equal(t, 4, r.Table().Shards("hot"), "applied on the first read")
-	r.poll()
+	r.watcher.Poll()
 	require.Equal(t, 2, r.Table().Shards("hot"))
 	require.Equal(t, 3, r.Table().Shards("warm"))
 	require.Equal(t, 1.0, testutil.ToFloat64(r.ok))
 
 	// k above topic l's 6 partitions: refused, the last good table stays.
 	write("clusters:\n  hot: 8\n")
-	r.poll()
-	r.poll()
+	r.watcher.Poll()
+	r.watcher.Poll()
 	require.Equal(t, 2, r.Table().Shards("hot"))
 	require.Equal(t, 0.0, testutil.ToFloat64(r.ok))
-	require.Equal(t, 1.0, testutil.ToFloat64(r.reloads.WithLabelValues("error")))
+	require.Equal(t, 1.0, reloads(t, reg, "error"))
 
 	// Not YAML: refused too.
 	write("clusters: [\n")
-	r.poll()
-	r.poll()
+	r.watcher.Poll()
+	r.watcher.Poll()
 	require.Equal(t, 2, r.Table().Shards("hot"))
-	require.Equal(t, 2.0, testutil.ToFloat64(r.reloads.WithLabelValues("error")))
+	require.Equal(t, 2.0, reloads(t, reg, "error"))
 
 	// Unreadable, then back to a good table.
 	require.NoError(t, os.Remove(path))
-	r.poll()
-	require.Equal(t, 3.0, testutil.ToFloat64(r.reloads.WithLabelValues("error")))
+	r.watcher.Poll()
+	require.Equal(t, 3.0, reloads(t, reg, "error"))
 	write("clusters:\n  hot: 6\n")
-	r.poll()
-	r.poll()
+	r.watcher.Poll()
+	r.watcher.Poll()
 	require.Equal(t, 6, r.Table().Shards("hot"))
 	require.Equal(t, 1.0, testutil.ToFloat64(r.ok))
-	require.Equal(t, 3.0, testutil.ToFloat64(r.reloads.WithLabelValues("success")))
+	require.Equal(t, 3.0, reloads(t, reg, "success"))
 
 	// A table that does not fit at start is an error.
 	write("clusters:\n  hot: 7\n")
 	_, err = NewRouter(Config{File: path, PollInterval: 1, Hash: "xxhash"}, []string{"m", "l"}, count, prometheus.NewRegistry(), log)
 	require.ErrorContains(t, err, "more partitions than topic l has (6): [hot: 7]")
+}
+
+// reloads is tributary_gateway_shards_reloads_total{outcome}.
+func reloads(t *testing.T, reg *prometheus.Registry, outcome string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	require.NoError(t, err)
+	for _, f := range fams {
+		if f.GetName() != "tributary_gateway_shards_reloads_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "outcome" && l.GetValue() == outcome {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }
 
 func TestRouteBoundsK(t *testing.T) {
