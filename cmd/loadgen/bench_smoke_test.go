@@ -26,6 +26,8 @@ var benchFields = []string{
 	"loadgen_ceiling_samples_per_sec",
 	// The agent phase at its smoke-run point: 2 targets × 500 series.
 	"agent_rss_steady_mb_1k", "promagent_rss_steady_mb_1k", "agent_vs_promagent_rss_peak_mb_1k",
+	// The logs-agent phase, agent side (Promtail is built by make bench only).
+	"logsagent_agent_lines_per_cpu_sec_steady", "logsagent_agent_lines_per_cpu_sec_max", "logsagent_agent_rss_peak_mb_steady",
 	// The spans phase, gateway side (the Collector is built by make bench only).
 	"spans_gateway_grpc_per_sec", "spans_gateway_http_per_core_sec",
 	"gateway_per_core_vs_ceiling", "gateway_vs_producer_ceiling",
@@ -49,7 +51,7 @@ func TestBenchSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, "loadgen"), "bench", "-seconds=2", "-bin="+bin, "-root="+root,
-		"-agent.targets=2", "-agent.scrape-interval=2s")
+		"-agent.targets=2", "-agent.scrape-interval=2s", "-logs-agent.backlog=5000", "-logs-agent.rounds=1")
 	cmd.Dir = root
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
