@@ -258,9 +258,10 @@ func (b *bench) startPromtail(s *scope, gateway, pods string, files int) (*proc,
 			"namespace": "bench", "pod": fmt.Sprintf("pod-%03d", i), "container": "app",
 		}})
 	}
-	httpAddr := testenv.Addr(testenv.FreePort(s))
+	port := testenv.FreePort(s)
+	httpAddr := testenv.Addr(port)
 	grpcPort := testenv.FreePort(s)
-	host, port, _ := strings.Cut(httpAddr, ":")
+	host := "127.0.0.1"
 	cfg := filepath.Join(dir, "promtail.yml")
 	writeYAML(s, cfg, map[string]any{
 		"server": map[string]any{
