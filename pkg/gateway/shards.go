@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -27,14 +28,22 @@ func (g *Gateway) route(topic string) route {
 // (the file changed since) stops the gateway when it runs.
 func (g *Gateway) initShards(reg prometheus.Registerer, log *slog.Logger) {
 	topics := []string{g.cfg.MetricsTopic, g.cfg.LogsTopic, g.cfg.SpansTopic}
-	r, err := shard.NewRouter(g.cfg.Shards, topics, g.producer.Partitions, reg, log)
+	r, err := shard.NewRouter(g.cfg.Shards, topics, g.partitionCount, reg, log)
 	if err != nil {
 		g.startErr = err
 		cfg := g.cfg.Shards
 		cfg.File = ""
-		r, _ = shard.NewRouter(cfg, topics, g.producer.Partitions, prometheus.NewRegistry(), log)
+		r, _ = shard.NewRouter(cfg, topics, g.partitionCount, prometheus.NewRegistry(), log)
 	}
 	g.shards = r
+}
+
+// partitionCount is topic's partition count, from the producer's metadata.
+func (g *Gateway) partitionCount(topic string) (int32, error) {
+	if g.producer == nil { // tests of refusals that never produce
+		return 0, errors.New("no producer")
+	}
+	return g.producer.Partitions(topic)
 }
 
 // checkShards compares the shard table with the topics once their
