@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
 	prw "github.com/prometheus/prometheus/storage/remote/otlptranslator/prometheusremotewrite"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 
@@ -200,8 +202,17 @@ func (c *Converter) convertResource(ctx context.Context, rm pmetric.ResourceMetr
 	rm = one.ResourceMetrics().At(0)
 	c.app.cluster = cluster
 	mark, samples := len(c.app.series), c.app.samples
+	settings := c.settings
+	if !settings.DisableTargetInfo && targetInfoSamples(rm, settings.LookbackDelta) > maxTargetInfoSamples {
+		// The translator writes one target_info sample every half lookback
+		// between the resource's earliest and latest data point: points 54
+		// years apart (a timestamp left at 0 next to a current one) took
+		// 11M samples, 46 s and 2.7 GB from a 1.3 KB request. Such a
+		// resource keeps its data points and goes without target_info.
+		settings.DisableTargetInfo = true
+	}
 	c.conv.Reset(c.app)
-	_, err := c.conv.FromMetrics(ctx, one, c.settings)
+	_, err := c.conv.FromMetrics(ctx, one, settings)
 	if err == nil {
 		return nil
 	}
@@ -221,7 +232,7 @@ func (c *Converter) convertResource(ctx context.Context, rm pmetric.ResourceMetr
 			s.SetSchemaUrl(sm.SchemaUrl())
 			m.CopyTo(s.Metrics().AppendEmpty())
 			c.conv.Reset(discardAppender{})
-			if _, err := c.conv.FromMetrics(ctx, alone, c.settings); err != nil {
+			if _, err := c.conv.FromMetrics(ctx, alone, settings); err != nil {
 				rf.refuse(metricDataPoints(m), ReasonTranslation, fmt.Sprintf("metric %q: %s", m.Name(), oneLine(err)))
 				return true
 			}
@@ -229,7 +240,7 @@ func (c *Converter) convertResource(ctx context.Context, rm pmetric.ResourceMetr
 		})
 	}
 	c.conv.Reset(c.app)
-	if _, err := c.conv.FromMetrics(ctx, one, c.settings); err != nil {
+	if _, err := c.conv.FromMetrics(ctx, one, settings); err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return ctxErr
 		}
@@ -252,6 +263,67 @@ func oneLine(err error) string {
 		msgs = []string{err.Error()}
 	}
 	return strings.Join(msgs, "; ")
+}
+
+// maxTargetInfoSamples bounds the target_info samples of one resource: 64
+// half-lookback steps are 2 h 40 min of data points at the default 5 m
+// lookback, more than any batching exporter holds back.
+const maxTargetInfoSamples = 64
+
+// targetInfoSamples is how many target_info samples the translator would
+// write for the resource: one every lookback/2 from its earliest to its
+// latest data point (every point counted, so never fewer than it writes).
+func targetInfoSamples(rm pmetric.ResourceMetrics, lookback time.Duration) int64 {
+	if lookback <= 0 {
+		lookback = 5 * time.Minute // the translator's default
+	}
+	var lo, hi pcommon.Timestamp
+	seen := false
+	see := func(ts pcommon.Timestamp) {
+		if !seen || ts < lo {
+			lo = ts
+		}
+		if !seen || ts > hi {
+			hi = ts
+		}
+		seen = true
+	}
+	sms := rm.ScopeMetrics()
+	for j := range sms.Len() {
+		ms := sms.At(j).Metrics()
+		for k := range ms.Len() {
+			eachTimestamp(ms.At(k), see)
+		}
+	}
+	if !seen {
+		return 0
+	}
+	return int64(time.Duration(hi-lo)/(lookback/2)) + 1
+}
+
+func eachTimestamp(m pmetric.Metric, f func(pcommon.Timestamp)) {
+	switch m.Type() {
+	case pmetric.MetricTypeGauge:
+		for i, dps := 0, m.Gauge().DataPoints(); i < dps.Len(); i++ {
+			f(dps.At(i).Timestamp())
+		}
+	case pmetric.MetricTypeSum:
+		for i, dps := 0, m.Sum().DataPoints(); i < dps.Len(); i++ {
+			f(dps.At(i).Timestamp())
+		}
+	case pmetric.MetricTypeHistogram:
+		for i, dps := 0, m.Histogram().DataPoints(); i < dps.Len(); i++ {
+			f(dps.At(i).Timestamp())
+		}
+	case pmetric.MetricTypeExponentialHistogram:
+		for i, dps := 0, m.ExponentialHistogram().DataPoints(); i < dps.Len(); i++ {
+			f(dps.At(i).Timestamp())
+		}
+	case pmetric.MetricTypeSummary:
+		for i, dps := 0, m.Summary().DataPoints(); i < dps.Len(); i++ {
+			f(dps.At(i).Timestamp())
+		}
+	}
 }
 
 func resourceDataPoints(rm pmetric.ResourceMetrics) int {
