@@ -469,15 +469,10 @@ type outRecord struct {
 	lineBytes int // logs: decoded line bytes, what the log rate counts
 }
 
-// produce writes recs to topic, each to its cluster's base partition, and
-// waits for all acknowledgements.
-func (g *Gateway) produce(ctx context.Context, signal recordpb.Signal, topic, contentType, tenant string, recs []outRecord) error {
-	return g.produceRouted(ctx, g.route(topic), signal, topic, contentType, tenant, recs)
-}
-
-// produceRouted is produce with the partition choice the records' shards
-// were cut by.
-func (g *Gateway) produceRouted(ctx context.Context, rt route, signal recordpb.Signal, topic, contentType, tenant string, recs []outRecord) error {
+// produce writes recs to topic, each to the partition rt gives its cluster
+// and shard (the route the records were cut by), and waits for all
+// acknowledgements.
+func (g *Gateway) produce(ctx context.Context, rt route, signal recordpb.Signal, topic, contentType, tenant string, recs []outRecord) error {
 	if err := g.admitWrite(ctx, signal, recs); err != nil {
 		return err
 	}

@@ -61,7 +61,7 @@ func (g *Gateway) lokiPush(r *http.Request) (int, error) {
 		recs[i] = outRecord{cluster: b.Cluster, shard: b.Shard, value: b.Value, items: b.Entries, units: b.Streams, lineBytes: b.LineBytes}
 		lineBytes[b.Cluster] += b.LineBytes
 	}
-	if err := g.produceRouted(r.Context(), rt, recordpb.Signal_SIGNAL_LOGS, g.cfg.LogsTopic, record.ContentTypePushRequest, req.tenant, recs); err != nil {
+	if err := g.produce(r.Context(), rt, recordpb.Signal_SIGNAL_LOGS, g.cfg.LogsTopic, record.ContentTypePushRequest, req.tenant, recs); err != nil {
 		return 0, err // the producer may still hold the body
 	}
 	g.putBody(body)

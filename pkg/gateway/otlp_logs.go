@@ -89,7 +89,7 @@ func (g *Gateway) exportLogs(ctx context.Context, req *otlpRequest) (proto.Messa
 		}
 		return &collogspb.ExportLogsServiceResponse{}, nil
 	}
-	if err := g.produceRouted(ctx, rt, recordpb.Signal_SIGNAL_LOGS, g.cfg.LogsTopic, record.ContentTypePushRequest, req.tenant, recs); err != nil {
+	if err := g.produce(ctx, rt, recordpb.Signal_SIGNAL_LOGS, g.cfg.LogsTopic, record.ContentTypePushRequest, req.tenant, recs); err != nil {
 		return nil, err
 	}
 	resp := &collogspb.ExportLogsServiceResponse{}

@@ -114,7 +114,7 @@ func (g *Gateway) exportMetrics(ctx context.Context, req *otlpRequest) (proto.Me
 		}
 		return &colmetricspb.ExportMetricsServiceResponse{}, nil
 	}
-	if err := g.produceRouted(ctx, rt, recordpb.Signal_SIGNAL_METRICS, g.cfg.MetricsTopic, record.ContentTypeWriteRequest, req.tenant, recs); err != nil {
+	if err := g.produce(ctx, rt, recordpb.Signal_SIGNAL_METRICS, g.cfg.MetricsTopic, record.ContentTypeWriteRequest, req.tenant, recs); err != nil {
 		return nil, err
 	}
 	resp := &colmetricspb.ExportMetricsServiceResponse{}

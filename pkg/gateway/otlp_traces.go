@@ -70,7 +70,7 @@ func (g *Gateway) exportSpans(ctx context.Context, req *otlpRequest) (proto.Mess
 	if err := req.reserve(size); err != nil {
 		return nil, err
 	}
-	if err := g.produceRouted(ctx, rt, recordpb.Signal_SIGNAL_SPANS, g.cfg.SpansTopic, record.ContentTypeTraces, req.tenant, recs); err != nil {
+	if err := g.produce(ctx, rt, recordpb.Signal_SIGNAL_SPANS, g.cfg.SpansTopic, record.ContentTypeTraces, req.tenant, recs); err != nil {
 		return nil, err
 	}
 	if ps := resp.PartialSuccess; ps != nil {

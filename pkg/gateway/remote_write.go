@@ -128,7 +128,7 @@ func (g *Gateway) remoteWrite(w http.ResponseWriter, r *http.Request) (int, erro
 	}
 	g.parsers.put(p) // batches' values are the body or fresh allocations, not the parser's
 	if len(recs) > 0 {
-		if err := g.produceRouted(r.Context(), rt, recordpb.Signal_SIGNAL_METRICS, g.cfg.MetricsTopic, record.ContentTypeWriteRequest, req.tenant, recs); err != nil {
+		if err := g.produce(r.Context(), rt, recordpb.Signal_SIGNAL_METRICS, g.cfg.MetricsTopic, record.ContentTypeWriteRequest, req.tenant, recs); err != nil {
 			// The producer may still hold the body: leave it to the GC.
 			return 0, err
 		}
