@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/golang/snappy"
 	"github.com/grafana/loki/pkg/push"
 	"github.com/prometheus/client_golang/prometheus"
@@ -180,15 +181,9 @@ func TestShardedLokiPush(t *testing.T) {
 	streamAt := map[string]int32{}
 	lines := map[string][]string{}
 	used := map[int32]bool{}
-	for _, m := range testenv.ReadTopic(t, f.kafka.Addr, "tributary.logs") {
-		env, err := record.Parse(m.Headers)
-		require.NoError(t, err)
-		require.Equal(t, "hot", string(m.Key))
-		require.Equal(t, "hot", env.GetCluster())
-		require.Contains(t, []int32{base, (base + 1) % parts, (base + 2) % parts}, m.Partition)
+	for _, m := range hotRecords(t, f.kafka.Addr, "tributary.logs", base, parts) {
 		used[m.Partition] = true
-		raw, err := snappy.Decode(nil, m.Value)
-		require.NoError(t, err)
+		raw := m.Value
 		var got push.PushRequest
 		require.NoError(t, got.Unmarshal(raw))
 		for _, s := range got.Streams {
@@ -245,15 +240,9 @@ func TestShardedSpans(t *testing.T) {
 	traceAt := map[string]int32{}
 	used := map[int32]bool{}
 	spans := 0
-	for _, m := range testenv.ReadTopic(t, f.kafka.Addr, "tributary.spans") {
-		env, err := record.Parse(m.Headers)
-		require.NoError(t, err)
-		require.Equal(t, "hot", string(m.Key))
-		require.Equal(t, "hot", env.GetCluster())
-		require.Contains(t, []int32{base, (base + 1) % parts, (base + 2) % parts}, m.Partition)
+	for _, m := range hotRecords(t, f.kafka.Addr, "tributary.spans", base, parts) {
 		used[m.Partition] = true
-		raw, err := snappy.Decode(nil, m.Value)
-		require.NoError(t, err)
+		raw := m.Value
 		var got coltracepb.ExportTraceServiceRequest
 		require.NoError(t, proto.Unmarshal(raw, &got))
 		for _, rs := range got.ResourceSpans {
@@ -273,4 +262,21 @@ func TestShardedSpans(t *testing.T) {
 	require.Equal(t, 2*traces, spans, "every span written once")
 	require.Len(t, traceAt, traces)
 	require.Len(t, used, k, "all of hot's partitions used")
+}
+
+// hotRecords reads topic, every record of it cluster hot's on one of hot's
+// three partitions from base, and returns them with their values decoded.
+func hotRecords(t *testing.T, addr, topic string, base, parts int32) []*sarama.ConsumerMessage {
+	t.Helper()
+	msgs := testenv.ReadTopic(t, addr, topic)
+	for _, m := range msgs {
+		env, err := record.Parse(m.Headers)
+		require.NoError(t, err)
+		require.Equal(t, "hot", string(m.Key))
+		require.Equal(t, "hot", env.GetCluster())
+		require.Contains(t, []int32{base, (base + 1) % parts, (base + 2) % parts}, m.Partition)
+		m.Value, err = snappy.Decode(nil, m.Value)
+		require.NoError(t, err)
+	}
+	return msgs
 }
