@@ -59,27 +59,40 @@ func FromMap(m map[string]int) *Table {
 // would be coolest after adding it (ties: the one nearest after its base
 // partition). Changing one cluster's line later moves only that cluster,
 // so keep the lines of an applied table when a new suggestion differs
-// little.
+// little (PlaceAround).
 func Place(load map[string]float64, ks map[string]int, partitions int32, h Hash) *Table {
-	p := make([]float64, partitions)
+	return PlaceAround(nil, load, ks, partitions, h)
+}
+
+// PlaceAround is Place keeping the lines of fixed as they are: the
+// clusters fixed names stay where it puts them (whatever ks says of them)
+// and the other spread clusters are placed around them. The result names
+// fixed's clusters with fixed's lines.
+func PlaceAround(fixed *Table, load map[string]float64, ks map[string]int, partitions int32, h Hash) *Table {
+	t := &Table{clusters: map[string]entry{}}
+	var names []string
+	still := map[string]float64{}
 	for name, v := range load {
-		if ks[name] <= 1 {
-			p[h.Base(name, partitions)] += v
+		if _, ok := fixed.line(name); ok || ks[name] <= 1 {
+			still[name] = v
 		}
 	}
-	var names []string
 	for name, k := range ks {
-		if k > 1 {
+		if _, ok := fixed.line(name); !ok && k > 1 {
 			names = append(names, name)
 		}
 	}
+	for _, name := range fixed.Clusters() {
+		e, _ := fixed.line(name)
+		t.add(name, e)
+	}
+	p := fixed.Load(still, h, partitions)
 	sort.Slice(names, func(i, j int) bool {
 		if load[names[i]] != load[names[j]] {
 			return load[names[i]] > load[names[j]]
 		}
 		return names[i] < names[j]
 	})
-	t := &Table{clusters: map[string]entry{}}
 	for _, name := range names {
 		k := min(ks[name], int(partitions))
 		per := load[name] / float64(k)
@@ -103,18 +116,48 @@ func Place(load map[string]float64, ks map[string]int, partitions int32, h Hash)
 	return t
 }
 
-// YAML renders t as a shard table file, clusters sorted by name.
-func (t *Table) YAML() string {
-	if t.Len() == 0 {
-		return "clusters: {}\n"
+// Load is what t puts on each of n partitions of load (cluster → items per
+// second) with h: a spread cluster's load evenly over its k partitions,
+// as its many series are by their hash.
+func (t *Table) Load(load map[string]float64, h Hash, n int32) []float64 {
+	p := make([]float64, n)
+	for name, v := range load {
+		k := min(t.Shards(name), int(n))
+		for s := range k {
+			p[t.Partition(h, name, s, n)] += v / float64(k)
+		}
+	}
+	return p
+}
+
+// Clusters lists the clusters t names, sorted.
+func (t *Table) Clusters() []string {
+	if t == nil {
+		return nil
 	}
 	names := make([]string, 0, len(t.clusters))
 	for name := range t.clusters {
 		names = append(names, name)
 	}
 	sort.Strings(names)
+	return names
+}
+
+func (t *Table) line(cluster string) (entry, bool) {
+	if t == nil {
+		return entry{}, false
+	}
+	e, ok := t.clusters[cluster]
+	return e, ok
+}
+
+// YAML renders t as a shard table file, clusters sorted by name.
+func (t *Table) YAML() string {
+	if t.Len() == 0 {
+		return "clusters: {}\n"
+	}
 	s := "clusters:\n"
-	for _, name := range names {
+	for _, name := range t.Clusters() {
 		e := t.clusters[name]
 		if e.first < 0 {
 			s += "  " + strconv.Quote(name) + ": " + strconv.Itoa(e.k) + "\n"

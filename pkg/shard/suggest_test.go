@@ -38,13 +38,9 @@ func zipfLoad(n int, share float64) map[string]float64 {
 // sharded cluster's load split evenly over its shards (as many series
 // hashed over k shards are).
 func partitionLoad(load map[string]float64, h Hash, t *Table, n int32) (maxOverMean, worstIngester float64) {
-	p := make([]float64, n)
+	p := t.Load(load, h, n)
 	total := 0.0
-	for name, v := range load {
-		k := min(t.Shards(name), int(n))
-		for s := range k {
-			p[t.Partition(h, name, s, n)] += v / float64(k)
-		}
+	for _, v := range load {
 		total += v
 	}
 	mean := total / float64(n)
@@ -76,4 +72,27 @@ func TestSuggestedTableEvensPartitions(t *testing.T) {
 			require.LessOrEqual(t, ingester, 1.2)
 		}
 	}
+}
+
+// TestPlaceAround: a kept line stays as it is, whatever Suggest now says
+// of its cluster, and the other spread clusters are placed off the
+// partitions it loads.
+func TestPlaceAround(t *testing.T) {
+	// 4 partitions, total 400: the mean partition load is 100.
+	load := map[string]float64{"a": 200, "b": 100, "c": 50, "d": 50}
+	ks := map[string]int{"a": 4, "b": 2}
+	fixed, err := Parse([]byte("clusters:\n  a: {shards: 2, first_partition: 1}\n"))
+	require.NoError(t, err)
+	got := PlaceAround(fixed, load, ks, 4, HashXX)
+	require.Equal(t, []string{"a", "b"}, got.Clusters())
+	require.Equal(t, 2, got.Shards("a"), "a keeps its line, not Suggest's k")
+	require.Equal(t, int32(1), got.Partition(HashXX, "a", 0, 4))
+	require.Equal(t, 2, got.Shards("b"))
+	for s := range 2 {
+		require.NotContains(t, []int32{1, 2}, got.Partition(HashXX, "b", s, 4), "b placed onto a's partitions")
+	}
+	require.Equal(t, []float64{0, 100, 100, 0}, got.Load(map[string]float64{"a": 200}, HashXX, 4))
+	p := got.Load(load, HashXX, 4)
+	require.InDelta(t, 400, p[0]+p[1]+p[2]+p[3], 1e-9, "every cluster's load placed once: %v", p)
+	require.True(t, Place(load, ks, 4, HashXX).Equal(PlaceAround(nil, load, ks, 4, HashXX)))
 }
