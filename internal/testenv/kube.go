@@ -104,7 +104,8 @@ var kubeBuild struct {
 
 // StartKube starts etcd and kube-apiserver for this test (data in
 // t.TempDir()) and waits until the apiserver is ready and the default
-// namespace exists. Both are killed when the test ends.
+// namespace exists. Both are killed when the test ends. Tests that can
+// share one apiserver use SharedKube instead.
 func StartKube(t testing.TB) *Kube {
 	t.Helper()
 	apiserverBin, etcdBin := KubeBinaries(t)
@@ -201,6 +202,36 @@ func (k *Kube) waitReady(t testing.TB, timeout time.Duration) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Fatalf("kube-apiserver not ready within %s: %v", timeout, last)
+}
+
+// CreateNamespace creates a namespace of the test's own: its name is the
+// test's (lower case, at most 40 characters) and a suffix the apiserver
+// picks, so that a rerun (-count) or another test on the same apiserver
+// never meets it. It is not deleted: without a controller-manager a
+// deleted namespace stays Terminating, its objects in place, until the
+// apiserver goes.
+func (k *Kube) CreateNamespace(t testing.TB) string {
+	t.Helper()
+	prefix := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r - 'A' + 'a'
+		}
+		return '-'
+	}, strings.TrimPrefix(t.Name(), "Test"))
+	prefix = strings.Trim(prefix[:min(len(prefix), 40)], "-")
+	if prefix == "" {
+		prefix = "test"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ns, err := k.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create namespace %s-*: %v", prefix, err)
+	}
+	return ns.Name
 }
 
 // CreateNode creates a Node whose InternalIP is 127.0.0.1 and whose kubelet

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,6 +30,44 @@ func TestStartKube(t *testing.T) {
 		if !p.Exited() {
 			t.Errorf("%s (pid %d) still runs after the test that started it ended", p.Name, p.PID())
 		}
+	}
+}
+
+// The shared apiserver outlives the test that started it, every test gets
+// the same one and namespaces of its own, and Stop kills both processes
+// and removes their data.
+func TestSharedKube(t *testing.T) {
+	t.Parallel()
+	var s SharedKube
+	var first *Kube
+	t.Run("first", func(t *testing.T) { first = s.Get(t) })
+	if first == nil {
+		t.Fatal("the first test got no apiserver")
+	}
+	t.Run("second", func(t *testing.T) {
+		k := s.Get(t)
+		if k != first {
+			t.Fatal("a second apiserver was started")
+		}
+		for _, p := range []*Process{k.Etcd, k.APIServer} {
+			if p.Exited() {
+				t.Fatalf("%s (pid %d) ended with the test that started it", p.Name, p.PID())
+			}
+		}
+		a, b := k.CreateNamespace(t), k.CreateNamespace(t)
+		if a == b || !strings.HasPrefix(a, "sharedkube-second-") || !strings.HasPrefix(b, "sharedkube-second-") {
+			t.Fatalf("namespaces %q and %q, want two of the test's own", a, b)
+		}
+		checkKube(t, k)
+	})
+	s.Stop(false)
+	for _, p := range []*Process{first.Etcd, first.APIServer} {
+		if !p.Exited() {
+			t.Errorf("%s (pid %d) still runs after Stop", p.Name, p.PID())
+		}
+	}
+	if _, err := os.Stat(first.CAFile); !os.IsNotExist(err) {
+		t.Errorf("the apiserver's data is still there after Stop: stat %s: %v", first.CAFile, err)
 	}
 }
 
