@@ -69,7 +69,9 @@ var smokeGroups = []smokeGroup{
 	}},
 	{"spans", "spans,spans-sink,skew", []string{
 		// The spans phase, gateway side (the Collector is built by make bench only).
-		"spans_gateway_grpc_per_sec", "spans_gateway_http_per_core_sec",
+		"spans_gateway_grpc_per_sec", "spans_gateway_http_per_core_sec", "spans_gateway_grpc_per_core_sec_512",
+		// The gateway's floor that bounds the gateway / Collector ratio.
+		"spans_ceiling_per_core_sec", "spans_ceiling_per_core_sec_512",
 	}},
 }
 

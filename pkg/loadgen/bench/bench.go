@@ -175,7 +175,7 @@ func warmupArg(d time.Duration) string { return "-warmup=" + d.String() }
 // validate ceiling again between its rounds.
 func (b *bench) phaseA(ctx context.Context, s *scope) {
 	b.log.Info("phase a: ceiling benchmarks (go test -bench Ceiling, -cpu 1, 3 runs)", "each", b.warmup)
-	c, err := buildCeiling(ctx, b.cfg.Root, b.work)
+	c, err := buildCeiling(ctx, b.cfg.Root, b.work, "./pkg/remotewrite/")
 	s.fatalIf(err, "build the ceiling benchmarks")
 	b.ceil = c
 	out, err := c.run(ctx, "Ceiling", b.warmup, 3)

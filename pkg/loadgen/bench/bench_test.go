@@ -140,3 +140,28 @@ func TestReport(t *testing.T) {
 		require.Contains(t, js, q.key)
 	}
 }
+
+// TestSpansReport: the spans table has a column per request size, the
+// gateway / Collector ratio of each, and the bound the floor sets, which
+// the JSON line carries too.
+func TestSpansReport(t *testing.T) {
+	r := results{
+		"spans_gateway_grpc_per_sec": 200000, "spans_gateway_grpc_per_core_sec": 300000, "spans_otelcol_grpc_per_core_sec": 120000,
+		"spans_gateway_grpc_per_sec_512": 400000, "spans_gateway_grpc_per_core_sec_512": 500000, "spans_otelcol_grpc_per_core_sec_512": 200000,
+		"spans_ceiling_per_core_sec": 900000, "spans_ceiling_per_core_sec_512": 920000,
+	}
+	out := results{}
+	var b bytes.Buffer
+	require.NoError(t, writeReport(&b, r, nil, 10, 2, 8))
+	text := b.String()
+	require.Contains(t, text, "spans per CPU-second, by spans per request          100        512\n")
+	require.Contains(t, text, "gateway, OTLP grpc                              300,000    500,000\n")
+	require.Contains(t, text, "  gateway / Collector                              2.50       2.50\n")
+	require.Contains(t, text, "  floor / Collector (the ratio's bound)            7.50       4.60\n")
+	require.Contains(t, text, "21. same, 512 spans per request, gRPC                          2.50  >= 5  MISSED\n")
+	lines := strings.Split(strings.TrimSpace(text), "\n")
+	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &out))
+	require.InDelta(t, 4.6, out["spans_ceiling_vs_otelcol_per_core_grpc_512"], 1e-9)
+	require.InDelta(t, 7.5, out["spans_ceiling_vs_otelcol_per_core_grpc"], 1e-9)
+	require.Equal(t, []int{100, 512}, spansSizes(r))
+}

@@ -21,14 +21,15 @@ type ceiling struct {
 	validate []float64
 }
 
-// buildCeiling compiles the benchmark binary into dir.
-func buildCeiling(ctx context.Context, root, dir string) (*ceiling, error) {
-	bin := filepath.Join(dir, "remotewrite.test")
+// buildCeiling compiles the benchmark binary of pkg (./pkg/remotewrite,
+// ./pkg/otlp) into dir.
+func buildCeiling(ctx context.Context, root, dir, pkg string) (*ceiling, error) {
+	bin := filepath.Join(dir, filepath.Base(pkg)+".test")
 	cmd := exec.CommandContext(ctx, "go", "test", "-pgo="+filepath.Join(root, "cmd", "gateway", "default.pgo"),
-		"-c", "-o", bin, "./pkg/remotewrite/")
+		"-c", "-o", bin, pkg)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go test -c ./pkg/remotewrite: %w\n%s", err, lastLines(string(out), 5))
+		return nil, fmt.Errorf("go test -c %s: %w\n%s", pkg, err, lastLines(string(out), 5))
 	}
 	return &ceiling{bin: bin}, nil
 }
@@ -60,7 +61,11 @@ func (c *ceiling) once(ctx context.Context, d time.Duration) (float64, bool) {
 // output: samples per CPU-second of its thread where the benchmark reports
 // it (the gateway's rate per core is in CPU-seconds too), else samples per
 // second of wall time.
-func benchValues(out, name string) []float64 {
+func benchValues(out, name string) []float64 { return benchRates(out, name, "samples") }
+
+// benchRates is benchValues for items other than samples (spans).
+func benchRates(out, name, items string) []float64 {
+	perSec, perCPU := items+"/s", items+"/cpu-s"
 	var vals []float64
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Fields(line)
@@ -69,15 +74,15 @@ func benchValues(out, name string) []float64 {
 		}
 		units := map[string]float64{}
 		for i := 2; i < len(f); i++ {
-			if f[i] == "samples/s" || f[i] == "samples/cpu-s" {
+			if f[i] == perSec || f[i] == perCPU {
 				if v, err := strconv.ParseFloat(f[i-1], 64); err == nil {
 					units[f[i]] = v
 				}
 			}
 		}
-		if v, ok := units["samples/cpu-s"]; ok {
+		if v, ok := units[perCPU]; ok {
 			vals = append(vals, v)
-		} else if v, ok := units["samples/s"]; ok {
+		} else if v, ok := units[perSec]; ok {
 			vals = append(vals, v)
 		}
 	}

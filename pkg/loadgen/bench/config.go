@@ -21,6 +21,11 @@
 //	   the same loopback scrape targets, each sending to the same gateway;
 //	   CPU seconds and RSS of each over the same window, at 10k and 100k
 //	   series (see AgentConfig)
+//	spans  OTLP traces (gRPC and HTTP) → gateway → devbroker, and the same
+//	   into an OpenTelemetry Collector (if built), at each of
+//	   -spans.per-request; spans per CPU-second of each, and the gateway's
+//	   floor: its parse and compress alone (go test -bench CeilingSpans,
+//	   one core), which bounds any gateway / Collector ratio
 //	spans-sink  the ingester's Jaeger Elasticsearch sink vs. a direct _bulk
 //	   client writing the same documents, each into a fresh ZincSearch,
 //	   3 rounds (1 below 6 s windows): spans/s until searchable
@@ -48,6 +53,7 @@ import (
 	"flag"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -85,6 +91,23 @@ type Config struct {
 	Otelcol string `yaml:"otelcol"`
 	// LogsAgent is the logs-agent phase (issue 20).
 	LogsAgent LogsAgentConfig `yaml:"logs_agent"`
+	// SpansPerRequest are the spans phase's request sizes, comma-separated.
+	SpansPerRequest string `yaml:"spans_per_request"`
+}
+
+// spanSizes are the spans phase's request sizes.
+func (c *Config) spanSizes() ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(c.SpansPerRequest, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("spans.per-request: %q is not a positive number of spans", f)
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
 }
 
 // RegisterFlags registers the flags.
@@ -97,6 +120,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Agent.RegisterFlags(fs)
 	fs.StringVar(&c.Otelcol, "otelcol", "", "OpenTelemetry Collector binary for the spans phase's baseline (make bench builds it with scripts/build-otelcol.sh); empty: left out.")
 	c.LogsAgent.RegisterFlags(fs)
+	// 100: a service exporting small batches often; 512: the SDK batch
+	// span processor's largest export, what a busy service sends.
+	fs.StringVar(&c.SpansPerRequest, "spans.per-request", "100,512", "spans phase: spans per OTLP export request, comma-separated; each size is measured on both receivers. 100's results have the plain keys, others end in _<size>.")
 }
 
 // Validate checks the configuration.
@@ -113,6 +139,9 @@ func (c *Config) Validate() error {
 		if !slices.Contains(allPhases, p) {
 			return fmt.Errorf("phases: unknown phase %q (want some of %s)", p, strings.Join(allPhases, ", "))
 		}
+	}
+	if _, err := c.spanSizes(); err != nil {
+		return err
 	}
 	if err := c.LogsAgent.Validate(); err != nil {
 		return err

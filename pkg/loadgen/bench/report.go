@@ -86,6 +86,8 @@ var ratios = []ratio{
 	{"ingester_prometheus_vs_direct", "ingester_prometheus_samples_per_sec", "prometheus_direct_samples_per_sec", 0.9, "3. ingester → Prometheus / direct (per round)"},
 	{"spans_gateway_vs_otelcol_per_core_grpc", "spans_gateway_grpc_per_core_sec", "spans_otelcol_grpc_per_core_sec", 5, "21. spans/CPU-s gateway / Collector, gRPC"},
 	{"spans_gateway_vs_otelcol_per_core_http", "spans_gateway_http_per_core_sec", "spans_otelcol_http_per_core_sec", 5, "21. spans/CPU-s gateway / Collector, HTTP"},
+	{"spans_gateway_vs_otelcol_per_core_grpc_512", "spans_gateway_grpc_per_core_sec_512", "spans_otelcol_grpc_per_core_sec_512", 5, "21. same, 512 spans per request, gRPC"},
+	{"spans_gateway_vs_otelcol_per_core_http_512", "spans_gateway_http_per_core_sec_512", "spans_otelcol_http_per_core_sec_512", 5, "21. same, 512 spans per request, HTTP"},
 	{"spans_sink_ingester_vs_direct", "spans_sink_ingester_per_sec", "spans_sink_direct_per_sec", 0.8, "21. ES sink / direct _bulk (per round)"},
 }
 
@@ -118,6 +120,7 @@ func (r results) final() results {
 	for k, v := range r {
 		out[k] = v
 	}
+	spansBoundKeys(out)
 	for _, q := range ratios {
 		if _, ok := r.get(q.key); ok {
 			continue // measured per round
@@ -197,6 +200,7 @@ func writeReport(w io.Writer, r results, failures []string, seconds, cpus, concu
 	}
 	writeAgentTable(&b, r)
 	writeLogsAgentTable(&b, r)
+	writeSpansTable(&b, r)
 	if len(failures) > 0 {
 		b.WriteString("\n")
 		for _, f := range failures {
