@@ -10,10 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -40,7 +37,7 @@ import (
 // every test ran, and removes the binaries testenv.Binary built.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	shared.stop()
+	shared.Stop(code != 0)
 	testenv.RemoveBinaries()
 	os.Exit(code)
 }
@@ -198,88 +195,14 @@ func ensureNamespace(t *testing.T, k *testenv.Kube, ns string) {
 	}
 }
 
-// sharedKube is the package's one kube-apiserver (each start costs
-// seconds): started by the first test that asks, stopped by TestMain after
-// the last test. Tests sharing it use their own namespaces.
+// shared is the package's one kube-apiserver (each start costs seconds):
+// started by the first test that asks, stopped by TestMain after the last
+// test. Tests sharing it use their own namespaces.
+var shared testenv.SharedKube
+
 func sharedKube(t *testing.T) *testenv.Kube {
 	t.Helper()
-	shared.once.Do(func() {
-		shared.tb = &packageTB{TB: t}
-		shared.kube = testenv.StartKube(shared.tb)
-	})
-	if shared.kube == nil {
-		t.Fatal("the shared kube-apiserver failed to start (see the first test that asked for it)")
-	}
-	return shared.kube
-}
-
-// sharedAPIServer is the package's one kube-apiserver.
-type sharedAPIServer struct {
-	once sync.Once
-	tb   *packageTB
-	kube *testenv.Kube
-}
-
-var shared sharedAPIServer
-
-// stop kills the apiserver and etcd and removes their data.
-func (s *sharedAPIServer) stop() {
-	if s.tb != nil {
-		s.tb.runCleanups()
-	}
-}
-
-// packageTB is the testing.TB the shared apiserver is started with: it
-// belongs to the first test that asked for it while starting (a failure
-// fails that test), but its cleanups and temporary directories last until
-// TestMain ends, and its logs after that test go to stderr.
-type packageTB struct {
-	testing.TB
-	mu       sync.Mutex
-	cleanups []func()
-	dirs     []string
-}
-
-func (p *packageTB) Helper() {}
-
-func (p *packageTB) Cleanup(f func()) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cleanups = append(p.cleanups, f)
-}
-
-func (p *packageTB) TempDir() string {
-	d, err := os.MkdirTemp("", "tributary-charts-kube-")
-	if err != nil {
-		p.TB.Fatal(err)
-	}
-	p.mu.Lock()
-	p.dirs = append(p.dirs, d)
-	p.mu.Unlock()
-	return d
-}
-
-// Failed is false after the start: a later test's failure is not the
-// apiserver's, and the first test may have ended.
-func (p *packageTB) Failed() bool { return false }
-
-func (p *packageTB) Logf(format string, args ...any) {
-	fmt.Fprintf(logOut, "sharedKube: "+format+"\n", args...)
-}
-
-var logOut io.Writer = os.Stderr
-
-func (p *packageTB) runCleanups() {
-	p.mu.Lock()
-	cleanups, dirs := p.cleanups, p.dirs
-	p.cleanups, p.dirs = nil, nil
-	p.mu.Unlock()
-	for i := len(cleanups) - 1; i >= 0; i-- {
-		cleanups[i]()
-	}
-	for _, d := range dirs {
-		_ = os.RemoveAll(d)
-	}
+	return shared.Get(t)
 }
 
 // toTyped converts u into out (a typed API object) strictly: a field out
