@@ -42,9 +42,7 @@ func (g *Gateway) lokiPush(r *http.Request) (int, error) {
 	}
 	opt.OverrideCluster = req.override
 	rt := g.route(g.cfg.LogsTopic)
-	if rt.Sharded() {
-		opt.Sharder = rt.Route // hot clusters' streams cut into one record per shard
-	}
+	opt.Sharder = rt.sharder()
 	body := req.body
 	ct := r.Header.Get("Content-Type")
 	if mt, _, err := mime.ParseMediaType(ct); err == nil {

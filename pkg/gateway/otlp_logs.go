@@ -56,9 +56,7 @@ func (g *Gateway) exportLogs(ctx context.Context, req *otlpRequest) (proto.Messa
 			MaxClusters:     g.cfg.MaxClustersPerRequest,
 			Reserve:         req.reserve,
 			OverrideCluster: req.override,
-		}
-		if rt.Sharded() {
-			opt.Sharder = rt.Route
+			Sharder:         rt.sharder(),
 		}
 		batches, refused := lokipush.Parse(res.Body, "application/x-protobuf", "", g.logsLimits(req.cluster), opt)
 		if refused != nil && len(batches) == 0 {

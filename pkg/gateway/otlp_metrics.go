@@ -80,9 +80,7 @@ func (g *Gateway) exportMetrics(ctx context.Context, req *otlpRequest) (proto.Me
 		}
 		lim := g.remoteWriteLimits(req.cluster)
 		lim.OverrideCluster = req.override
-		if rt.Sharded() {
-			lim.Sharder = rt.Route
-		}
+		lim.Sharder = rt.sharder()
 		batches, err := p.Parse(res.Body, req.cluster, lim)
 		if err != nil {
 			g.parsers.put(p)

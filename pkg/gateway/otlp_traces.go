@@ -26,9 +26,7 @@ func (g *Gateway) exportSpans(ctx context.Context, req *otlpRequest) (proto.Mess
 	lim := g.spanLimits(req.cluster)
 	lim.OverrideCluster = req.override
 	rt := g.route(g.cfg.SpansTopic)
-	if rt.Sharded() {
-		lim.Sharder = rt.Route // hot clusters' spans cut into one record per shard by trace id
-	}
+	lim.Sharder = rt.sharder() // hot clusters' spans cut into one record per shard by trace id
 	var (
 		batches []otlp.Batch
 		err     error

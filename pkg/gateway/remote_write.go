@@ -88,9 +88,7 @@ func (g *Gateway) remoteWrite(w http.ResponseWriter, r *http.Request) (int, erro
 	lim := g.remoteWriteLimits(req.cluster)
 	lim.OverrideCluster = req.override
 	rt := g.route(g.cfg.MetricsTopic)
-	if rt.Sharded() {
-		lim.Sharder = rt.Route // hot clusters' series cut into one record per shard
-	}
+	lim.Sharder = rt.sharder()
 	var batches []remotewrite.Batch
 	if proto == protoV2 {
 		batches, err = p.ParseV2(body, req.cluster, lim)

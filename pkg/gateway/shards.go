@@ -24,6 +24,24 @@ func (g *Gateway) route(topic string) route {
 	return route{Route: rt, err: err}
 }
 
+// sharder is what the parsers (remotewrite, lokipush, otlp) cut hot
+// clusters' records by, one record per shard: each declares the same
+// one-method interface, which this one satisfies.
+type sharder interface {
+	Shards(cluster string) int
+}
+
+// sharder is the Sharder to give a parser: nil when the route spreads no
+// cluster, so the common case neither boxes the route (an allocation per
+// request) nor hashes a series; the parsers take nil as one shard per
+// cluster.
+func (rt route) sharder() sharder {
+	if !rt.Sharded() {
+		return nil
+	}
+	return rt.Route
+}
+
 // initShards loads -shards.file. It was parsed by Validate; an error now
 // (the file changed since) stops the gateway when it runs.
 func (g *Gateway) initShards(reg prometheus.Registerer, log *slog.Logger) {
