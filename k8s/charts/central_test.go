@@ -27,6 +27,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
@@ -289,22 +290,26 @@ func checkPodSecurity(t *testing.T, d *appsv1.Deployment) {
 	}
 }
 
-// checkSecretMounts: every Secret volume is mounted read-only, and every
+// checkSecretMounts: every Secret and ConfigMap volume is mounted
+// read-only and whole (a subPath mount never receives updates), and every
 // file flag points into a mounted volume.
 func checkSecretMounts(t *testing.T, d *appsv1.Deployment) {
 	t.Helper()
 	ps := d.Spec.Template.Spec
-	secretVolumes := map[string]bool{}
+	fileVolumes := map[string]bool{}
 	for _, v := range ps.Volumes {
-		if v.Secret != nil {
-			secretVolumes[v.Name] = true
+		if v.Secret != nil || v.ConfigMap != nil {
+			fileVolumes[v.Name] = true
 		}
 	}
 	for _, c := range ps.Containers {
 		var mounts []string
 		for _, m := range c.VolumeMounts {
-			if secretVolumes[m.Name] && !m.ReadOnly {
-				t.Errorf("%s: Secret volume %s mounted writable", d.Name, m.Name)
+			if fileVolumes[m.Name] && !m.ReadOnly {
+				t.Errorf("%s: volume %s mounted writable", d.Name, m.Name)
+			}
+			if fileVolumes[m.Name] && (m.SubPath != "" || m.SubPathExpr != "") {
+				t.Errorf("%s: volume %s mounted with a subPath, which never receives updates", d.Name, m.Name)
 			}
 			mounts = append(mounts, m.MountPath+"/")
 		}
@@ -564,6 +569,14 @@ func TestCentralValuesSchema(t *testing.T) {
 		{"topic creation", minimal, map[string]any{"kafka.createTopics.enabled": true}, ""},
 		{"topics of no partitions", minimal, map[string]any{"kafka.createTopics.partitions": 0}, "partitions"},
 		{"misspelt topic creation key", minimal, map[string]any{"kafka.createTopics.replicas": 3}, "replicas"},
+		{"per-cluster limits", minimal, map[string]any{"gateway.limits.clusters": map[string]any{"prod-eu": map[string]any{"samples_per_second": 0.5, "max_series_per_request": 100}}}, ""},
+		{"misspelt limit", minimal, map[string]any{"gateway.limits.clusters": map[string]any{"prod-eu": map[string]any{"samples_per_sec": 100}}}, "samples_per_sec"},
+		{"misspelt default limit", minimal, map[string]any{"gateway.limits.defaults": map[string]any{"spans_per_sec": 100}}, "spans_per_sec"},
+		{"negative burst", minimal, map[string]any{"gateway.limits.clusters": map[string]any{"prod-eu": map[string]any{"samples_burst": -1}}}, "samples_burst"},
+		{"fractional bound", minimal, map[string]any{"gateway.limits.defaults": map[string]any{"max_line_bytes": 1.5}}, "max_line_bytes"},
+		{"limits and an existing ConfigMap", minimal, map[string]any{"gateway.limits.existingConfigMap": "l", "gateway.limits.clusters": map[string]any{"a": map[string]any{"spans_per_second": 1}}}, "clusters"},
+		{"existing limits ConfigMap", minimal, map[string]any{"gateway.limits.existingConfigMap": "l"}, ""},
+		{"limits of a cluster without a name", minimal, map[string]any{"gateway.limits.clusters": map[string]any{"": map[string]any{"spans_per_second": 1}}}, "propertyName"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := renderErr(t, centralChart, "tributary", tc.files, tc.set)
@@ -729,7 +742,7 @@ func applyStrict(k *testenv.Kube, ns string, o *unstructured.Unstructured) error
 
 // TestCentralBinariesRunRenderedPods runs the real gateway and ingester
 // binaries as the rendered pods would run them (the container's args and
-// env, each mounted Secret as a directory of its files), with only the
+// env, each mounted Secret or ConfigMap as a directory of its files), with only the
 // addresses replaced by the test's own (a kfake broker speaking what the
 // example configures: plain, TLS, or TLS with SCRAM-SHA-512; loopback
 // ports; closed sink ports), and waits until each answers its readiness
@@ -752,6 +765,8 @@ func TestCentralBinariesRunRenderedPods(t *testing.T) {
 		// created: topics the binaries must have created, with their
 		// partitions (the broker holds only testenv.Topics at start).
 		created map[string]int32
+		// check, if set, runs against the started gateway.
+		check func(t *testing.T, gw *renderedPod)
 	}{
 		{file: "examples/central-all-sinks.yaml"},
 		{file: "examples/central-minimal.yaml", name: "with auth off", set: authOff},
@@ -763,6 +778,7 @@ func TestCentralBinariesRunRenderedPods(t *testing.T) {
 		{file: "examples/central-strimzi.yaml", opts: []kfake.Opt{kfake.TLS(secrets.serverTLS)}},
 		{file: "examples/central-existing-kafka.yaml", opts: []kfake.Opt{kfake.TLS(secrets.serverTLS),
 			kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "tributary", string(secrets.files["kafka-tributary"]["password"]))}},
+		{file: "examples/central-minimal.yaml", name: "with per-cluster limits", set: limitsEnforcedValues(), check: checkLimitsEnforced},
 	} {
 		name := filepath.Base(tc.file)
 		if tc.name != "" {
@@ -773,6 +789,8 @@ func TestCentralBinariesRunRenderedPods(t *testing.T) {
 			kafka := testenv.Kafka(t, 2, append(testenv.FastGroups(), tc.opts...)...)
 			objs := render(t, centralChart, "tributary", []string{tc.file}, tc.set)
 			typed, _ := decodeStrict(t, objs)
+			files := podFiles{secrets: secrets.files, configMaps: renderedConfigMaps(typed)}
+			var gw *renderedPod
 			started := 0
 			for _, o := range typed {
 				d, ok := o.(*appsv1.Deployment)
@@ -794,7 +812,10 @@ func TestCentralBinariesRunRenderedPods(t *testing.T) {
 						over[flag] = "http://" + closed
 					}
 				}
-				startRendered(t, d, bin, secrets.files, ca, over)
+				pod := startRendered(t, d, bin, files, ca, over)
+				if d.Name == "rel-tributary-gateway" {
+					gw = pod
+				}
 				started++
 			}
 			if started < 2 {
@@ -807,6 +828,12 @@ func TestCentralBinariesRunRenderedPods(t *testing.T) {
 					}
 					return nil
 				})
+			}
+			if tc.check != nil {
+				if gw == nil {
+					t.Fatal("no gateway Deployment rendered")
+				}
+				tc.check(t, gw)
 			}
 		})
 	}
@@ -885,14 +912,42 @@ func testSecrets(t *testing.T, gatewayBin string) (chartSecrets, *x509.CertPool)
 	}, pool
 }
 
+// podFiles are the contents of the Secrets and ConfigMaps pods mount, by
+// name and key.
+type podFiles struct{ secrets, configMaps map[string]map[string][]byte }
+
+// renderedConfigMaps are the data of the ConfigMaps among objs, by name
+// and key.
+func renderedConfigMaps(objs []runtime.Object) map[string]map[string][]byte {
+	out := map[string]map[string][]byte{}
+	for _, o := range objs {
+		if cm, ok := o.(*corev1.ConfigMap); ok {
+			out[cm.Name] = map[string][]byte{}
+			for k, v := range cm.Data {
+				out[cm.Name][k] = []byte(v)
+			}
+		}
+	}
+	return out
+}
+
+// renderedPod is a Deployment's container run by startRendered.
+type renderedPod struct {
+	*testenv.Process
+	httpAddr string            // what -http.listen-addr was replaced with
+	volumes  map[string]string // volume name → the directory standing in for it
+}
+
 // startRendered starts bin as d's first container would run: its args,
 // its env (literal values, Secret keys, the memory limit), and each
-// mounted Secret volume as a temporary directory holding the volume's
-// items, with the mount path in args and env rewritten to that directory.
-// over replaces the values of the flags named (each must be among the
-// args). It waits until the readiness and liveness probes' paths answer
-// 200 on the address given for -http.listen-addr.
-func startRendered(t *testing.T, d *appsv1.Deployment, bin string, secrets map[string]map[string][]byte, ca *x509.CertPool, over map[string]string) *testenv.Process {
+// mounted Secret or ConfigMap volume as a temporary directory holding the
+// volume's items as the kubelet writes them (writeVolume), with the mount
+// path in args and env rewritten to that directory. A subPath mount is
+// refused: the kubelet never updates one. over replaces the values of the
+// flags named (each must be among the args). It waits until the readiness
+// and liveness probes' paths answer 200 on the address given for
+// -http.listen-addr.
+func startRendered(t *testing.T, d *appsv1.Deployment, bin string, files podFiles, ca *x509.CertPool, over map[string]string) *renderedPod {
 	t.Helper()
 	pod := d.Spec.Template.Spec
 	c := pod.Containers[0]
@@ -901,22 +956,35 @@ func startRendered(t *testing.T, d *appsv1.Deployment, bin string, secrets map[s
 		volumes[v.Name] = v
 	}
 	mounts := map[string]string{} // mount path → local directory
+	dirs := map[string]string{}   // volume name → local directory
 	for _, m := range c.VolumeMounts {
 		v, ok := volumes[m.Name]
-		if !ok || v.Secret == nil {
-			t.Fatalf("%s: mount %s is not a Secret volume of the pod", d.Name, m.Name)
+		var kind, name string
+		var items []corev1.KeyToPath
+		var source map[string]map[string][]byte
+		switch {
+		case ok && v.Secret != nil:
+			kind, name, items, source = "Secret", v.Secret.SecretName, v.Secret.Items, files.secrets
+		case ok && v.ConfigMap != nil:
+			kind, name, items, source = "ConfigMap", v.ConfigMap.Name, v.ConfigMap.Items, files.configMaps
+		default:
+			t.Fatalf("%s: mount %s is not a Secret or ConfigMap volume of the pod", d.Name, m.Name)
+		}
+		if m.SubPath != "" || m.SubPathExpr != "" {
+			t.Fatalf("%s: mount %s of %s %s is a subPath mount, which the kubelet never updates", d.Name, m.Name, kind, name)
+		}
+		content := map[string][]byte{}
+		for _, item := range items {
+			data, ok := source[name][item.Key]
+			if !ok {
+				t.Fatalf("%s: volume %s wants key %s of %s %s, which the test does not know", d.Name, m.Name, item.Key, kind, name)
+			}
+			content[item.Path] = data
 		}
 		dir := t.TempDir()
-		for _, item := range v.Secret.Items {
-			data, ok := secrets[v.Secret.SecretName][item.Key]
-			if !ok {
-				t.Fatalf("%s: volume %s wants key %s of Secret %s, which the test does not know", d.Name, m.Name, item.Key, v.Secret.SecretName)
-			}
-			if err := os.WriteFile(filepath.Join(dir, item.Path), data, 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}
+		writeVolume(t, dir, content)
 		mounts[m.MountPath] = dir
+		dirs[m.Name] = dir
 	}
 	local := func(s string) string {
 		for path, dir := range mounts {
@@ -953,7 +1021,7 @@ func startRendered(t *testing.T, d *appsv1.Deployment, bin string, secrets map[s
 			env = append(env, e.Name+"="+local(e.Value))
 		case e.ValueFrom.SecretKeyRef != nil:
 			ref := e.ValueFrom.SecretKeyRef
-			data, ok := secrets[ref.Name][ref.Key]
+			data, ok := files.secrets[ref.Name][ref.Key]
 			if !ok {
 				t.Fatalf("%s: env %s wants key %s of Secret %s, which the test does not know", d.Name, e.Name, ref.Key, ref.Name)
 			}
@@ -965,7 +1033,7 @@ func startRendered(t *testing.T, d *appsv1.Deployment, bin string, secrets map[s
 		}
 	}
 
-	p := testenv.StartProcess(t, d.Name, bin, args, env...)
+	p := &renderedPod{Process: testenv.StartProcess(t, d.Name, bin, args, env...), httpAddr: over["http.listen-addr"], volumes: dirs}
 	// The probes name the port "http": the one -http.listen-addr serves.
 	var httpPort int32
 	for _, cp := range c.Ports {
@@ -1000,4 +1068,56 @@ func startRendered(t *testing.T, d *appsv1.Deployment, bin string, secrets map[s
 		})
 	}
 	return p
+}
+
+// writeVolume writes files (path in the volume → content) into dir as the
+// kubelet's atomic writer fills and updates a Secret or ConfigMap volume:
+// the files go into a new hidden directory, published by renaming the
+// ..data symlink over the previous one, and each file's path is a symlink
+// through ..data. A reader sees the old files or the new ones, never a mix,
+// and a file's path stays the same across updates.
+func writeVolume(t *testing.T, dir string, files map[string][]byte) {
+	t.Helper()
+	ts, err := os.MkdirTemp(dir, "..ts-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, data := range files {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(ts, path)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(ts, path), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := filepath.Join(dir, "..data")
+	old, _ := os.Readlink(data) // "" on the first write
+	tmp := filepath.Join(dir, "..data_tmp")
+	if err := os.Symlink(filepath.Base(ts), tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, data); err != nil {
+		t.Fatal(err)
+	}
+	for path := range files {
+		link := filepath.Join(dir, path)
+		if _, err := os.Lstat(link); err == nil {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(link), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		rel, err := filepath.Rel(filepath.Dir(link), filepath.Join(data, path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(rel, link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if old != "" {
+		if err := os.RemoveAll(filepath.Join(dir, old)); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

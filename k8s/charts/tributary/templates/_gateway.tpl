@@ -10,6 +10,9 @@
 {{- if ne $g.auth.tokensSecret "" }}
 - {name: auth, mountPath: /etc/tributary/auth, readOnly: true}
 {{- end }}
+{{- if include "tributary.gatewayLimitsConfigMap" $ }}
+- {name: limits, mountPath: /etc/tributary/limits, readOnly: true}
+{{- end }}
 {{- end -}}
 
 {{- define "tributary.gatewayVolumes" -}}
@@ -27,4 +30,22 @@
 - name: auth
   secret: {secretName: {{ $g.auth.tokensSecret }}, items: [{key: tokens.yaml, path: tokens.yaml}]}
 {{- end }}
+{{- with include "tributary.gatewayLimitsConfigMap" $ }}
+- name: limits
+  configMap: {name: {{ . }}, items: [{key: limits.yaml, path: limits.yaml}]}
+{{- end }}
+{{- end -}}
+
+{{/*
+The ConfigMap holding the limits file (key limits.yaml): the user's
+gateway.limits.existingConfigMap, else the chart's own when
+gateway.limits.defaults or .clusters say something; "" for no limits file.
+*/}}
+{{- define "tributary.gatewayLimitsConfigMap" -}}
+{{- $l := .Values.gateway.limits -}}
+{{- if ne $l.existingConfigMap "" -}}
+{{- $l.existingConfigMap -}}
+{{- else if or $l.defaults $l.clusters -}}
+{{- printf "%s-gateway-limits" (include "tributary.fullname" .) -}}
+{{- end -}}
 {{- end -}}
