@@ -39,6 +39,9 @@ type config struct {
 const gcOverhead = 128 << 20
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "shards" { // gateway shards suggest: the shard table from live load
+		os.Exit(shardsMain(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	if err := runMain(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "gateway:", err)
 		os.Exit(1)

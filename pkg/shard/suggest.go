@@ -143,6 +143,17 @@ func (t *Table) Clusters() []string {
 	return names
 }
 
+// Only is the table of t's lines for the clusters named (those t names).
+func (t *Table) Only(clusters ...string) *Table {
+	u := &Table{clusters: map[string]entry{}}
+	for _, name := range clusters {
+		if e, ok := t.line(name); ok {
+			u.add(name, e)
+		}
+	}
+	return u
+}
+
 func (t *Table) line(cluster string) (entry, bool) {
 	if t == nil {
 		return entry{}, false

@@ -95,4 +95,6 @@ func TestPlaceAround(t *testing.T) {
 	p := got.Load(load, HashXX, 4)
 	require.InDelta(t, 400, p[0]+p[1]+p[2]+p[3], 1e-9, "every cluster's load placed once: %v", p)
 	require.True(t, Place(load, ks, 4, HashXX).Equal(PlaceAround(nil, load, ks, 4, HashXX)))
+	require.Equal(t, []string{"b"}, got.Only("b", "c").Clusters())
+	require.Equal(t, got.Partition(HashXX, "b", 0, 4), got.Only("b").Partition(HashXX, "b", 0, 4))
 }
