@@ -2,11 +2,15 @@ package charts
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -237,4 +241,42 @@ func remoteWrite(t *testing.T, url, cluster string, n int) (int, string, string)
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, resp.Header.Get("Retry-After"), string(body)
+}
+
+// TestCentralLimitsSchemaKnowsEveryLimit: values.schema.json's limits
+// (definitions.clusterLimits) are exactly the keys of the gateway's
+// limits file (pkg/limits.Cluster's yaml tags): a limit the gateway
+// learns must not be refused at install as misspelt, and the schema must
+// not accept a key the gateway refuses at start.
+func TestCentralLimitsSchemaKnowsEveryLimit(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(centralChart, "values.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema struct {
+		Definitions struct {
+			ClusterLimits struct {
+				Properties           map[string]any `json:"properties"`
+				AdditionalProperties *bool          `json:"additionalProperties"`
+			} `json:"clusterLimits"`
+		} `json:"definitions"`
+	}
+	if err := json.Unmarshal(data, &schema); err != nil {
+		t.Fatal(err)
+	}
+	cl := schema.Definitions.ClusterLimits
+	if cl.AdditionalProperties == nil || *cl.AdditionalProperties {
+		t.Errorf("definitions.clusterLimits allows keys it does not name")
+	}
+	var want []string
+	typ := reflect.TypeFor[limits.Cluster]()
+	for i := range typ.NumField() {
+		name, _, _ := strings.Cut(typ.Field(i).Tag.Get("yaml"), ",")
+		want = append(want, name)
+	}
+	got := slices.Sorted(maps.Keys(cl.Properties))
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("schema limits %v, want the limits file's keys %v", got, want)
+	}
 }
