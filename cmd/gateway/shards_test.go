@@ -102,7 +102,8 @@ func TestShardsSuggest(t *testing.T) {
 	for i := range 10 {
 		rates = append(rates, itemsRate{"gw-a", "logs", fmt.Sprintf("c-%02d", i), 66})
 	}
-	at := pushItems(t, prom.URL, rates).Format(time.RFC3339)
+	pushedAt := pushItems(t, prom.URL, rates)
+	at := pushedAt.Format(time.RFC3339)
 	base := []string{"suggest", "-prometheus.url=" + prom.URL, "-partitions=12", "-window=5m", "-time=" + at}
 
 	t.Run("metrics", func(t *testing.T) {
@@ -144,6 +145,9 @@ func TestShardsSuggest(t *testing.T) {
 		code, out, errs = runShards(append(base, "-current="+current, "-o="+output)...)
 		require.Equal(t, 0, code, errs)
 		require.Empty(t, out, "-o writes the file, not stdout")
+		entries, err := os.ReadDir(dir)
+		require.NoError(t, err)
+		require.Len(t, entries, 2, "no temporary file left next to -o")
 		text, err := os.ReadFile(output)
 		require.NoError(t, err)
 		tb := parseTable(t, string(text), 12)
@@ -156,6 +160,26 @@ func TestShardsSuggest(t *testing.T) {
 			tb.Partition(shard.HashXX, "warm", 0, 12), tb.Partition(shard.HashXX, "warm", 0, 12)))
 		require.Contains(t, errs, fmt.Sprintf(`"gone": 4 partitions from %d -> partition %[1]d: 75%% of its series move`, shard.HashXX.Base("gone", 12)))
 		require.NotContains(t, errs, `  "hot": `, "hot's line does not change")
+
+		// The gateways' -shards.hash places the clusters without a first
+		// partition: gone's base partition is another with fnv1a.
+		fnvBase := shard.HashFNV1a.Base("gone", 12)
+		require.NotEqual(t, shard.HashXX.Base("gone", 12), fnvBase)
+		code, _, errs = runShards(append(base, "-current="+current, "-hash=fnv1a")...)
+		require.Equal(t, 0, code, errs)
+		require.Contains(t, errs, fmt.Sprintf(`"gone": 4 partitions from %d -> partition %[1]d`, fnvBase))
+	})
+
+	t.Run("selector", func(t *testing.T) {
+		code, out, errs := runShards(append(base, `-selector=job="gateway"`)...)
+		require.Equal(t, 0, code, errs)
+		require.Equal(t, 7, parseTable(t, out, 12).Shards("hot"), out)
+		code, _, errs = runShards(append(base, `-selector=job="elsewhere"`)...)
+		require.Equal(t, 1, code, errs)
+		require.Contains(t, errs, `no metrics items`)
+		code, _, errs = runShards(append(base, `-selector=job=`)...)
+		require.Equal(t, 1, code, errs)
+		require.Contains(t, errs, `refused sum by (cluster) (rate(tributary_gateway_items_received_total{signal="metrics",job=}[5m])) (check -selector)`)
 	})
 
 	t.Run("no such metric", func(t *testing.T) {
@@ -163,6 +187,10 @@ func TestShardsSuggest(t *testing.T) {
 		require.Equal(t, 1, code, errs)
 		require.Contains(t, errs, "no spans items")
 		require.Contains(t, errs, "Prometheus must scrape every gateway's /metrics")
+		hourBefore := pushedAt.Add(-time.Hour).Format(time.RFC3339)
+		code, _, errs = runShards("suggest", "-prometheus.url="+prom.URL, "-partitions=12", "-window=5m", "-time="+hourBefore)
+		require.Equal(t, 1, code, "-time an hour before the samples: %s", errs)
+		require.Contains(t, errs, "no metrics items")
 	})
 }
 
