@@ -471,7 +471,7 @@ func header(cfg suggestConfig, at time.Time, loads []signalLoad, table *shard.Ta
 	}
 	fmt.Fprintf(&b, "# %d partitions, threshold %.3g, hash %s", n, cfg.Threshold, h)
 	if len(loads) > 1 {
-		b.WriteString(", k the largest over the signals")
+		b.WriteString(",\n# k the largest over the signals, placed by each cluster's shares of the signals summed")
 	}
 	b.WriteString(".\n")
 	var spread []string
