@@ -158,6 +158,8 @@ func (c *suggestConfig) Validate() error {
 		return fmt.Errorf("-threshold must be positive, got %v", c.Threshold)
 	case c.Timeout <= 0:
 		return errors.New("-timeout must be positive")
+	case strings.ContainsAny(c.Selector, "\r\n"):
+		return errors.New("-selector must be one line (it is quoted in the table's header)")
 	}
 	if _, err := shard.ParseHash(c.Hash); err != nil {
 		return fmt.Errorf("-hash: %w", err)
@@ -235,9 +237,9 @@ func suggestTable(ctx context.Context, cfg suggestConfig, stdout, stderr io.Writ
 	if current != nil {
 		table, kept = keepCurrent(current, fresh, load, ks, n, h, cfg.Threshold)
 	}
-	text := table.YAML()
-	// What the gateways will read: the table must parse to itself and fit.
-	back, err := shard.Parse([]byte(text))
+	out := header(cfg, at, loads, table, ks, load, n, h, current, kept) + table.YAML()
+	// What the gateways will read: the file must parse to the table and fit.
+	back, err := shard.Parse([]byte(out))
 	if err == nil {
 		err = back.Check("(-partitions)", n)
 	}
@@ -245,11 +247,10 @@ func suggestTable(ctx context.Context, cfg suggestConfig, stdout, stderr io.Writ
 		err = errors.New("the table read back differs")
 	}
 	if err != nil {
-		return fmt.Errorf("suggested table does not read back (a bug): %w\n%s", err, text)
+		return fmt.Errorf("suggested table does not read back (a bug): %w\n%s", err, out)
 	}
-	out := header(cfg, at, loads, table, ks, load, n, h, current, kept) + text
 	if current != nil {
-		reportChanges(stderr, cfg.Current, current, table, load, ks, kept, n, h)
+		reportChanges(stderr, cfg.Current, current, table, kept, n, h)
 	}
 	if cfg.Output == "" {
 		_, err = io.WriteString(stdout, out)
@@ -433,7 +434,7 @@ func sameLine(t, u *shard.Table, h shard.Hash, cluster string, n int32) bool {
 // reportChanges tells which clusters the new table moves and what share
 // of their series, and which lines it keeps though the load alone
 // suggests otherwise.
-func reportChanges(w io.Writer, path string, current, table *shard.Table, load map[string]float64, ks map[string]int, kept []keptLine, n int32, h shard.Hash) {
+func reportChanges(w io.Writer, path string, current, table *shard.Table, kept []keptLine, n int32, h shard.Hash) {
 	names := slices.Concat(current.Clusters(), table.Clusters())
 	slices.Sort(names)
 	names = slices.Compact(names)
