@@ -15,14 +15,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang/snappy"
-	"github.com/prometheus/prometheus/prompb"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/tributary-io/tributary/internal/testenv"
 	"github.com/tributary-io/tributary/pkg/limits"
+	"github.com/tributary-io/tributary/pkg/loadgen"
 )
 
 // TestCentralLimitsFile: gateway.limits.defaults and .clusters become the
@@ -164,35 +163,35 @@ func TestCentralLimitsChangeRestartsNoPod(t *testing.T) {
 
 // limitsEnforcedValues are the values of the rendered-pods case that
 // checkLimitsEnforced probes: an open gateway (the cluster comes from the
-// series' label), cluster tiny limited to a burst of 5 samples that
+// series' label), cluster tiny-0 limited to a burst of 5 samples that
 // refills in about an hour, every other cluster unlimited, and a short
 // poll interval so that a change applies within a second.
 func limitsEnforcedValues() map[string]any {
 	return map[string]any{
 		"gateway.auth.required": false, "gateway.auth.tokensSecret": "",
-		"gateway.limits.clusters": map[string]any{"tiny": map[string]any{"samples_per_second": 0.001, "samples_burst": 5}},
+		"gateway.limits.clusters": map[string]any{"tiny-0": map[string]any{"samples_per_second": 0.001, "samples_burst": 5}},
 		"gateway.extraArgs":       []any{"-limits.file.poll-interval=100ms"},
 	}
 }
 
 // checkLimitsEnforced: the gateway run from the rendered pod enforces the
-// rendered limits file (tiny gets 2xx for its burst, then 429 with
+// rendered limits file (tiny-0 gets 2xx for its burst, then 429 with
 // Retry-After naming the limit, while another cluster keeps getting 2xx),
 // and picks up a change of the mounted ConfigMap, written as the kubelet
-// writes it, without a restart: lifting tiny's rate lets it through.
+// writes it, without a restart: lifting tiny-0's rate lets it through.
 func checkLimitsEnforced(t *testing.T, gw *renderedPod) {
 	t.Helper()
 	url := "http://" + gw.httpAddr
-	if code, _, body := remoteWrite(t, url, "tiny", 5); code/100 != 2 {
-		t.Fatalf("tiny's first 5 samples (its burst): %d %s, want 2xx", code, body)
+	if code, _, body := remoteWrite(t, url, "tiny-", 5); code/100 != 2 {
+		t.Fatalf("tiny-0's first 5 samples (its burst): %d %s, want 2xx", code, body)
 	}
-	code, retryAfter, body := remoteWrite(t, url, "tiny", 5)
+	code, retryAfter, body := remoteWrite(t, url, "tiny-", 5)
 	if code != http.StatusTooManyRequests || retryAfter == "" || !strings.Contains(body, "samples_per_second") {
-		t.Fatalf("tiny's next 5 samples: %d (Retry-After %q) %s, want 429 with Retry-After naming samples_per_second", code, retryAfter, body)
+		t.Fatalf("tiny-0's next 5 samples: %d (Retry-After %q) %s, want 429 with Retry-After naming samples_per_second", code, retryAfter, body)
 	}
 	for i := range 3 {
-		if code, _, body := remoteWrite(t, url, "other", 5); code/100 != 2 {
-			t.Fatalf("request %d of cluster other (no limit): %d %s, want 2xx", i, code, body)
+		if code, _, body := remoteWrite(t, url, "other-", 5); code/100 != 2 {
+			t.Fatalf("request %d of cluster other-0 (no limit): %d %s, want 2xx", i, code, body)
 		}
 	}
 
@@ -200,39 +199,35 @@ func checkLimitsEnforced(t *testing.T, gw *renderedPod) {
 	if !ok {
 		t.Fatalf("no limits volume among %v", gw.volumes)
 	}
-	writeVolume(t, dir, map[string][]byte{"limits.yaml": []byte("clusters:\n  tiny: {samples_per_second: -1}\n")})
+	writeVolume(t, dir, map[string][]byte{"limits.yaml": []byte("clusters:\n  tiny-0: {samples_per_second: -1}\n")})
 	testenv.Eventually(t, 10*time.Second, func() error {
 		if gw.Exited() {
 			t.Fatalf("the gateway exited after the limits changed:\n%s", gw.Output())
 		}
-		if code, _, body := remoteWrite(t, url, "tiny", 5); code/100 != 2 {
-			return fmt.Errorf("tiny after its rate was lifted: %d %s", code, body)
+		if code, _, body := remoteWrite(t, url, "tiny-", 5); code/100 != 2 {
+			return fmt.Errorf("tiny-0 after its rate was lifted: %d %s", code, body)
 		}
 		return nil
 	})
 }
 
-// remoteWrite posts one series of cluster with n samples (the last n
-// seconds) to the gateway at url, and returns the status, the Retry-After
-// header and the body.
-func remoteWrite(t *testing.T, url, cluster string, n int) (int, string, string) {
+// remoteWrite posts n samples of cluster <prefix>0 (the load tool's
+// remote-write body: n series of one sample, stamped now) to the gateway at
+// url, and returns the status, the Retry-After header and the body.
+func remoteWrite(t *testing.T, url, prefix string, n int) (int, string, string) {
 	t.Helper()
-	now := time.Now()
-	ts := prompb.TimeSeries{Labels: []prompb.Label{{Name: "__name__", Value: "chart_limits_test"}, {Name: "cluster", Value: cluster}}}
-	for i := range n {
-		ts.Samples = append(ts.Samples, prompb.Sample{Timestamp: now.Add(time.Duration(i-n) * time.Second).UnixMilli(), Value: float64(i)})
-	}
-	raw, err := (&prompb.WriteRequest{Timeseries: []prompb.TimeSeries{ts}}).Marshal()
+	bodies, err := loadgen.RemoteWriteBodies(loadgen.SeriesConfig{Series: n, SeriesPerRequest: n, Labels: loadgen.MinLabels, Clusters: 1, ClusterPrefix: prefix})
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, err := http.NewRequest(http.MethodPost, url+"/api/v1/write", bytes.NewReader(snappy.Encode(nil, raw)))
+	b := bodies[0]
+	b.Stamp(time.Now())
+	req, err := http.NewRequest(http.MethodPost, url+"/api/v1/write", bytes.NewReader(b.Data))
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Content-Encoding", "snappy")
-	req.Header.Set("Content-Type", "application/x-protobuf")
-	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	req.Header.Set("Content-Type", b.ContentType)
+	req.Header.Set("Content-Encoding", b.Encoding)
 	client := &http.Client{Timeout: 10 * time.Second}
 	resp, err := client.Do(req)
 	if err != nil {
