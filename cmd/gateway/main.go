@@ -62,6 +62,14 @@ func parseConfig(args []string) (config, error) {
 	cfg.GC.RegisterFlags(fs, 400, "limits.max-inflight-bytes + 128 MiB")
 	fs.BoolVar(&cfg.Pprof, "debug.pprof", false, "Serve Go profiles under /debug/pprof/.")
 	cfg.hashToken.RegisterFlags(fs)
+	fs.Usage = func() {
+		out := fs.Output()
+		fmt.Fprintln(out, "Usage: gateway [flags]                   run the gateway")
+		fmt.Fprintln(out, "       gateway shards suggest [flags]    print the shard table (-shards.file) for the load in Prometheus (-help for its flags)")
+		fmt.Fprintln(out, "\nThe gateway takes remote-write, Loki push and OTLP (metrics, logs, traces) and writes")
+		fmt.Fprintln(out, "them to Kafka keyed by cluster, answering 2xx only once Kafka has acknowledged. Flags:")
+		fs.PrintDefaults() // flagenv adds how to set them from the environment
+	}
 	if err := flagenv.Parse(fs, args, "TRIBUTARY_GATEWAY", &cfg); err != nil {
 		return cfg, err
 	}
