@@ -113,6 +113,7 @@ type suggestConfig struct {
 	Current       string
 	Output        string
 	Timeout       time.Duration
+	Client        promClientConfig
 
 	at time.Time // Time parsed; zero: now
 }
@@ -134,6 +135,7 @@ func (c *suggestConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Current, "current", "", "The shard table in force (the gateways' -shards.file): its lines stay where the suggestion differs little, since each changed line moves that cluster's series.")
 	fs.StringVar(&c.Output, "o", "", "Write the table to this file (replaced whole, never half-written) instead of stdout.")
 	fs.DurationVar(&c.Timeout, "timeout", 30*time.Second, "Deadline of the whole command (the Prometheus queries).")
+	c.Client.RegisterFlags(fs)
 }
 
 // Validate checks the flags; its errors are usage errors.
@@ -160,6 +162,9 @@ func (c *suggestConfig) Validate() error {
 		return errors.New("-timeout must be positive")
 	case strings.ContainsAny(c.Selector, "\r\n"):
 		return errors.New("-selector must be one line (it is quoted in the table's header)")
+	}
+	if err := c.Client.Validate(u); err != nil {
+		return err
 	}
 	if _, err := shard.ParseHash(c.Hash); err != nil {
 		return fmt.Errorf("-hash: %w", err)
@@ -272,11 +277,16 @@ func itemsQuery(signal, selector string, window time.Duration) string {
 // series is an error when asked for alone; with -signal=all it is left
 // out (a note on stderr) unless all are missing.
 func queryLoads(ctx context.Context, cfg suggestConfig, at time.Time, stderr io.Writer) ([]signalLoad, error) {
-	client, err := api.NewClient(api.Config{Address: cfg.PrometheusURL})
+	u, _ := url.Parse(cfg.PrometheusURL) // checked by Validate
+	hc, err := cfg.Client.httpClient(stderr, u)
+	if err != nil {
+		return nil, err
+	}
+	client, err := api.NewClient(api.Config{Address: cfg.PrometheusURL, Client: hc})
 	if err != nil {
 		return nil, fmt.Errorf("-prometheus.url: %w", err)
 	}
-	prom := promv1.NewAPI(client)
+	prom := promv1.NewAPI(refusals{client})
 	asked := []string{cfg.Signal}
 	if cfg.Signal == "all" {
 		asked = signals
@@ -290,7 +300,10 @@ func queryLoads(ctx context.Context, cfg suggestConfig, at time.Time, stderr io.
 			fmt.Fprintf(stderr, "Prometheus warns about %s: %s\n", q, w)
 		}
 		var apiErr *promv1.Error
+		var refused *refusedError
 		switch {
+		case errors.As(err, &refused) || isTLSError(err):
+			return nil, cfg.Client.explain(cfg.PrometheusURL, err)
 		case errors.As(err, &apiErr):
 			return nil, fmt.Errorf("Prometheus at %s refused %s (check -selector): %w", cfg.PrometheusURL, q, err)
 		case err != nil:
@@ -320,8 +333,14 @@ func queryLoads(ctx context.Context, cfg suggestConfig, at time.Time, stderr io.
 		out = append(out, l)
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("no %s items in %s at %s (%s): Prometheus must scrape every gateway's /metrics, and the gateways must have received %s in the window (check -selector, -window, -time)",
-			strings.Join(missing, ", "), cfg.Window, cfg.PrometheusURL, itemsQuery(missing[0], cfg.Selector, cfg.Window), strings.Join(missing, " or "))
+		check := "-selector, -window, -time"
+		if cfg.Client.Tenant != "" {
+			// Mimir answers a tenant it holds nothing for with no series,
+			// not an error.
+			check += fmt.Sprintf(", -prometheus.tenant %q", cfg.Client.Tenant)
+		}
+		return nil, fmt.Errorf("no %s items in %s at %s (%s): Prometheus must scrape every gateway's /metrics, and the gateways must have received %s in the window (check %s)",
+			strings.Join(missing, ", "), cfg.Window, cfg.PrometheusURL, itemsQuery(missing[0], cfg.Selector, cfg.Window), strings.Join(missing, " or "), check)
 	}
 	if len(missing) > 0 {
 		fmt.Fprintf(stderr, "note: no %s items in the window: that signal is left out\n", strings.Join(missing, ", "))
@@ -466,7 +485,11 @@ func reportChanges(w io.Writer, path string, current, table *shard.Table, kept [
 func header(cfg suggestConfig, at time.Time, loads []signalLoad, table *shard.Table, ks map[string]int, load map[string]float64, n int32, h shard.Hash, current *shard.Table, kept []keptLine) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Shard table (-shards.file) suggested by `gateway shards suggest` at %s\n", at.UTC().Format(time.RFC3339))
-	fmt.Fprintf(&b, "# from %s, rate over %s:\n", cfg.PrometheusURL, model.Duration(cfg.Window))
+	from := cfg.PrometheusURL
+	if cfg.Client.Tenant != "" {
+		from += fmt.Sprintf(" (tenant %s)", strconv.Quote(cfg.Client.Tenant))
+	}
+	fmt.Fprintf(&b, "# from %s, rate over %s:\n", from, model.Duration(cfg.Window))
 	for _, l := range loads {
 		fmt.Fprintf(&b, "#   %s\n", itemsQuery(l.signal, cfg.Selector, cfg.Window))
 	}

@@ -192,6 +192,8 @@ func TestShardsSuggest(t *testing.T) {
 		require.Equal(t, 1, code, "-time an hour before the samples: %s", errs)
 		require.Contains(t, errs, "no metrics items")
 	})
+
+	t.Run("behind auth", func(t *testing.T) { testShardsSuggestBehindAuth(t, prom.URL, at) })
 }
 
 // TestShardsSuggestUsage: usage errors exit 2 naming the flag; Prometheus
@@ -212,6 +214,15 @@ func TestShardsSuggestUsage(t *testing.T) {
 		{"hash", []string{"suggest", "-prometheus.url=http://127.0.0.1:9", "-partitions=3", "-hash=md5"}, 2, `-hash: unknown hash "md5"`},
 		{"window", []string{"suggest", "-prometheus.url=http://127.0.0.1:9", "-partitions=3", "-window=10s"}, 2, "-window 10s is shorter than 1m"},
 		{"unreachable", []string{"suggest", "-prometheus.url=http://" + testenv.Addr(testenv.FreePort(t)), "-partitions=3"}, 1, "cannot query Prometheus at http://127.0.0.1:"},
+		{"password in url", []string{"suggest", "-prometheus.url=https://alice:pw@127.0.0.1:9", "-partitions=3"}, 2, "-prometheus.url must not carry credentials"},
+		{"token and basic auth", []string{"suggest", "-prometheus.url=https://127.0.0.1:9", "-partitions=3", "-prometheus.bearer-token-file=t", "-prometheus.basic-auth.username=alice", "-prometheus.basic-auth.password-file=p"}, 2, "-prometheus.bearer-token-file and -prometheus.basic-auth.* both set"},
+		{"user without password", []string{"suggest", "-prometheus.url=https://127.0.0.1:9", "-partitions=3", "-prometheus.basic-auth.username=alice"}, 2, "-prometheus.basic-auth.username needs -prometheus.basic-auth.password-file"},
+		{"password without user", []string{"suggest", "-prometheus.url=https://127.0.0.1:9", "-partitions=3", "-prometheus.basic-auth.password-file=p"}, 2, "-prometheus.basic-auth.password-file needs -prometheus.basic-auth.username"},
+		{"cert without key", []string{"suggest", "-prometheus.url=https://127.0.0.1:9", "-partitions=3", "-prometheus.tls.cert-file=c"}, 2, "-prometheus.tls.cert-file and -prometheus.tls.key-file go together"},
+		{"tls over http", []string{"suggest", "-prometheus.url=http://127.0.0.1:9", "-partitions=3", "-prometheus.tls.ca-file=ca"}, 2, "-prometheus.tls.* needs an https:// -prometheus.url"},
+		{"insecure and ca", []string{"suggest", "-prometheus.url=https://127.0.0.1:9", "-partitions=3", "-prometheus.tls.ca-file=ca", "-prometheus.tls.insecure-skip-verify"}, 2, "the CA would never be used"},
+		{"tenant", []string{"suggest", "-prometheus.url=http://127.0.0.1:9", "-partitions=3", "-prometheus.tenant=a\nb"}, 2, `-prometheus.tenant "a\nb" is not a header value`},
+		{"ca file missing", []string{"suggest", "-prometheus.url=https://127.0.0.1:9", "-partitions=3", "-prometheus.tls.ca-file=/nonexistent/ca.crt"}, 1, "-prometheus.tls.*: unable to read CA cert: unable to read file /nonexistent/ca.crt"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out, errs := runShards(tc.args...)
