@@ -62,7 +62,7 @@ func TestCentralLimitsFile(t *testing.T) {
 			checkSecretMounts(t, gw)
 			c := gw.Spec.Template.Spec.Containers[0]
 			file := flagValue(c.Args, "limits.file")
-			mounted := limitsConfigMap(t, gw, file)
+			mounted := fileConfigMap(t, gw, "limits", file)
 			if mounted != tc.configMap {
 				t.Fatalf("-limits.file=%q from ConfigMap %q, want ConfigMap %q", file, mounted, tc.configMap)
 			}
@@ -103,12 +103,14 @@ func gatewayDeployment(t *testing.T, typed []runtime.Object) *appsv1.Deployment 
 	return nil
 }
 
-// limitsConfigMap is the ConfigMap that -limits.file=file of gw reads
-// through its mounts ("" for no flag); it fails the test when a limits
-// volume is mounted without the flag or the flag's file is in no
-// ConfigMap volume's items.
-func limitsConfigMap(t *testing.T, gw *appsv1.Deployment, file string) string {
+// fileConfigMap is the ConfigMap that gw's -<name>.file=file (a gateway
+// file of templates/_gateway.tpl's tributary.gatewayFiles: limits,
+// shards) reads through its mounts, as key <name>.yaml ("" for no flag);
+// it fails the test when such a key is mounted without the flag or the
+// flag's file is in no ConfigMap volume's items.
+func fileConfigMap(t *testing.T, gw *appsv1.Deployment, name, file string) string {
 	t.Helper()
+	key := name + ".yaml"
 	pod := gw.Spec.Template.Spec
 	volumes := map[string]corev1.Volume{}
 	for _, v := range pod.Volumes {
@@ -119,45 +121,63 @@ func limitsConfigMap(t *testing.T, gw *appsv1.Deployment, file string) string {
 		if cm == nil {
 			continue
 		}
+		holds := slices.ContainsFunc(cm.Items, func(item corev1.KeyToPath) bool { return item.Key == key })
 		if file == "" {
-			t.Fatalf("ConfigMap %s mounted at %s without -limits.file", cm.Name, m.MountPath)
+			if holds {
+				t.Fatalf("ConfigMap %s mounted at %s with key %s, without -%s.file", cm.Name, m.MountPath, key, name)
+			}
+			continue
 		}
 		if filepath.Dir(file) != m.MountPath {
 			continue
 		}
 		for _, item := range cm.Items {
-			if item.Path == filepath.Base(file) && item.Key == "limits.yaml" {
+			if item.Path == filepath.Base(file) && item.Key == key {
 				return cm.Name
 			}
 		}
-		t.Fatalf("-limits.file=%s: ConfigMap %s at %s holds %+v, not key limits.yaml as %s", file, cm.Name, m.MountPath, cm.Items, filepath.Base(file))
+		t.Fatalf("-%s.file=%s: ConfigMap %s at %s holds %+v, not key %s as %s", name, file, cm.Name, m.MountPath, cm.Items, key, filepath.Base(file))
 	}
 	if file != "" {
-		t.Fatalf("-limits.file=%s is in no mounted ConfigMap", file)
+		t.Fatalf("-%s.file=%s is in no mounted ConfigMap", name, file)
 	}
 	return ""
 }
 
-// TestCentralLimitsChangeRestartsNoPod: changing the limits changes the
-// ConfigMap and nothing of the gateway's pod template (no checksum
-// annotation, no argument), so an upgrade that only changes limits rolls
-// no pod; the running gateways pick the file up themselves
-// (checkLimitsEnforced shows one doing it).
-func TestCentralLimitsChangeRestartsNoPod(t *testing.T) {
+// TestCentralFileChangeRestartsNoPod: changing the limits or the shard
+// table changes its ConfigMap and nothing of the gateway's pod template
+// (no checksum annotation, no argument), so an upgrade that only changes
+// one of them rolls no pod; the running gateways pick the file up
+// themselves (checkLimitsEnforced and checkShardsSpread show one doing it).
+func TestCentralFileChangeRestartsNoPod(t *testing.T) {
 	minimal := []string{"examples/central-minimal.yaml"}
-	rendered := func(clusters map[string]any) (*appsv1.Deployment, map[string]map[string][]byte) {
-		typed, _ := decodeStrict(t, render(t, centralChart, "tributary", minimal, map[string]any{"gateway.limits.clusters": clusters}))
-		return gatewayDeployment(t, typed), renderedConfigMaps(typed)
-	}
-	before, beforeCMs := rendered(map[string]any{"prod-eu": map[string]any{"samples_per_second": 1000}})
-	after, afterCMs := rendered(map[string]any{"prod-eu": map[string]any{"samples_per_second": 2000}, "prod-us": map[string]any{"spans_per_second": 10}})
-	if reflect.DeepEqual(beforeCMs, afterCMs) {
-		t.Fatalf("the limits ConfigMap did not change with the limits: %s", beforeCMs)
-	}
-	if !reflect.DeepEqual(before.Spec.Template, after.Spec.Template) {
-		t.Fatalf("the gateway's pod template changed with the limits (a rollout of every gateway):\nannotations %v → %v\nargs %v → %v",
-			before.Spec.Template.Annotations, after.Spec.Template.Annotations,
-			before.Spec.Template.Spec.Containers[0].Args, after.Spec.Template.Spec.Containers[0].Args)
+	for _, tc := range []struct {
+		name, key     string
+		before, after map[string]any
+	}{
+		{"limits", "gateway.limits.clusters",
+			map[string]any{"prod-eu": map[string]any{"samples_per_second": 1000}},
+			map[string]any{"prod-eu": map[string]any{"samples_per_second": 2000}, "prod-us": map[string]any{"spans_per_second": 10}}},
+		{"shard table", "gateway.shards.clusters",
+			map[string]any{"prod-eu": 4},
+			map[string]any{"prod-eu": 6, "prod-us": map[string]any{"shards": 3, "first_partition": 7}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rendered := func(v map[string]any) (*appsv1.Deployment, map[string]map[string][]byte) {
+				typed, _ := decodeStrict(t, render(t, centralChart, "tributary", minimal, map[string]any{tc.key: v}))
+				return gatewayDeployment(t, typed), renderedConfigMaps(typed)
+			}
+			before, beforeCMs := rendered(tc.before)
+			after, afterCMs := rendered(tc.after)
+			if reflect.DeepEqual(beforeCMs, afterCMs) {
+				t.Fatalf("the ConfigMaps did not change with %s: %s", tc.key, beforeCMs)
+			}
+			if !reflect.DeepEqual(before.Spec.Template, after.Spec.Template) {
+				t.Fatalf("the gateway's pod template changed with %s (a rollout of every gateway):\nannotations %v → %v\nargs %v → %v", tc.key,
+					before.Spec.Template.Annotations, after.Spec.Template.Annotations,
+					before.Spec.Template.Spec.Containers[0].Args, after.Spec.Template.Spec.Containers[0].Args)
+			}
+		})
 	}
 }
 

@@ -1,6 +1,7 @@
 package charts
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -577,6 +578,18 @@ func TestCentralValuesSchema(t *testing.T) {
 		{"limits and an existing ConfigMap", minimal, map[string]any{"gateway.limits.existingConfigMap": "l", "gateway.limits.clusters": map[string]any{"a": map[string]any{"spans_per_second": 1}}}, "clusters"},
 		{"existing limits ConfigMap", minimal, map[string]any{"gateway.limits.existingConfigMap": "l"}, ""},
 		{"limits of a cluster without a name", minimal, map[string]any{"gateway.limits.clusters": map[string]any{"": map[string]any{"spans_per_second": 1}}}, "propertyName"},
+		{"shard table", minimal, map[string]any{"gateway.shards.clusters": map[string]any{"a": 4, "b": map[string]any{"shards": 2, "first_partition": 0}, "c": map[string]any{"first_partition": 3}}}, ""},
+		{"shard table of k 0", minimal, map[string]any{"gateway.shards.clusters": map[string]any{"a": 0}}, "minimum"},
+		{"shard table of shards 0", minimal, map[string]any{"gateway.shards.clusters": map[string]any{"a": map[string]any{"shards": 0}}}, "shards"},
+		{"shard table of a negative first partition", minimal, map[string]any{"gateway.shards.clusters": map[string]any{"a": map[string]any{"shards": 2, "first_partition": -1}}}, "first_partition"},
+		{"shard table of a fractional k", minimal, map[string]any{"gateway.shards.clusters": map[string]any{"a": 2.5}}, "integer"},
+		{"shard table of k as a string", minimal, map[string]any{"gateway.shards.clusters": map[string]any{"a": "4"}}, "integer"},
+		{"misspelt shard table key", minimal, map[string]any{"gateway.shards.clusters": map[string]any{"a": map[string]any{"shard": 2}}}, "shard"},
+		{"shard table and an existing ConfigMap", minimal, map[string]any{"gateway.shards.existingConfigMap": "s", "gateway.shards.clusters": map[string]any{"a": 2}}, "clusters"},
+		{"existing shards ConfigMap", minimal, map[string]any{"gateway.shards.existingConfigMap": "s"}, ""},
+		{"shard table of a cluster without a name", minimal, map[string]any{"gateway.shards.clusters": map[string]any{"": 2}}, "propertyName"},
+		{"unknown shard hash", minimal, map[string]any{"gateway.shards.hash": "murmur3"}, "hash"},
+		{"misspelt shards key", minimal, map[string]any{"gateway.shards.file": "x"}, "file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := renderErr(t, centralChart, "tributary", tc.files, tc.set)
@@ -767,6 +780,8 @@ func TestCentralBinariesRunRenderedPods(t *testing.T) {
 		created map[string]int32
 		// check, if set, runs against the started gateway.
 		check func(t *testing.T, gw *renderedPod)
+		// partitions of each of the broker's topics; 0: 2.
+		partitions int32
 	}{
 		{file: "examples/central-all-sinks.yaml"},
 		{file: "examples/central-minimal.yaml", name: "with auth off", set: authOff},
@@ -779,6 +794,7 @@ func TestCentralBinariesRunRenderedPods(t *testing.T) {
 		{file: "examples/central-existing-kafka.yaml", opts: []kfake.Opt{kfake.TLS(secrets.serverTLS),
 			kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "tributary", string(secrets.files["kafka-tributary"]["password"]))}},
 		{file: "examples/central-minimal.yaml", name: "with per-cluster limits", set: limitsEnforcedValues(), check: checkLimitsEnforced},
+		{file: "examples/central-minimal.yaml", name: "with a shard table", set: shardsSpreadValues(), check: checkShardsSpread, partitions: shardsSpreadPartitions},
 	} {
 		name := filepath.Base(tc.file)
 		if tc.name != "" {
@@ -786,7 +802,8 @@ func TestCentralBinariesRunRenderedPods(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			kafka := testenv.Kafka(t, 2, append(testenv.FastGroups(), tc.opts...)...)
+			partitions := cmp.Or(tc.partitions, 2)
+			kafka := testenv.Kafka(t, partitions, append(testenv.FastGroups(), tc.opts...)...)
 			objs := render(t, centralChart, "tributary", []string{tc.file}, tc.set)
 			typed, _ := decodeStrict(t, objs)
 			files := podFiles{secrets: secrets.files, configMaps: renderedConfigMaps(typed)}
@@ -934,8 +951,9 @@ func renderedConfigMaps(objs []runtime.Object) map[string]map[string][]byte {
 // renderedPod is a Deployment's container run by startRendered.
 type renderedPod struct {
 	*testenv.Process
-	httpAddr string            // what -http.listen-addr was replaced with
-	volumes  map[string]string // volume name → the directory standing in for it
+	httpAddr  string            // what -http.listen-addr was replaced with
+	kafkaAddr string            // what -kafka.brokers was replaced with
+	volumes   map[string]string // volume name → the directory standing in for it
 }
 
 // startRendered starts bin as d's first container would run: its args,
@@ -1033,7 +1051,7 @@ func startRendered(t *testing.T, d *appsv1.Deployment, bin string, files podFile
 		}
 	}
 
-	p := &renderedPod{Process: testenv.StartProcess(t, d.Name, bin, args, env...), httpAddr: over["http.listen-addr"], volumes: dirs}
+	p := &renderedPod{Process: testenv.StartProcess(t, d.Name, bin, args, env...), httpAddr: over["http.listen-addr"], kafkaAddr: over["kafka.brokers"], volumes: dirs}
 	// The probes name the port "http": the one -http.listen-addr serves.
 	var httpPort int32
 	for _, cp := range c.Ports {
