@@ -4,12 +4,14 @@ import (
 	"crypto/tls"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -69,7 +71,7 @@ func (p authProxy) start(t *testing.T, target string, ca *testenv.CA) string {
 		forward.ServeHTTP(w, r)
 	}))
 	dir := t.TempDir()
-	cert, err := tls.LoadX509KeyPair(ca.Issue(t, dir, testenv.Leaf{Name: "proxy", Server: true}))
+	cert, err := tls.LoadX509KeyPair(ca.Issue(t, dir, testenv.Leaf{Name: "proxy", Server: true, DNSNames: []string{"prometheus.test"}}))
 	require.NoError(t, err)
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	if p.clientCA != nil {
@@ -179,4 +181,47 @@ func testShardsSuggestBehindAuth(t *testing.T, promURL, at string) {
 	code, out, errs := runShards("suggest", "-prometheus.url="+tenant, "-partitions=12", "-window=5m", "-time="+at, caFlag, "-prometheus.tenant=team-a")
 	require.Equal(t, 0, code, errs)
 	require.Contains(t, out, "# from "+tenant+` (tenant "team-a"), rate over 5m:`)
+
+	t.Run("HTTPS_PROXY", func(t *testing.T) {
+		// The environment's proxy carries the request, with its credential
+		// and TLS to the server end to end: prometheus.test (never resolved,
+		// RFC 2606) is reached only through the CONNECT tunnel.
+		var tunnels atomic.Int32
+		t.Setenv("HTTPS_PROXY", connectProxy(t, "prometheus.test:443", bearer[len("https://"):], &tunnels))
+		t.Setenv("NO_PROXY", "")
+		code, out, errs := runShards("suggest", "-prometheus.url=https://prometheus.test", "-partitions=12", "-window=5m", "-time="+at,
+			caFlag, "-prometheus.bearer-token-file="+token)
+		require.Equal(t, 0, code, errs)
+		require.Equal(t, 7, parseTable(t, out, 12).Shards("hot"), out)
+		require.Positive(t, tunnels.Load())
+	})
+}
+
+// connectProxy is an HTTP proxy that tunnels CONNECT host to the address
+// to, and refuses anything else; it counts the tunnels.
+func connectProxy(t *testing.T, host, to string, tunnels *atomic.Int32) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodConnect || r.Host != host {
+			http.Error(w, "only CONNECT "+host, http.StatusBadRequest)
+			return
+		}
+		upstream, err := net.Dial("tcp", to)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer upstream.Close()
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		tunnels.Add(1)
+		io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n")
+		go io.Copy(upstream, conn)
+		io.Copy(conn, upstream)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
 }

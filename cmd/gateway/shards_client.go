@@ -111,6 +111,9 @@ func (c *promClientConfig) httpClient(stderr io.Writer, u *url.URL) (*http.Clien
 		// another path; credentials are not sent to another host.
 		FollowRedirects: true,
 		EnableHTTP2:     true,
+		// HTTPS_PROXY, HTTP_PROXY and NO_PROXY apply, as they did with the
+		// query API client's own transport.
+		ProxyConfig: config_util.ProxyConfig{ProxyFromEnvironment: true},
 	}
 	if c.BearerTokenFile != "" {
 		cfg.Authorization = &config_util.Authorization{Type: "Bearer", CredentialsFile: c.BearerTokenFile}
