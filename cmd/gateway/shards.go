@@ -40,6 +40,10 @@ so that no partition is much hotter than the others. With -current, the
 lines of the table in force stay where the suggestion differs little, and
 stderr says which clusters change and what share of their series moves.
 
+Behind authentication (Mimir or Cortex, Thanos, a proxy): -prometheus.tenant,
+-prometheus.bearer-token-file or -prometheus.basic-auth.*, -prometheus.tls.*;
+secrets only from files.
+
 Exit status: 0 table printed, 1 failed (Prometheus, files), 2 usage.
 
 Flags:

@@ -40,7 +40,7 @@ type promClientConfig struct {
 const tenantHeader = "X-Scope-OrgID"
 
 func (c *promClientConfig) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.BearerTokenFile, "prometheus.bearer-token-file", "", `File holding a token sent as "Authorization: Bearer <token>" (surrounding whitespace ignored), read on every request, so a rotated token needs no restart.`)
+	fs.StringVar(&c.BearerTokenFile, "prometheus.bearer-token-file", "", `File holding a token sent as "Authorization: Bearer <token>" (surrounding whitespace ignored): Thanos or Prometheus behind an authenticating proxy.`)
 	fs.StringVar(&c.Username, "prometheus.basic-auth.username", "", "User name of HTTP basic auth; needs -prometheus.basic-auth.password-file.")
 	fs.StringVar(&c.PasswordFile, "prometheus.basic-auth.password-file", "", "File holding the basic auth password (surrounding whitespace ignored). Never put the password itself in a flag or an environment variable.")
 	fs.StringVar(&c.Tenant, "prometheus.tenant", "", "Tenant sent as the "+tenantHeader+" header (Mimir, Cortex; several as a|b where the server allows it).")
