@@ -27,6 +27,7 @@ type authProxy struct {
 	user, password string // basic auth demanded: 401 otherwise
 	tenant         string // X-Scope-OrgID demanded: 401 "no org id" without one
 	clientCA       *testenv.CA
+	getOnly        bool // 403 to a POST, as read-only proxies answer
 }
 
 // start serves the proxy to target with a certificate of ca and returns
@@ -37,6 +38,10 @@ func (p authProxy) start(t *testing.T, target string, ca *testenv.CA) string {
 	require.NoError(t, err)
 	forward := httputil.NewSingleHostReverseProxy(u)
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p.getOnly && r.Method != http.MethodGet {
+			http.Error(w, "read-only: GET only", http.StatusForbidden)
+			return
+		}
 		if p.token != "" {
 			switch r.Header.Get("Authorization") {
 			case "Bearer " + p.token:
@@ -118,6 +123,7 @@ func testShardsSuggestBehindAuth(t *testing.T, promURL, at string) {
 	basic := authProxy{user: "alice", password: "pw-of-alice"}.start(t, promURL, ca)
 	tenant := authProxy{tenant: "team-a"}.start(t, promURL, ca)
 	mtls := authProxy{clientCA: clientCA}.start(t, promURL, ca)
+	getOnly := authProxy{token: "s3cret-token", getOnly: true}.start(t, promURL, ca)
 	caFlag := "-prometheus.tls.ca-file=" + ca.File
 
 	for _, tc := range []struct {
@@ -132,6 +138,10 @@ func testShardsSuggestBehindAuth(t *testing.T, promURL, at string) {
 			`answered 403 Forbidden: "invalid bearer token": it refused the bearer token of -prometheus.bearer-token-file ` + wrongToken + " (check the credential)"}},
 		{"no bearer token", bearer, []string{caFlag}, 1, []string{
 			`answered 401 Unauthorized: "missing bearer token" to a request without credentials: it needs -prometheus.bearer-token-file, -prometheus.basic-auth.*`}},
+		// The query API client sends POST and, after a 403, the same as GET.
+		{"GET only", getOnly, []string{caFlag, "-prometheus.bearer-token-file=" + token}, 0, nil},
+		{"GET only, wrong token", getOnly, []string{caFlag, "-prometheus.bearer-token-file=" + wrongToken}, 1, []string{
+			`answered 403 Forbidden: "invalid bearer token": it refused the bearer token`}},
 		{"token file missing", bearer, []string{caFlag, "-prometheus.bearer-token-file=" + filepath.Join(dir, "nope")}, 1, []string{
 			"-prometheus.bearer-token-file: open " + filepath.Join(dir, "nope")}},
 		{"token file empty", bearer, []string{caFlag, "-prometheus.bearer-token-file=" + empty}, 1, []string{
