@@ -290,7 +290,7 @@ func queryLoads(ctx context.Context, cfg suggestConfig, at time.Time, stderr io.
 	if err != nil {
 		return nil, fmt.Errorf("-prometheus.url: %w", err)
 	}
-	prom := promv1.NewAPI(refusals{client})
+	prom := promv1.NewAPI(statusAnswers{client})
 	asked := []string{cfg.Signal}
 	if cfg.Signal == "all" {
 		asked = signals
@@ -304,9 +304,9 @@ func queryLoads(ctx context.Context, cfg suggestConfig, at time.Time, stderr io.
 			fmt.Fprintf(stderr, "Prometheus warns about %s: %s\n", q, w)
 		}
 		var apiErr *promv1.Error
-		var refused *refusedError
+		var answer *statusError
 		switch {
-		case errors.As(err, &refused) || isTLSError(err):
+		case errors.As(err, &answer) || isTLSError(err):
 			return nil, cfg.Client.explain(cfg.PrometheusURL, err)
 		case errors.As(err, &apiErr):
 			return nil, fmt.Errorf("Prometheus at %s refused %s (check -selector): %w", cfg.PrometheusURL, q, err)

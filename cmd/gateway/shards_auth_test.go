@@ -102,8 +102,9 @@ func writeSecret(t *testing.T, dir, name, text string) string {
 // through proxies demanding a bearer token, basic auth, a tenant or a
 // client certificate over TLS with a private CA: the right credential
 // gives the table, a wrong or missing one fails saying which credential
-// was refused, a TLS failure says so and against which CA; the secrets
-// never show.
+// was refused, a TLS failure says so and against which CA, an answer
+// that is not the query API's (a wrong scheme or path) says so; the
+// secrets never show.
 func testShardsSuggestBehindAuth(t *testing.T, promURL, at string) {
 	dir := t.TempDir()
 	ca := testenv.NewCA(t, dir, "proxy-ca")
@@ -142,6 +143,10 @@ func testShardsSuggestBehindAuth(t *testing.T, promURL, at string) {
 		{"GET only", getOnly, []string{caFlag, "-prometheus.bearer-token-file=" + token}, 0, nil},
 		{"GET only, wrong token", getOnly, []string{caFlag, "-prometheus.bearer-token-file=" + wrongToken}, 1, []string{
 			`answered 403 Forbidden: "invalid bearer token": it refused the bearer token`}},
+		{"http to the https port", "http" + bearer[len("https"):], nil, 1, []string{
+			`answered 400 Bad Request: "Client sent an HTTP request to an HTTPS server.", which is not the query API's answer (check -prometheus.url: https or http`}},
+		{"path prefix Prometheus has not", promURL + "/prometheus", nil, 1, []string{
+			`Prometheus at ` + promURL + `/prometheus answered 404 Not Found: "404 page not found", which is not the query API's answer`}},
 		{"token file missing", bearer, []string{caFlag, "-prometheus.bearer-token-file=" + filepath.Join(dir, "nope")}, 1, []string{
 			"-prometheus.bearer-token-file: open " + filepath.Join(dir, "nope")}},
 		{"token file empty", bearer, []string{caFlag, "-prometheus.bearer-token-file=" + empty}, 1, []string{

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -167,13 +168,15 @@ func (c *promClientConfig) credential() string {
 	return strings.Join(parts, ", ")
 }
 
-// refusedError is a 401 or 403 answer: the server refused the credential.
-type refusedError struct {
+// statusError is an answer that is not the query API's own: a refusal
+// of the credential (401, 403), or a page of a proxy or of another server
+// (not JSON).
+type statusError struct {
 	status int
 	body   string // its first line, bounded: proxies and Mimir say why there
 }
 
-func (e *refusedError) Error() string {
+func (e *statusError) Error() string {
 	s := strconv.Itoa(e.status) + " " + http.StatusText(e.status)
 	if e.body != "" {
 		s += ": " + strconv.Quote(e.body)
@@ -181,34 +184,44 @@ func (e *refusedError) Error() string {
 	return s
 }
 
-// refusals turns 401 and 403 answers into a refusedError: the query API
-// client reports them as a client error like any other 4xx, which the
-// command would blame on the query. The response stays returned, so the
-// client's GET fallback after a 403 to its POST still runs.
-type refusals struct{ api.Client }
+func (e *statusError) refused() bool {
+	return e.status == http.StatusUnauthorized || e.status == http.StatusForbidden
+}
 
-// refusedBodyMax bounds the body quoted in the error: enough for a
+// statusAnswers turns such answers into a statusError: the query API
+// client reports them as a client or server error like any other, which
+// the command would blame on the query. The response stays returned, so
+// the client's GET fallback after a 403 to its POST still runs.
+type statusAnswers struct{ api.Client }
+
+// statusBodyMax bounds the body quoted in the error: enough for a
 // proxy's or Mimir's one-line reason, not a login page.
-const refusedBodyMax = 200
+const statusBodyMax = 200
 
-func (c refusals) Do(ctx context.Context, req *http.Request) (*http.Response, []byte, error) {
+func (c statusAnswers) Do(ctx context.Context, req *http.Request) (*http.Response, []byte, error) {
 	resp, body, err := c.Client.Do(ctx, req)
-	if err == nil && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) {
+	if err != nil || resp.StatusCode/100 == 2 {
+		return resp, body, err
+	}
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden || !json.Valid(body) {
 		line, _, _ := strings.Cut(strings.TrimSpace(string(body)), "\n")
-		if len(line) > refusedBodyMax {
-			line = strings.ToValidUTF8(line[:refusedBodyMax], "") + "..."
+		if len(line) > statusBodyMax {
+			line = strings.ToValidUTF8(line[:statusBodyMax], "") + "..."
 		}
-		err = &refusedError{status: resp.StatusCode, body: line}
+		err = &statusError{status: resp.StatusCode, body: line}
 	}
 	return resp, body, err
 }
 
 // explain says what a failed query means for the flags: a refused
-// credential, or a TLS failure and the CA it was checked against. Other
-// errors come back unchanged.
+// credential, an answer not from the query API, or a TLS failure and the
+// CA it was checked against. Other errors come back unchanged.
 func (c *promClientConfig) explain(promURL string, err error) error {
-	var refused *refusedError
-	if errors.As(err, &refused) {
+	var refused *statusError
+	if errors.As(err, &refused) && !refused.refused() {
+		return fmt.Errorf("Prometheus at %s answered %v, which is not the query API's answer (check -prometheus.url: https or http, the host, the path prefix such as Mimir's /prometheus; or the proxy in front)", promURL, refused)
+	}
+	if refused != nil {
 		if c.credential() == "" {
 			return fmt.Errorf("Prometheus at %s answered %v to a request without credentials: it needs -prometheus.bearer-token-file, -prometheus.basic-auth.*, or for Mimir and Cortex -prometheus.tenant", promURL, refused)
 		}
