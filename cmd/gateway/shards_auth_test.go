@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -143,7 +144,9 @@ func testShardsSuggestBehindAuth(t *testing.T, promURL, at string) {
 		{"GET only", getOnly, []string{caFlag, "-prometheus.bearer-token-file=" + token}, 0, nil},
 		{"GET only, wrong token", getOnly, []string{caFlag, "-prometheus.bearer-token-file=" + wrongToken}, 1, []string{
 			`answered 403 Forbidden: "invalid bearer token": it refused the bearer token`}},
-		{"http to the https port", "http" + bearer[len("https"):], nil, 1, []string{
+		// A credential over plain http to loopback (a port-forward) is not
+		// warned about.
+		{"http to the https port", "http" + bearer[len("https"):], []string{"-prometheus.bearer-token-file=" + token}, 1, []string{
 			`answered 400 Bad Request: "Client sent an HTTP request to an HTTPS server.", which is not the query API's answer (check -prometheus.url: https or http`}},
 		{"path prefix Prometheus has not", promURL + "/prometheus", nil, 1, []string{
 			`Prometheus at ` + promURL + `/prometheus answered 404 Not Found: "404 page not found", which is not the query API's answer`}},
@@ -182,6 +185,9 @@ func testShardsSuggestBehindAuth(t *testing.T, promURL, at string) {
 			for _, s := range tc.say {
 				require.Contains(t, errs, s)
 			}
+			if !strings.Contains(strings.Join(tc.say, ""), "WARNING") {
+				require.NotContains(t, errs, "WARNING")
+			}
 			for _, s := range secrets {
 				require.NotContains(t, out+errs, s, "a secret shows")
 			}
@@ -209,6 +215,14 @@ func testShardsSuggestBehindAuth(t *testing.T, promURL, at string) {
 		require.Equal(t, 0, code, errs)
 		require.Equal(t, 7, parseTable(t, out, 12).Shards("hot"), out)
 		require.Positive(t, tunnels.Load())
+
+		// Over plain http to another host the credential is warned about
+		// (the proxy refuses the request: no tunnel for http).
+		t.Setenv("HTTP_PROXY", os.Getenv("HTTPS_PROXY"))
+		code, _, errs = runShards("suggest", "-prometheus.url=http://prometheus.test", "-partitions=12", "-window=5m", "-time="+at,
+			"-prometheus.bearer-token-file="+token)
+		require.Equal(t, 1, code, errs)
+		require.Contains(t, errs, "WARNING: the bearer token of -prometheus.bearer-token-file "+token+" is sent over plain http:// to prometheus.test: anyone on the path can read it; use https://")
 	})
 }
 
