@@ -29,6 +29,7 @@ type authProxy struct {
 	tenant         string // X-Scope-OrgID demanded: 401 "no org id" without one
 	clientCA       *testenv.CA
 	getOnly        bool // 403 to a POST, as read-only proxies answer
+	signIn         bool // without a token, a redirect to a sign-in page (oauth2-proxy)
 }
 
 // start serves the proxy to target with a certificate of ca and returns
@@ -43,10 +44,18 @@ func (p authProxy) start(t *testing.T, target string, ca *testenv.CA) string {
 			http.Error(w, "read-only: GET only", http.StatusForbidden)
 			return
 		}
+		if r.URL.Path == "/sign_in" {
+			io.WriteString(w, "<!DOCTYPE html>\n<html><body>Sign in</body></html>\n")
+			return
+		}
 		if p.token != "" {
 			switch r.Header.Get("Authorization") {
 			case "Bearer " + p.token:
 			case "":
+				if p.signIn {
+					http.Redirect(w, r, "/sign_in", http.StatusFound)
+					return
+				}
 				http.Error(w, "missing bearer token", http.StatusUnauthorized)
 				return
 			default:
@@ -126,6 +135,7 @@ func testShardsSuggestBehindAuth(t *testing.T, promURL, at string) {
 	tenant := authProxy{tenant: "team-a"}.start(t, promURL, ca)
 	mtls := authProxy{clientCA: clientCA}.start(t, promURL, ca)
 	getOnly := authProxy{token: "s3cret-token", getOnly: true}.start(t, promURL, ca)
+	signIn := authProxy{token: "s3cret-token", signIn: true}.start(t, promURL, ca)
 	caFlag := "-prometheus.tls.ca-file=" + ca.File
 
 	for _, tc := range []struct {
@@ -150,6 +160,9 @@ func testShardsSuggestBehindAuth(t *testing.T, promURL, at string) {
 			`answered 400 Bad Request: "Client sent an HTTP request to an HTTPS server.", which is not the query API's answer (check -prometheus.url: https or http`}},
 		{"path prefix Prometheus has not", promURL + "/prometheus", nil, 1, []string{
 			`Prometheus at ` + promURL + `/prometheus answered 404 Not Found: "404 page not found", which is not the query API's answer`}},
+		{"sign-in page", signIn, []string{caFlag}, 1, []string{
+			`answered 200 OK: "<!DOCTYPE html>", which is not the query API's answer (a proxy's sign-in page? it needs -prometheus.bearer-token-file`}},
+		{"past the sign-in page", signIn, []string{caFlag, "-prometheus.bearer-token-file=" + token}, 0, nil},
 		{"token file missing", bearer, []string{caFlag, "-prometheus.bearer-token-file=" + filepath.Join(dir, "nope")}, 1, []string{
 			"-prometheus.bearer-token-file: open " + filepath.Join(dir, "nope")}},
 		{"token file empty", bearer, []string{caFlag, "-prometheus.bearer-token-file=" + empty}, 1, []string{

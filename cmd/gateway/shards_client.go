@@ -170,7 +170,8 @@ func (c *promClientConfig) credential() string {
 
 // statusError is an answer that is not the query API's own: a refusal
 // of the credential (401, 403), or a page of a proxy or of another server
-// (not JSON).
+// (not JSON), such as the sign-in page an authenticating proxy redirects
+// to.
 type statusError struct {
 	status int
 	body   string // its first line, bounded: proxies and Mimir say why there
@@ -200,7 +201,7 @@ const statusBodyMax = 200
 
 func (c statusAnswers) Do(ctx context.Context, req *http.Request) (*http.Response, []byte, error) {
 	resp, body, err := c.Client.Do(ctx, req)
-	if err != nil || resp.StatusCode/100 == 2 {
+	if err != nil {
 		return resp, body, err
 	}
 	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden || !json.Valid(body) {
@@ -219,7 +220,11 @@ func (c statusAnswers) Do(ctx context.Context, req *http.Request) (*http.Respons
 func (c *promClientConfig) explain(promURL string, err error) error {
 	var refused *statusError
 	if errors.As(err, &refused) && !refused.refused() {
-		return fmt.Errorf("Prometheus at %s answered %v, which is not the query API's answer (check -prometheus.url: https or http, the host, the path prefix such as Mimir's /prometheus; or the proxy in front)", promURL, refused)
+		hint := "check -prometheus.url: https or http, the host, the path prefix such as Mimir's /prometheus; or the proxy in front"
+		if refused.status/100 == 2 && c.credential() == "" {
+			hint = "a proxy's sign-in page? it needs -prometheus.bearer-token-file or -prometheus.basic-auth.*; else " + hint
+		}
+		return fmt.Errorf("Prometheus at %s answered %v, which is not the query API's answer (%s)", promURL, refused, hint)
 	}
 	if refused != nil {
 		if c.credential() == "" {
