@@ -790,7 +790,7 @@ func TestCentralBinariesRunRenderedPods(t *testing.T) {
 			"kafka.topics":       map[string]any{"metrics": "new.metrics", "logs": "new.logs", "spans": "new.spans", "dlq": "new.dlq"},
 			"kafka.createTopics": map[string]any{"enabled": true, "partitions": 3, "replicationFactor": 1, "partitionsPerTopic": map[string]any{"new.dlq": 1}},
 		}, created: map[string]int32{"new.metrics": 3, "new.logs": 3, "new.spans": 3, "new.dlq": 1}},
-		{file: "examples/central-strimzi.yaml", opts: []kfake.Opt{kfake.TLS(secrets.serverTLS)}},
+		{file: "examples/central-strimzi.yaml", opts: []kfake.Opt{kfake.TLS(secrets.serverTLS)}, partitions: 16}, // its KafkaTopics' count, which its shard table fits
 		{file: "examples/central-existing-kafka.yaml", opts: []kfake.Opt{kfake.TLS(secrets.serverTLS),
 			kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "tributary", string(secrets.files["kafka-tributary"]["password"]))}},
 		{file: "examples/central-minimal.yaml", name: "with per-cluster limits", set: limitsEnforcedValues(), check: checkLimitsEnforced},
