@@ -59,36 +59,39 @@ func port(t *testing.T, addr string) int {
 	return n
 }
 
-// annotatedPod is a pod on node whose only container declares containerPort,
-// with the prometheus.io/* annotations kv (scrape, port, path, scheme).
-func annotatedPod(name, node string, containerPort int, kv ...string) *corev1.Pod {
+// annotatedPod is a pod in namespace ns on node whose only container
+// declares containerPort, with the prometheus.io/* annotations kv (scrape,
+// port, path, scheme).
+func annotatedPod(ns, name, node string, containerPort int, kv ...string) *corev1.Pod {
 	ann := map[string]string{}
 	for i := 0; i+1 < len(kv); i += 2 {
 		ann["prometheus.io/"+kv[i]] = kv[i+1]
 	}
 	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: ann},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: ann},
 		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{
 			Name: "app", Image: "none", Ports: []corev1.ContainerPort{{Name: "web", ContainerPort: int32(containerPort)}},
 		}}},
 	}
 }
 
-// The agent of node-a runs the shipped annotation job (kubernetes-pods, pod
+// The agent of node a runs the shipped annotation job (kubernetes-pods, pod
 // role with the field selector spec.nodeName=${NODE_NAME}) against a real
 // API server: the annotated pods of its node are scraped at the annotated
 // port, path and scheme, and arrive in the sink with their pod labels and
-// the cluster; a pod on node-b and a pod without the annotation are not
+// the cluster; a pod on node b and a pod without the annotation are not
 // scraped; a deleted pod stops being scraped and leaves the status page.
 func TestAgentKubernetesPodDiscovery(t *testing.T) {
 	t.Parallel()
-	k := testenv.StartKube(t)
+	k := sharedKube.Get(t)
+	ns := k.CreateNamespace(t)
+	nodeA, nodeB := ns+"-node-a", ns+"-node-b"
 	kafka := testenv.Kafka(t, 2)
 	sink := testenv.Prometheus(t, testenv.SinkConfig)
 	gw := startGateway(t, kafka.Addr)
 	startIngester(t, kafka.Addr, sink.URL)
-	k.CreateNode(t, "node-a", 10250)
-	k.CreateNode(t, "node-b", 10250)
+	k.CreateNode(t, nodeA, 10250)
+	k.CreateNode(t, nodeB, 10250)
 
 	// Each target answers only at the path (and over the scheme) its pod's
 	// annotations name; a container port that differs from the annotated
@@ -98,15 +101,15 @@ func TestAgentKubernetesPodDiscovery(t *testing.T) {
 	elsewhere := serveTarget(t, "tributary_agent_disc_probe 3\n", "", false)
 	unannotated := serveTarget(t, "tributary_agent_disc_probe 4\n", "", false)
 	closed := testenv.FreePort(t)
-	k.RunPod(t, annotatedPod("custom", "node-a", closed, "scrape", "true", "port", strconv.Itoa(port(t, custom.addr)), "path", "/custom", "scheme", "https"))
-	k.RunPod(t, annotatedPod("defaults", "node-a", closed, "scrape", "true", "port", strconv.Itoa(port(t, defaults.addr))))
-	k.RunPod(t, annotatedPod("elsewhere", "node-b", closed, "scrape", "true", "port", strconv.Itoa(port(t, elsewhere.addr))))
-	k.RunPod(t, annotatedPod("unannotated", "node-a", port(t, unannotated.addr)))
+	k.RunPod(t, annotatedPod(ns, "custom", nodeA, closed, "scrape", "true", "port", strconv.Itoa(port(t, custom.addr)), "path", "/custom", "scheme", "https"))
+	k.RunPod(t, annotatedPod(ns, "defaults", nodeA, closed, "scrape", "true", "port", strconv.Itoa(port(t, defaults.addr))))
+	k.RunPod(t, annotatedPod(ns, "elsewhere", nodeB, closed, "scrape", "true", "port", strconv.Itoa(port(t, elsewhere.addr))))
+	k.RunPod(t, annotatedPod(ns, "unannotated", nodeA, port(t, unannotated.addr)))
 
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "agent.yml")
 	writeFile(t, cfg, agentConfig("disc", gw.URL, filepath.Join(dir, "data"), shippedJob(t, "kubernetes-pods", k.Kubeconfig)))
-	a := startAgentEnv(t, cfg, testenv.FreePort(t), []string{"NODE_NAME=node-a"})
+	a := startAgentEnv(t, cfg, testenv.FreePort(t), []string{"NODE_NAME=" + nodeA})
 
 	waitFor(t, func() bool { return custom.served.Load() >= 3 && defaults.served.Load() >= 3 })
 	testenv.Eventually(t, 60*time.Second, func() error {
@@ -119,8 +122,10 @@ func TestAgentKubernetesPodDiscovery(t *testing.T) {
 			m := s.Metric
 			got[fmt.Sprintf("%s/%s/%s/%s/%s", m["cluster"], m["job"], m["namespace"], m["pod"], m["node"])] = true
 		}
-		want := map[string]bool{"disc/kubernetes-pods/default/custom/node-a": true, "disc/kubernetes-pods/default/defaults/node-a": true}
-		if len(got) != len(want) || !got["disc/kubernetes-pods/default/custom/node-a"] || !got["disc/kubernetes-pods/default/defaults/node-a"] {
+		wantCustom := fmt.Sprintf("disc/kubernetes-pods/%s/custom/%s", ns, nodeA)
+		wantDefaults := fmt.Sprintf("disc/kubernetes-pods/%s/defaults/%s", ns, nodeA)
+		want := map[string]bool{wantCustom: true, wantDefaults: true}
+		if len(got) != len(want) || !got[wantCustom] || !got[wantDefaults] {
 			return fmt.Errorf("series in the sink: %v, want %v", got, want)
 		}
 		return nil
@@ -128,7 +133,7 @@ func TestAgentKubernetesPodDiscovery(t *testing.T) {
 	_, status := agentPage(t, a, "/status")
 	require.Contains(t, status, "https://"+custom.addr+"/custom")
 	require.Contains(t, status, "http://"+defaults.addr+"/metrics")
-	require.Contains(t, status, "annotation prometheus.io/scrape on pod default/custom")
+	require.Contains(t, status, "annotation prometheus.io/scrape on pod "+ns+"/custom")
 	require.NotContains(t, status, elsewhere.addr)
 	require.NotContains(t, status, unannotated.addr)
 	require.Zero(t, elsewhere.served.Load(), "a pod of another node was scraped")
@@ -137,7 +142,7 @@ func TestAgentKubernetesPodDiscovery(t *testing.T) {
 	// A deleted pod stops being scraped; the others go on.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	require.NoError(t, k.Client.CoreV1().Pods("default").Delete(ctx, "defaults", metav1.DeleteOptions{GracePeriodSeconds: new(int64(0))}))
+	require.NoError(t, k.Client.CoreV1().Pods(ns).Delete(ctx, "defaults", metav1.DeleteOptions{GracePeriodSeconds: new(int64(0))}))
 	testenv.Eventually(t, 30*time.Second, func() error {
 		if _, status := agentPage(t, a, "/status"); strings.Contains(status, defaults.addr) {
 			return fmt.Errorf("deleted pod's target still on the status page:\n%s", status)

@@ -170,6 +170,11 @@ func duplicates(counts map[string]int) int {
 // killed leader had acknowledged without recording it yet).
 func TestAgentEventsResumeAndHandOver(t *testing.T) {
 	t.Parallel()
+	// An apiserver of its own, not sharedKube: the agents watch the events
+	// of every namespace (the watcher has no namespace filter), and this
+	// test counts exactly what they ship, in Kafka, in Loki and in their
+	// metrics; another test's event (TestAgentChartRBAC makes one) would
+	// be shipped here too.
 	kube := testenv.StartKube(t)
 	k := testenv.Kafka(t, 2)
 	loki := testenv.Loki(t)
@@ -210,7 +215,7 @@ func TestAgentEventsResumeAndHandOver(t *testing.T) {
 
 	// Phase 2: two agents, the leader killed mid-stream.
 	b := startAgent(t, cfgB, portB)
-	holder, _ := leaseHolder(t, kube)
+	holder, _ := leaseHolder(t, kube, "default")
 	require.Equal(t, "agent-a", holder)
 	const total = 80
 	killed := make(chan struct{})
@@ -238,7 +243,7 @@ func TestAgentEventsResumeAndHandOver(t *testing.T) {
 	close(killed)
 	gen.Wait()
 	testenv.Eventually(t, 30*time.Second, func() error {
-		if h, _ := leaseHolder(t, kube); h != "agent-b" {
+		if h, _ := leaseHolder(t, kube, "default"); h != "agent-b" {
 			return fmt.Errorf("lease held by %q", h)
 		}
 		return nil

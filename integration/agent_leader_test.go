@@ -35,21 +35,21 @@ const (
 )
 
 // leaderAgentConfig is agentConfig with a kubernetes section electing on
-// the Lease default/tributary-agent, and the job "wide" (scraping tg with
+// the Lease ns/tributary-agent, and the job "wide" (scraping tg with
 // the URL parameter agent=identity, so the target knows who scraped it)
 // cluster-wide.
-func leaderAgentConfig(k *testenv.Kube, gatewayURL, walDir, identity string, tg *target) string {
+func leaderAgentConfig(k *testenv.Kube, ns, gatewayURL, walDir, identity string, tg *target) string {
 	job := fmt.Sprintf("    - job_name: wide\n      params: {agent: [%s]}\n      static_configs: [{targets: [%q]}]\n", identity, tg.addr)
 	return agentConfig("lead", gatewayURL, walDir, job) + fmt.Sprintf(`  cluster_wide_jobs: [wide]
 kubernetes:
   kubeconfig: %s
   leader_election:
-    namespace: default
+    namespace: %s
     identity: %s
     lease_duration: %s
     renew_deadline: %s
     retry_period: %s
-`, k.Kubeconfig, identity, promDuration(leaseDuration), promDuration(renewDeadline), promDuration(retryPeriod))
+`, k.Kubeconfig, ns, identity, promDuration(leaseDuration), promDuration(renewDeadline), promDuration(retryPeriod))
 }
 
 // promDuration writes d as a Prometheus duration (whole milliseconds).
@@ -94,12 +94,13 @@ func rangeSamples(t *testing.T, sink *testenv.PrometheusServer, sel string, wind
 	return out
 }
 
-// leaseHolder reads the Lease: its holder and when that holder acquired it.
-func leaseHolder(t *testing.T, k *testenv.Kube) (string, time.Time) {
+// leaseHolder reads the Lease ns/tributary-agent: its holder and when that
+// holder acquired it.
+func leaseHolder(t *testing.T, k *testenv.Kube, ns string) (string, time.Time) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	l, err := k.Client.CoordinationV1().Leases("default").Get(ctx, "tributary-agent", metav1.GetOptions{})
+	l, err := k.Client.CoordinationV1().Leases(ns).Get(ctx, "tributary-agent", metav1.GetOptions{})
 	require.NoError(t, err)
 	var holder string
 	if l.Spec.HolderIdentity != nil {
@@ -129,7 +130,8 @@ func leaseHolder(t *testing.T, k *testenv.Kube) (string, time.Time) {
 // the killed agent, restarted as its DaemonSet would, has resent its WAL.
 func TestAgentLeaderHandOver(t *testing.T) {
 	t.Parallel()
-	k := testenv.StartKube(t)
+	k := sharedKube.Get(t)
+	ns := k.CreateNamespace(t)
 	kafka := testenv.Kafka(t, 2)
 	sink := testenv.Prometheus(t, testenv.SinkConfig)
 	gw := startGateway(t, kafka.Addr)
@@ -138,8 +140,8 @@ func TestAgentLeaderHandOver(t *testing.T) {
 	wide := startTarget(t, "tributary_agent_wide_probe 1\n")
 	dir := t.TempDir()
 	cfgA, cfgB := filepath.Join(dir, "a.yml"), filepath.Join(dir, "b.yml")
-	writeFile(t, cfgA, leaderAgentConfig(k, gw.URL, filepath.Join(dir, "wal-a"), "a", wide))
-	writeFile(t, cfgB, leaderAgentConfig(k, gw.URL, filepath.Join(dir, "wal-b"), "b", wide))
+	writeFile(t, cfgA, leaderAgentConfig(k, ns, gw.URL, filepath.Join(dir, "wal-a"), "a", wide))
+	writeFile(t, cfgB, leaderAgentConfig(k, ns, gw.URL, filepath.Join(dir, "wal-b"), "b", wide))
 
 	portA := testenv.FreePort(t)
 	a := startAgent(t, cfgA, portA)
@@ -173,7 +175,7 @@ func TestAgentLeaderHandOver(t *testing.T) {
 	a.Kill()
 	killed := time.Now()
 	waitFor(t, func() bool { return scrapedBy("b") >= 8 })
-	holder, acquired := leaseHolder(t, k)
+	holder, acquired := leaseHolder(t, k, ns)
 	require.Equal(t, "b", holder)
 	require.Equal(t, 1.0, b.metric(t, "tributary_agent_leader"))
 	require.Equal(t, 1.0, metricValue(t, b.URL, "tributary_agent_targets", map[string]string{"job": "wide", "health": "up"}))
@@ -193,7 +195,7 @@ func TestAgentLeaderHandOver(t *testing.T) {
 	stoppedB := time.Now()
 	beforeRelease := scrapedBy("a")
 	waitFor(t, func() bool { return scrapedBy("a") >= beforeRelease+8 })
-	holder, acquired2 := leaseHolder(t, k)
+	holder, acquired2 := leaseHolder(t, k, ns)
 	require.Equal(t, "a", holder)
 	require.Equal(t, 1.0, a.metric(t, "tributary_agent_leader"))
 	wide.closed.Store(true)

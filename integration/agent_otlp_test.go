@@ -100,11 +100,11 @@ func fromAddr(ip string) *net.Dialer {
 	return &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
 }
 
-// runPodOnNode creates a running pod on node with podIP.
-func runPodOnNode(t *testing.T, kube *testenv.Kube, node, name, podIP string) *corev1.Pod {
+// runPodOnNode creates a running pod in namespace ns on node with podIP.
+func runPodOnNode(t *testing.T, kube *testenv.Kube, ns, node, name, podIP string) *corev1.Pod {
 	t.Helper()
 	return kube.RunPod(t, &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": name}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": name}},
 		Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "app", Image: "example/app"}}},
 		Status:     corev1.PodStatus{PodIP: podIP},
 	})
@@ -137,21 +137,23 @@ func otlpAgentConfig(t *testing.T, cluster, gwURL, dir string, grpcPort, httpPor
 func TestAgentOTLPRelayAddsPodAttributes(t *testing.T) {
 	t.Parallel()
 	k := testenv.Kafka(t, 2)
-	kube := testenv.StartKube(t)
-	checkout := runPodOnNode(t, kube, "node-a", "checkout-1", "127.0.0.77")
-	web := runPodOnNode(t, kube, "node-a", "web-1", "127.0.0.78")
+	kube := sharedKube.Get(t)
+	ns := kube.CreateNamespace(t)
+	nodeA, nodeB := ns+"-node-a", ns+"-node-b"
+	checkout := runPodOnNode(t, kube, ns, nodeA, "checkout-1", "127.0.0.77")
+	web := runPodOnNode(t, kube, ns, nodeA, "web-1", "127.0.0.78")
 	// A pod of another node with the same IP must not be seen by this
 	// node's agent (the informer is node-scoped): were it, ByIP would see
 	// two pods and name none.
-	runPodOnNode(t, kube, "node-b", "elsewhere", "127.0.0.77")
+	runPodOnNode(t, kube, ns, nodeB, "elsewhere", "127.0.0.77")
 	gw := startGateway(t, k.Addr)
 
 	dir := t.TempDir()
 	grpcPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
 	cfg := otlpAgentConfig(t, "relayclust", gw.URL, dir, grpcPort, httpPort, fmt.Sprintf(`kubernetes:
   kubeconfig: %s
-  node_name: node-a
-`, kube.Kubeconfig), "")
+  node_name: %s
+`, kube.Kubeconfig, nodeA), "")
 	ag := startAgent(t, cfg, testenv.FreePort(t))
 
 	ctx := context.Background()
@@ -219,7 +221,7 @@ func TestAgentOTLPRelayAddsPodAttributes(t *testing.T) {
 		require.Equal(t, "relayclust", r.cluster, "record key")
 		require.Equal(t, map[string]string{
 			"service.name": service, "k8s.cluster.name": "relayclust", "k8s.namespace.name": wantNS,
-			"k8s.pod.name": pod.Name, "k8s.pod.uid": string(pod.UID), "k8s.node.name": "node-a",
+			"k8s.pod.name": pod.Name, "k8s.pod.uid": string(pod.UID), "k8s.node.name": nodeA,
 		}, r.resource, s.Name())
 	}
 	require.Equal(t, 12.0, ag.metric(t, "tributary_agent_otlp_relayed_items_total"))

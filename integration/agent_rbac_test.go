@@ -96,7 +96,9 @@ func adaptAgentYAML(t *testing.T, text string, paths map[string]string, kubeconf
 }
 
 // applyRendered creates the rendered objects of kinds for real, as the
-// admin (what helm install does for them).
+// admin (what helm install does for them). The cluster-scoped ones are
+// deleted when the test ends: the apiserver is shared, and a rerun
+// (-count) renders the same names.
 func applyRendered(t *testing.T, k *testenv.Kube, objs []*unstructured.Unstructured, kinds ...string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -115,10 +117,16 @@ func applyRendered(t *testing.T, k *testenv.Kube, objs []*unstructured.Unstructu
 				o := &rbacv1.ClusterRole{}
 				require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, o))
 				_, err = k.Client.RbacV1().ClusterRoles().Create(ctx, o, metav1.CreateOptions{})
+				t.Cleanup(func() {
+					_ = k.Client.RbacV1().ClusterRoles().Delete(context.Background(), o.Name, metav1.DeleteOptions{})
+				})
 			case "ClusterRoleBinding":
 				o := &rbacv1.ClusterRoleBinding{}
 				require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, o))
 				_, err = k.Client.RbacV1().ClusterRoleBindings().Create(ctx, o, metav1.CreateOptions{})
+				t.Cleanup(func() {
+					_ = k.Client.RbacV1().ClusterRoleBindings().Delete(context.Background(), o.Name, metav1.DeleteOptions{})
+				})
 			case "Role":
 				o := &rbacv1.Role{}
 				require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, o))
@@ -222,8 +230,10 @@ func startFakeKubelet(t *testing.T, k *testenv.Kube, node string) *fakeKubelet {
 // With the same token, reading Secrets and writing Pods are forbidden.
 func TestAgentChartRBAC(t *testing.T) {
 	t.Parallel()
-	const ns, cluster, node = "tributary", "rbac", "node-a"
-	k := testenv.StartKube(t)
+	const cluster = "rbac"
+	k := sharedKube.Get(t)
+	ns := k.CreateNamespace(t)
+	node := ns + "-node"
 	p := startLogsPipeline(t)
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -234,8 +244,6 @@ func TestAgentChartRBAC(t *testing.T) {
 		// The test's own pace; nothing else of the values changes.
 		"metrics.scrapeInterval": "1s",
 	})
-	_, err := k.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-	require.NoError(t, err)
 	applyRendered(t, k, objs, "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
 	sa := charttest.Find(objs, "ServiceAccount")[0].GetName()
 	kubeconfig, saToken, client := tokenKubeconfig(t, k, ns, sa, dir)
@@ -245,19 +253,22 @@ func TestAgentChartRBAC(t *testing.T) {
 	kubelet := startFakeKubelet(t, k, node)
 	k.CreateNode(t, node, port(t, kubelet.addr))
 	tg := startTarget(t, "tributary_rbac_probe 1\n")
-	k.RunPod(t, annotatedPod("scraped", node, port(t, tg.addr), "scrape", "true"))
+	k.RunPod(t, annotatedPod(ns, "scraped", node, port(t, tg.addr), "scrape", "true"))
 	web := k.RunPod(t, &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Labels: map[string]string{"app.kubernetes.io/name": "shop"}},
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns, Labels: map[string]string{"app.kubernetes.io/name": "shop"}},
 		Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "app", Image: "none"}}},
 	})
 	pods := filepath.Join(dir, "pods")
-	w := logstest.NewWriter(t, filepath.Join(pods, fmt.Sprintf("default_web_%s", web.UID), "app", "0.log"))
+	w := logstest.NewWriter(t, filepath.Join(pods, fmt.Sprintf("%s_web_%s", ns, web.UID), "app", "0.log"))
 	w.Lines(0, 5)
 	from := time.Now().Add(-2 * time.Hour)
-	_, err = k.Client.CoreV1().Events("default").Create(ctx, &corev1.Event{
+	// The agent ships the events of every namespace: the message names
+	// this test's namespace, so that only this event can pass the check.
+	eventMessage := "Readiness probe of " + ns + "/web failed"
+	_, err := k.Client.CoreV1().Events(ns).Create(ctx, &corev1.Event{
 		ObjectMeta:     metav1.ObjectMeta{Name: "web-unhealthy"},
-		InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: "default", Name: "web"},
-		Reason:         "Unhealthy", Message: "Readiness probe failed", Type: corev1.EventTypeWarning, Count: 1,
+		InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: "web"},
+		Reason:         "Unhealthy", Message: eventMessage, Type: corev1.EventTypeWarning, Count: 1,
 		FirstTimestamp: metav1.Now(), LastTimestamp: metav1.Now(), Source: corev1.EventSource{Component: "kubelet", Host: node},
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
@@ -296,7 +307,7 @@ func TestAgentChartRBAC(t *testing.T) {
 	require.Zero(t, kubelet.denied.Load(), "the kubelet refused a scrape")
 	// Pod metadata: the container log's stream carries the pod's label,
 	// which only the pod informer (list/watch pods) knows.
-	labels := waitLokiLines(t, p.loki, fmt.Sprintf(`{cluster=%q, namespace="default", pod="web", container="app"}`, cluster), from, logstest.Seq(0, 5), 60*time.Second)
+	labels := waitLokiLines(t, p.loki, fmt.Sprintf(`{cluster=%q, namespace=%q, pod="web", container="app"}`, cluster, ns), from, logstest.Seq(0, 5), 60*time.Second)
 	require.Equal(t, "shop", labels["app_kubernetes_io_name"], "stream labels %v", labels)
 	// Events: the event is in Loki, and its resume point is written.
 	testenv.Eventually(t, 60*time.Second, func() error {
@@ -306,7 +317,7 @@ func TestAgentChartRBAC(t *testing.T) {
 		}
 		for _, s := range streams {
 			for _, e := range s.Entries {
-				if strings.Contains(e.Line, "Readiness probe failed") {
+				if strings.Contains(e.Line, eventMessage) {
 					return nil
 				}
 			}
@@ -327,12 +338,12 @@ func TestAgentChartRBAC(t *testing.T) {
 	require.True(t, apierrors.IsForbidden(err), "list secrets: %v", err)
 	_, err = client.CoreV1().Secrets(ns).Get(ctx, "rel-tributary-agent-token", metav1.GetOptions{})
 	require.True(t, apierrors.IsForbidden(err), "get secret: %v", err)
-	_, err = client.CoreV1().Pods("default").Create(ctx, &corev1.Pod{
+	_, err = client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "intruder"},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "x", Image: "none"}}},
 	}, metav1.CreateOptions{})
 	require.True(t, apierrors.IsForbidden(err), "create pod: %v", err)
-	err = client.CoreV1().Pods("default").Delete(ctx, "web", metav1.DeleteOptions{})
+	err = client.CoreV1().Pods(ns).Delete(ctx, "web", metav1.DeleteOptions{})
 	require.True(t, apierrors.IsForbidden(err), "delete pod: %v", err)
 	// Its write rights on Leases stop at its own.
 	_, err = k.Client.CoordinationV1().Leases(ns).Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "someone-else"}}, metav1.CreateOptions{})
@@ -345,8 +356,8 @@ func TestAgentChartRBAC(t *testing.T) {
 	}{
 		{&authzv1.ResourceAttributes{Verb: "get", Resource: "secrets", Namespace: ns}, false},
 		{&authzv1.ResourceAttributes{Verb: "list", Resource: "secrets"}, false},
-		{&authzv1.ResourceAttributes{Verb: "create", Resource: "pods", Namespace: "default"}, false},
-		{&authzv1.ResourceAttributes{Verb: "patch", Resource: "pods", Namespace: "default"}, false},
+		{&authzv1.ResourceAttributes{Verb: "create", Resource: "pods", Namespace: ns}, false},
+		{&authzv1.ResourceAttributes{Verb: "patch", Resource: "pods", Namespace: ns}, false},
 		{&authzv1.ResourceAttributes{Verb: "update", Resource: "configmaps", Namespace: ns, Name: "kube-root-ca.crt"}, false},
 		{&authzv1.ResourceAttributes{Verb: "update", Resource: "leases", Group: "coordination.k8s.io", Namespace: ns, Name: "someone-else"}, false},
 		{&authzv1.ResourceAttributes{Verb: "get", Resource: "nodes", Subresource: "proxy", Name: node}, false},

@@ -43,9 +43,15 @@ func TestMain(m *testing.M) {
 		_ = flag.Set("test.parallel", strconv.Itoa(parallel))
 	}
 	code := m.Run()
+	sharedKube.Stop(code != 0)
 	testenv.RemoveBinaries()
 	os.Exit(code)
 }
+
+// sharedKube is the package's one kube-apiserver (each start costs
+// several seconds of both cores). Tests on it work in their own namespace
+// (CreateNamespace) and name their Nodes after it.
+var sharedKube testenv.SharedKube
 
 type gatewayProc struct {
 	*testenv.Process
