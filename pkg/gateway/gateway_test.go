@@ -162,6 +162,7 @@ func TestRefusesBadInput(t *testing.T) {
 }
 
 func TestKafkaDownAnswers503(t *testing.T) {
+	t.Parallel() // it waits on Kafka timeouts and the readiness loop, not the CPU
 	f := newFixture(t, nil)
 	f.waitReady(t, http.StatusOK, 10*time.Second)
 
@@ -226,6 +227,7 @@ func TestReadyAnswersAtOnceWhileKafkaIsFrozen(t *testing.T) {
 }
 
 func TestProduceTimeoutAnswers503AndUnready(t *testing.T) {
+	t.Parallel() // it waits on Kafka timeouts and the readiness loop, not the CPU
 	f := newFixture(t, nil)
 	f.waitReady(t, http.StatusOK, 10*time.Second)
 	resp, msg := f.post(t, writeRequest(t, []string{"__name__", "up", "cluster", "a"}))
@@ -253,6 +255,7 @@ func TestProduceTimeoutAnswers503AndUnready(t *testing.T) {
 }
 
 func TestFailedProduceMakesUnready(t *testing.T) {
+	t.Parallel() // it waits on Kafka timeouts and the readiness loop, not the CPU
 	f := newFixture(t, nil)
 	f.waitReady(t, http.StatusOK, 10*time.Second)
 	answerProduce(f.kafka, sarama.ErrInvalidRecord) // once; metadata still answers
@@ -287,6 +290,7 @@ func answerProduce(k *testenv.KafkaCluster, code sarama.KError) {
 }
 
 func TestStartsBeforeKafka(t *testing.T) {
+	t.Parallel() // it waits on Kafka timeouts and the readiness loop, not the CPU
 	port := testenv.FreePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	cfg := defaultConfig(t, "-kafka.brokers="+addr, "-kafka.timeout=1s", "-kafka.ack-timeout=3s", "-retry-after=2s")

@@ -206,6 +206,7 @@ func TestRemoteWriteMetadataOnly(t *testing.T) {
 // and series with external_labels; its log must show no remote-write
 // error.
 func TestRemoteWriteStockPrometheusSender(t *testing.T) {
+	t.Parallel() // it waits on the sender's scrape and send intervals, not the CPU
 	f := newFixture(t, nil)
 	sender := testenv.Prometheus(t, `
 global:
