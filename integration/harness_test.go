@@ -37,11 +37,7 @@ const parallel = 8
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	given := false
-	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
-	if !given {
-		_ = flag.Set("test.parallel", strconv.Itoa(parallel))
-	}
+	testenv.DefaultParallel(parallel)
 	code := m.Run()
 	sharedKube.Stop(code != 0)
 	testenv.RemoveBinaries()
