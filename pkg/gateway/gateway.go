@@ -127,20 +127,26 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	go g.reloadLimits(ctx)
 	go g.shards.Run(ctx)
-	shardsChecked := false
+	shardsChecked := make(chan error, 1)
+	shardsStarted := false
 	for {
 		g.check(ctx)
-		if !shardsChecked && *g.checkErr.Load() == nil {
+		if !shardsStarted && *g.checkErr.Load() == nil {
 			// Once, when Kafka first answers: the topics' partition
-			// counts are known.
-			shardsChecked = true
-			if err := g.checkShards(); err != nil {
-				return err
-			}
+			// counts are known. Aside: it asks Kafka for the topics not
+			// yet known, which waits as long as Kafka does, and the
+			// checks for /-/ready must go on meanwhile (they stopped,
+			// ready 200, when Kafka froze just then).
+			shardsStarted = true
+			go func() { shardsChecked <- g.checkShards() }()
 		}
 		select {
 		case <-ctx.Done():
 			return nil
+		case err := <-shardsChecked:
+			if err != nil {
+				return err
+			}
 		case <-tick.C:
 		}
 	}

@@ -39,7 +39,13 @@ type fixture struct {
 
 func newFixture(t *testing.T, mutate func(*Config)) *fixture {
 	t.Helper()
-	k := testenv.Kafka(t, 4)
+	return newFixtureOn(t, testenv.Kafka(t, 4), mutate)
+}
+
+// newFixtureOn is newFixture on a broker the test has set up (controls
+// that must be in place before the gateway first asks Kafka).
+func newFixtureOn(t *testing.T, k *testenv.KafkaCluster, mutate func(*Config)) *fixture {
+	t.Helper()
 	var cfg Config
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
@@ -224,6 +230,32 @@ func TestReadyAnswersAtOnceWhileKafkaIsFrozen(t *testing.T) {
 	t.Logf("unready %s after the freeze: %s", time.Since(frozen), msg)
 	thaw()
 	f.waitReady(t, http.StatusOK, 20*time.Second)
+}
+
+// TestReadyChecksGoOnWhileShardCheckWaits: the shard table's check, once
+// Kafka first answers, asks for the other topics' metadata; while that
+// waits on Kafka the readiness checks must go on. They stopped there, so
+// that a Kafka freezing at that moment left /-/ready at 200.
+func TestReadyChecksGoOnWhileShardCheckWaits(t *testing.T) {
+	t.Parallel() // it waits on the readiness loop, not the CPU
+	k := testenv.Kafka(t, 4)
+	var off atomic.Bool
+	k.ControlKey(int16(kmsg.Metadata), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		for _, tp := range req.(*kmsg.MetadataRequest).Topics {
+			if tp.Topic != nil && *tp.Topic == "tributary.logs" && !off.Load() {
+				k.KeepControl()
+				return nil, nil, true // never answered: the shard check waits
+			}
+		}
+		return nil, nil, false
+	})
+	t.Cleanup(func() { off.Store(true) })
+	f := newFixtureOn(t, k, nil)
+	f.waitReady(t, http.StatusOK, 10*time.Second)
+	thaw := freeze(f.kafka, kmsg.Metadata)
+	defer thaw()
+	msg := f.waitReady(t, http.StatusServiceUnavailable, 4*time.Second)
+	require.Contains(t, msg, "metadata")
 }
 
 func TestProduceTimeoutAnswers503AndUnready(t *testing.T) {
