@@ -112,9 +112,21 @@ func smokeBench(t *testing.T, root, bin string, g smokeGroup) {
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
 	var res map[string]any
 	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &res), "last line is not JSON:\n%s", stdout.String())
+	// A phase that failed leaves its fields null and says why in a FAILED
+	// line of the table and in its log (stderr): show both.
+	why := func() string {
+		var failed []string
+		for _, l := range lines {
+			if strings.HasPrefix(l, "FAILED ") {
+				failed = append(failed, l)
+			}
+		}
+		errLines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+		return strings.Join(failed, "\n") + "\nstderr (last 30 lines):\n" + strings.Join(errLines[max(0, len(errLines)-30):], "\n")
+	}
 	for _, f := range g.fields {
 		v, ok := res[f].(float64)
-		require.True(t, ok, "field %s missing or not a number in %v", f, res)
+		require.True(t, ok, "field %s missing or not a number\n%s", f, why())
 		require.Positive(t, v, "field %s", f)
 	}
 	t.Logf("loadgen bench -phases=%s -seconds=2:\n%s", g.phases, stdout.String())
