@@ -9,7 +9,6 @@ import (
 	"math"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -20,6 +19,7 @@ import (
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
+	"github.com/tributary-io/tributary/internal/atomicfile"
 	"github.com/tributary-io/tributary/pkg/flagenv"
 	"github.com/tributary-io/tributary/pkg/shard"
 )
@@ -265,7 +265,12 @@ func suggestTable(ctx context.Context, cfg suggestConfig, stdout, stderr io.Writ
 		_, err = io.WriteString(stdout, out)
 		return err
 	}
-	return writeFileAtomic(cfg.Output, out)
+	// The gateways' poll and a ConfigMap sync see the old table or the
+	// new, never a part.
+	if err := atomicfile.Write(cfg.Output, []byte(out), 0o644); err != nil {
+		return fmt.Errorf("-o %s: %w", cfg.Output, err)
+	}
+	return nil
 }
 
 // itemsQuery is the PromQL of one signal's load by cluster.
@@ -535,28 +540,4 @@ func header(cfg suggestConfig, at time.Time, loads []signalLoad, table *shard.Ta
 			slices.Max(table.Load(load, h, n))/mean, slices.Max((*shard.Table)(nil).Load(load, h, n))/mean)
 	}
 	return b.String()
-}
-
-// writeFileAtomic replaces path with text: a reader (a ConfigMap sync,
-// the gateways' poll) sees the old file or the new, never a part.
-func writeFileAtomic(path, text string) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("-o: %w", err)
-	}
-	_, err = io.WriteString(f, text)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("-o %s: %w", path, err)
-	}
-	return nil
 }
