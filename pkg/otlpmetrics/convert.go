@@ -304,25 +304,29 @@ func targetInfoSamples(rm pmetric.ResourceMetrics, lookback time.Duration) int64
 func eachTimestamp(m pmetric.Metric, f func(pcommon.Timestamp)) {
 	switch m.Type() {
 	case pmetric.MetricTypeGauge:
-		for i, dps := 0, m.Gauge().DataPoints(); i < dps.Len(); i++ {
-			f(dps.At(i).Timestamp())
-		}
+		eachPointTime(m.Gauge().DataPoints(), f)
 	case pmetric.MetricTypeSum:
-		for i, dps := 0, m.Sum().DataPoints(); i < dps.Len(); i++ {
-			f(dps.At(i).Timestamp())
-		}
+		eachPointTime(m.Sum().DataPoints(), f)
 	case pmetric.MetricTypeHistogram:
-		for i, dps := 0, m.Histogram().DataPoints(); i < dps.Len(); i++ {
-			f(dps.At(i).Timestamp())
-		}
+		eachPointTime(m.Histogram().DataPoints(), f)
 	case pmetric.MetricTypeExponentialHistogram:
-		for i, dps := 0, m.ExponentialHistogram().DataPoints(); i < dps.Len(); i++ {
-			f(dps.At(i).Timestamp())
-		}
+		eachPointTime(m.ExponentialHistogram().DataPoints(), f)
 	case pmetric.MetricTypeSummary:
-		for i, dps := 0, m.Summary().DataPoints(); i < dps.Len(); i++ {
-			f(dps.At(i).Timestamp())
-		}
+		eachPointTime(m.Summary().DataPoints(), f)
+	}
+}
+
+// pointSlice is any of pdata's data point slices.
+type pointSlice[P interface{ Timestamp() pcommon.Timestamp }] interface {
+	Len() int
+	At(int) P
+}
+
+// eachPointTime calls f with each point's timestamp. The slice is a type
+// parameter, not an interface argument: no boxing per metric.
+func eachPointTime[S pointSlice[P], P interface{ Timestamp() pcommon.Timestamp }](dps S, f func(pcommon.Timestamp)) {
+	for i := range dps.Len() {
+		f(dps.At(i).Timestamp())
 	}
 }
 
