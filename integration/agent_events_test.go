@@ -110,11 +110,10 @@ func occurrenceOf(t *testing.T, line string) string {
 	return fmt.Sprintf("%s/%d", l.UID, l.Count)
 }
 
-// kafkaEvents counts each event occurrence in the gateway's log records:
-// what the agents delivered, before Loki drops identical entries.
-func kafkaEvents(t *testing.T, addr string) map[string]int {
+// eachEventLine calls f with every event log line in the gateway's log
+// records and its stream's labels.
+func eachEventLine(t *testing.T, addr string, f func(labels, line string)) {
 	t.Helper()
-	counts := map[string]int{}
 	for _, m := range testenv.ReadTopic(t, addr, "tributary.logs") {
 		raw, err := snappy.Decode(nil, m.Value)
 		require.NoError(t, err)
@@ -122,10 +121,30 @@ func kafkaEvents(t *testing.T, addr string) map[string]int {
 		require.NoError(t, req.Unmarshal(raw))
 		for _, st := range req.Streams {
 			for _, e := range st.Entries {
-				counts[occurrenceOf(t, e.Line)]++
+				f(st.Labels, e.Line)
 			}
 		}
 	}
+}
+
+// eventLine is the log line of occurrence occ in Kafka, to say what an
+// unexpected one was.
+func eventLine(t *testing.T, addr, occ string) string {
+	found := "(not found again)"
+	eachEventLine(t, addr, func(labels, line string) {
+		if occurrenceOf(t, line) == occ {
+			found = labels + " " + line
+		}
+	})
+	return found
+}
+
+// kafkaEvents counts each event occurrence in the gateway's log records:
+// what the agents delivered, before Loki drops identical entries.
+func kafkaEvents(t *testing.T, addr string) map[string]int {
+	t.Helper()
+	counts := map[string]int{}
+	eachEventLine(t, addr, func(_, line string) { counts[occurrenceOf(t, line)]++ })
 	return counts
 }
 
@@ -148,7 +167,9 @@ func waitKafkaEvents(t *testing.T, addr string, want map[string]bool) map[string
 		return nil
 	})
 	for k := range got {
-		require.True(t, want[k], "occurrence %s was never made", k)
+		if !want[k] {
+			require.Failf(t, "an occurrence the test never made", "%s: %s", k, eventLine(t, addr, k))
+		}
 	}
 	return got
 }
